@@ -1,0 +1,86 @@
+//! Command-line parsing and dispatch: one submodule per subcommand. Shared model options live here so every
+//! command that loads a model takes the same flags.
+
+mod score;
+mod zero_shot;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use emoarc::{DeviceChoice, Estimator, OnLong, Precision};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "emoarc", version, about = "40 continuous EmoNet emotion intensities per utterance, emotion arcs and rewards")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score utterances: one per line (plain text) or JSONL with a "text" field.
+    Score(score::ScoreArgs),
+    /// Build a zero-shot model folder from the base encoder and record it in the weights manifest.
+    ZeroShot(zero_shot::ZeroShotArgs),
+}
+
+/// Options for loading a model, shared by every command that scores text.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model folder, or hf:ORG/REPO[@REVISION]; defaults to the shipped model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Weights manifest to verify the model against (default: the one beside the model, else built in).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// auto, cpu, cuda[:N] or metal[:N].
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceChoice,
+    /// Encoder precision: f32, f16 or bf16 (default: f32 on CPU, f16 on GPU).
+    #[arg(long)]
+    pub dtype: Option<Precision>,
+    /// Maximum tokens per input (at most the model's).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Most padded tokens per encoder batch.
+    #[arg(long, default_value_t = 8192)]
+    pub token_budget: usize,
+    /// Most sequences per encoder batch.
+    #[arg(long, default_value_t = 256)]
+    pub max_batch: usize,
+    /// What to do with inputs longer than the maximum length: truncate, error or chunk.
+    #[arg(long, default_value = "truncate")]
+    pub on_long: OnLong,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<Estimator> {
+        let mut b = Estimator::builder()
+            .device(self.device)
+            .token_budget(self.token_budget)
+            .max_batch(self.max_batch)
+            .on_long(self.on_long);
+        if let Some(m) = &self.model {
+            b = b.model_str(m)?;
+        }
+        if let Some(m) = &self.manifest {
+            b = b.manifest(m);
+        }
+        if let Some(d) = self.dtype {
+            b = b.precision(d);
+        }
+        if let Some(n) = self.max_length {
+            b = b.max_length(n);
+        }
+        Ok(b.build()?)
+    }
+}
+
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Score(args) => score::run(args),
+        Command::ZeroShot(args) => zero_shot::run(args),
+    }
+}

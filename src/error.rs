@@ -1,0 +1,95 @@
+//! The crate's error type. Every fallible call in the library returns [`Error`]; each variant names the thing
+//! that was wrong (the file, the item, the field) so that a caller can report it without guessing, and the
+//! binary maps them to messages and exit codes.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong inside emoarc.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A model file listed in the manifest is not where the model says it is.
+    #[error("model file missing: {path}")]
+    MissingFile { path: PathBuf },
+    /// A model file's bytes do not match the sha256 recorded in the weights manifest.
+    #[error("sha256 mismatch for {path}: manifest says {expected}, file has {actual}")]
+    ChecksumMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    /// A model file's size does not match the manifest (checked before hashing: cheaper and clearer).
+    #[error("size mismatch for {path}: manifest says {expected} bytes, file has {actual}")]
+    SizeMismatch {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    /// The weights manifest could not be parsed or is inconsistent.
+    #[error("weights manifest {path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    /// The model is not listed in the weights manifest, so its files cannot be verified.
+    #[error("model {model:?} is not listed in the weights manifest {manifest}; add it (emoarc train does) or pass --manifest")]
+    UnlistedModel { model: String, manifest: PathBuf },
+    /// A file of the model folder is listed in the manifest but the model folder does not use it, or vice versa.
+    #[error("model {model:?}: {reason}")]
+    ModelFormat { model: String, reason: String },
+    /// A model source string (`DIR` or `hf:ORG/REPO[@REVISION]`) could not be understood.
+    #[error("bad model source {source_spec:?}: {reason}")]
+    BadSource { source_spec: String, reason: String },
+    /// Fetching from the Hugging Face hub (or reading its cache) failed.
+    #[error("hub: {0}")]
+    Hub(String),
+    /// The requested device is not available in this build or on this machine.
+    #[error("device {requested}: {reason}")]
+    Device { requested: String, reason: String },
+    /// The tokenizer failed on a text or could not be loaded.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// An input text was rejected; `index` is its 0-based position in the batch the caller passed.
+    #[error("input {index}: {reason}")]
+    BadInput { index: usize, reason: InputProblem },
+    /// A tensor operation failed (shape mismatch, out of memory, a backend error).
+    #[error("tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// A JSON document could not be parsed or serialised.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Why one input text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputProblem {
+    /// The text is empty or only white space: there is nothing to measure.
+    #[error("empty or whitespace-only text")]
+    Empty,
+    /// The text is longer than the model's maximum length and the policy is to refuse it.
+    #[error("{tokens} tokens exceed the maximum length of {max} (use truncate or chunk)")]
+    TooLong { tokens: usize, max: usize },
+    /// The text is larger than the hard byte limit that protects memory.
+    #[error("{bytes} bytes exceed the limit of {max} bytes")]
+    TooLarge { bytes: usize, max: usize },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

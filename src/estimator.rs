@@ -1,0 +1,619 @@
+//! [`Estimator`]: the public entry point from text to [`Intensities`]. It owns tokenization (in parallel),
+//! the long-input policy (truncate, refuse, or score overlapping windows), the batching plan and the model
+//! call, and returns one result per input in input order. The same text gives the same vector whatever else
+//! is in its batch.
+
+use crate::batch::{self, BatchLimits};
+use crate::error::{Error, InputProblem, Result};
+use crate::intensities::Intensities;
+use crate::model::EmotionModel;
+use crate::taxonomy::NUM_CATEGORIES;
+use crate::weights::{ModelSource, Resolver};
+use candle_core::{DType, Device};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokenizers::Tokenizer;
+
+/// The name of the model shipped in `models/`.
+pub const DEFAULT_MODEL_NAME: &str = "emoarc-minilm-zs";
+
+/// What to do with an input longer than the model's maximum length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnLong {
+    /// Keep the first `max_length` tokens and count the input as truncated.
+    #[default]
+    Truncate,
+    /// Refuse the input with [`InputProblem::TooLong`].
+    Error,
+    /// Score overlapping windows and take the maximum per category.
+    Chunk,
+}
+
+impl FromStr for OnLong {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "truncate" => Ok(OnLong::Truncate),
+            "error" => Ok(OnLong::Error),
+            "chunk" => Ok(OnLong::Chunk),
+            _ => Err(Error::Config(format!("on-long must be truncate, error or chunk, not {s:?}"))),
+        }
+    }
+}
+
+/// Which device runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// CUDA if this build has it and a GPU answers, then Metal likewise, else CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+    Metal(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let ordinal = |rest: &str| -> Result<usize> {
+            if rest.is_empty() {
+                return Ok(0);
+            }
+            rest.strip_prefix(':')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| Error::Config(format!("bad device {s:?}")))
+        };
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            _ if s.starts_with("cuda") => Ok(DeviceChoice::Cuda(ordinal(&s[4..])?)),
+            _ if s.starts_with("metal") => Ok(DeviceChoice::Metal(ordinal(&s[5..])?)),
+            _ => Err(Error::Config(format!("device must be auto, cpu, cuda[:N] or metal[:N], not {s:?}"))),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// Opens the device; a device this build lacks is a typed error, never a silent fallback.
+    pub fn open(self) -> Result<Device> {
+        let unavailable = |requested: String, e: candle_core::Error| Error::Device {
+            requested,
+            reason: e.to_string(),
+        };
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda(n) => Device::new_cuda(n).map_err(|e| unavailable(format!("cuda:{n}"), e)),
+            DeviceChoice::Metal(n) => Device::new_metal(n).map_err(|e| unavailable(format!("metal:{n}"), e)),
+            DeviceChoice::Auto => {
+                if candle_core::utils::cuda_is_available() {
+                    if let Ok(d) = Device::new_cuda(0) {
+                        return Ok(d);
+                    }
+                }
+                if candle_core::utils::metal_is_available() {
+                    if let Ok(d) = Device::new_metal(0) {
+                        return Ok(d);
+                    }
+                }
+                Ok(Device::Cpu)
+            }
+        }
+    }
+}
+
+/// The precision the encoder computes in. The head always runs in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    F16,
+    BF16,
+}
+
+impl Precision {
+    fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+            Precision::BF16 => DType::BF16,
+        }
+    }
+}
+
+impl FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            "bf16" => Ok(Precision::BF16),
+            _ => Err(Error::Config(format!("dtype must be f32, f16 or bf16, not {s:?}"))),
+        }
+    }
+}
+
+/// The full result for one input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimate {
+    pub intensities: Intensities,
+    /// Tokens in the input (special tokens included), before any truncation.
+    pub tokens: usize,
+    /// Whether tokens were dropped (only with [`OnLong::Truncate`]).
+    pub truncated: bool,
+    /// How many windows were scored (1 unless chunked).
+    pub windows: usize,
+}
+
+/// Counters of work done, for callers that check caching (for example that a tracker never re-encodes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EstimatorStats {
+    /// Token sequences run through the encoder.
+    pub sequences: u64,
+    /// Encoder batches run.
+    pub batches: u64,
+}
+
+/// Builder for [`Estimator`]; every option has a sensible default.
+#[derive(Debug, Clone)]
+pub struct EstimatorBuilder {
+    source: Option<ModelSource>,
+    manifest: Option<PathBuf>,
+    hub_cache: Option<PathBuf>,
+    allow_download: Option<bool>,
+    device: DeviceChoice,
+    precision: Option<Precision>,
+    max_length: Option<usize>,
+    limits: BatchLimits,
+    on_long: OnLong,
+    max_text_bytes: usize,
+}
+
+impl Default for EstimatorBuilder {
+    fn default() -> Self {
+        EstimatorBuilder {
+            source: None,
+            manifest: None,
+            hub_cache: None,
+            allow_download: None,
+            device: DeviceChoice::Auto,
+            precision: None,
+            max_length: None,
+            limits: BatchLimits::default(),
+            on_long: OnLong::Truncate,
+            max_text_bytes: 1 << 20,
+        }
+    }
+}
+
+impl EstimatorBuilder {
+    /// The model: a folder, or `hf:ORG/REPO[@REVISION]`. Defaults to the shipped model.
+    pub fn model(mut self, source: ModelSource) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Parses and sets the model source.
+    pub fn model_str(self, source: &str) -> Result<Self> {
+        Ok(self.model(source.parse()?))
+    }
+
+    /// A weights manifest to verify against instead of the one beside the model (or the built-in one).
+    pub fn manifest(mut self, path: impl Into<PathBuf>) -> Self {
+        self.manifest = Some(path.into());
+        self
+    }
+
+    /// The hub cache folder for `hf:` sources (default: hf-hub's, from `HF_HOME`).
+    pub fn hub_cache(mut self, path: impl Into<PathBuf>) -> Self {
+        self.hub_cache = Some(path.into());
+        self
+    }
+
+    /// Whether `hf:` files missing from the cache may be downloaded (default: yes, unless `HF_HUB_OFFLINE` is set).
+    pub fn allow_download(mut self, allow: bool) -> Self {
+        self.allow_download = Some(allow);
+        self
+    }
+
+    pub fn device(mut self, device: DeviceChoice) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Encoder precision; defaults to f32 on CPU and f16 on GPUs.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = Some(precision);
+        self
+    }
+
+    /// Maximum tokens per input (special tokens included); at most the model's own maximum.
+    pub fn max_length(mut self, max_length: usize) -> Self {
+        self.max_length = Some(max_length);
+        self
+    }
+
+    /// Most padded tokens per encoder batch.
+    pub fn token_budget(mut self, tokens: usize) -> Self {
+        self.limits.token_budget = tokens;
+        self
+    }
+
+    /// Most sequences per encoder batch.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.limits.max_batch = n;
+        self
+    }
+
+    pub fn on_long(mut self, policy: OnLong) -> Self {
+        self.on_long = policy;
+        self
+    }
+
+    /// Largest input accepted in bytes when chunking or refusing long inputs (truncation cuts instead).
+    pub fn max_text_bytes(mut self, bytes: usize) -> Self {
+        self.max_text_bytes = bytes;
+        self
+    }
+
+    /// Resolves and verifies the model, then loads it.
+    pub fn build(self) -> Result<Estimator> {
+        let source = match self.source {
+            Some(s) => s,
+            None => default_source(),
+        };
+        let mut resolver = Resolver::new(source);
+        resolver.manifest = self.manifest;
+        resolver.hub_cache = self.hub_cache;
+        if let Some(allow) = self.allow_download {
+            resolver.allow_download = allow;
+        }
+        let verified = resolver.resolve()?;
+        let device = self.device.open()?;
+        let precision = self.precision.unwrap_or(if device.is_cpu() {
+            Precision::F32
+        } else {
+            Precision::F16
+        });
+        let model = EmotionModel::load(&verified, precision.dtype(), &device)?;
+        let max_length = match self.max_length {
+            None => model.spec.max_length,
+            Some(n) if (8..=model.spec.max_length).contains(&n) => n,
+            Some(n) => {
+                return Err(Error::Config(format!(
+                    "max length {n} must be between 8 and the model's {}",
+                    model.spec.max_length
+                )))
+            }
+        };
+        self.limits.check(max_length)?;
+        let tokenizer_path = verified.file(&model.spec.encoder.tokenizer)?;
+        let mut tokenizer =
+            Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer(format!("{}: {e}", tokenizer_path.display())))?;
+        // The shipped tokenizer.json pads and truncates to 128; batching and the long-input policy do both here.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let pad_id = tokenizer
+            .token_to_id("[PAD]")
+            .unwrap_or(0);
+        Ok(Estimator {
+            model,
+            tokenizer,
+            device,
+            max_length,
+            limits: self.limits,
+            on_long: self.on_long,
+            max_text_bytes: self.max_text_bytes,
+            pad_id,
+            sequences: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+        })
+    }
+}
+
+/// The shipped model: `models/emoarc-minilm-zs` under the working directory or the crate's own checkout,
+/// else its hub repository.
+fn default_source() -> ModelSource {
+    let relative = PathBuf::from("models").join(DEFAULT_MODEL_NAME);
+    let in_checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(&relative);
+    for dir in [relative, in_checkout] {
+        if dir.is_dir() {
+            return ModelSource::Dir(dir);
+        }
+    }
+    ModelSource::Hub {
+        repo: format!("emoarc/{DEFAULT_MODEL_NAME}"),
+        revision: "main".into(),
+    }
+}
+
+/// One input after tokenization: the token sequences to run (one, or several windows) and what was done.
+struct Prepared {
+    windows: Vec<Vec<u32>>,
+    tokens: usize,
+    truncated: bool,
+}
+
+/// Turns text into intensities. Cheap to share across threads (`&self` everywhere).
+pub struct Estimator {
+    model: EmotionModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    max_length: usize,
+    limits: BatchLimits,
+    on_long: OnLong,
+    max_text_bytes: usize,
+    pad_id: u32,
+    sequences: AtomicU64,
+    batches: AtomicU64,
+}
+
+impl Estimator {
+    pub fn builder() -> EstimatorBuilder {
+        EstimatorBuilder::default()
+    }
+
+    /// The shipped model with default options.
+    pub fn new() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    /// Intensities for each text, in input order.
+    pub fn estimate(&self, texts: &[&str]) -> Result<Vec<Intensities>> {
+        Ok(self.estimate_detailed(texts)?.into_iter().map(|e| e.intensities).collect())
+    }
+
+    /// Intensities plus token counts and truncation, for each text in input order. The first bad input fails
+    /// the call with [`Error::BadInput`] naming its position.
+    pub fn estimate_detailed(&self, texts: &[&str]) -> Result<Vec<Estimate>> {
+        self.estimate_each(texts)?
+            .into_iter()
+            .enumerate()
+            .map(|(index, r)| r.map_err(|reason| Error::BadInput { index, reason }))
+            .collect()
+    }
+
+    /// Like [`estimate_detailed`](Self::estimate_detailed), but a bad input only fails its own slot: the outer
+    /// error is a model failure, the inner one says why that input was refused. Good inputs are always scored.
+    pub fn estimate_each(&self, texts: &[&str]) -> Result<Vec<std::result::Result<Estimate, InputProblem>>> {
+        let prepared = self.prepare(texts)?;
+        let good: Vec<&Prepared> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let (_, scores) = self.run(&good)?;
+        let mut scores = scores.into_iter();
+        Ok(prepared
+            .into_iter()
+            .map(|p| {
+                let p = p?;
+                let (intensities, _) = scores.next().expect("one score per good input");
+                Ok(Estimate {
+                    intensities,
+                    tokens: p.tokens,
+                    truncated: p.truncated,
+                    windows: p.windows.len(),
+                })
+            })
+            .collect())
+    }
+
+    /// The encoder's mean-pooled embedding of each text (before the head), in input order. Chunked inputs get
+    /// the mean of their windows' embeddings.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let prepared = self
+            .prepare(texts)?
+            .into_iter()
+            .enumerate()
+            .map(|(index, r)| r.map_err(|reason| Error::BadInput { index, reason }))
+            .collect::<Result<Vec<_>>>()?;
+        let (embeddings, _) = self.run(&prepared.iter().collect::<Vec<_>>())?;
+        Ok(embeddings)
+    }
+
+    /// The token ids the model sees for a text (special tokens included, before any truncation).
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The model's `emoarc.json`.
+    pub fn spec(&self) -> &crate::model::ModelSpec {
+        &self.model.spec
+    }
+
+    /// The model (for training and evaluation code that needs the encoder or head directly).
+    pub fn model(&self) -> &EmotionModel {
+        &self.model
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// Work done so far by this estimator.
+    pub fn stats(&self) -> EstimatorStats {
+        EstimatorStats {
+            sequences: self.sequences.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Validates and tokenizes all texts (in parallel), applying the long-input policy; each input gets its
+    /// own verdict.
+    fn prepare(&self, texts: &[&str]) -> Result<Vec<std::result::Result<Prepared, InputProblem>>> {
+        // Truncation needs at most max_length tokens; cutting absurdly long text first keeps tokenization bounded.
+        let cut_at = self.max_length * 64;
+        let mut verdicts: Vec<std::result::Result<bool, InputProblem>> = Vec::with_capacity(texts.len());
+        let mut inputs: Vec<&str> = Vec::with_capacity(texts.len());
+        for text in texts {
+            let verdict = if text.trim().is_empty() {
+                Err(InputProblem::Empty)
+            } else if self.on_long == OnLong::Truncate && text.len() > cut_at {
+                inputs.push(cut_text(text, cut_at));
+                Ok(true)
+            } else if text.len() > self.max_text_bytes {
+                Err(InputProblem::TooLarge {
+                    bytes: text.len(),
+                    max: self.max_text_bytes,
+                })
+            } else {
+                inputs.push(text);
+                Ok(false)
+            };
+            verdicts.push(verdict);
+        }
+        let mut encodings = self
+            .tokenizer
+            .encode_batch(inputs, true)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?
+            .into_iter();
+        Ok(verdicts
+            .into_iter()
+            .map(|v| {
+                let was_cut = v?;
+                let enc = encodings.next().expect("one encoding per accepted input");
+                self.apply_policy(enc.get_ids(), enc.get_special_tokens_mask(), was_cut)
+            })
+            .collect())
+    }
+
+    fn apply_policy(&self, ids: &[u32], special: &[u32], was_cut: bool) -> std::result::Result<Prepared, InputProblem> {
+        let tokens = ids.len();
+        if tokens <= self.max_length && !was_cut {
+            return Ok(Prepared {
+                windows: vec![ids.to_vec()],
+                tokens,
+                truncated: false,
+            });
+        }
+        // Special tokens at the ends ([CLS] ... [SEP]) frame every window.
+        let lead = special.iter().take_while(|&&s| s == 1).count();
+        let trail = special[lead..].iter().rev().take_while(|&&s| s == 1).count();
+        let (prefix, rest) = ids.split_at(lead);
+        let (content, suffix) = rest.split_at(rest.len() - trail);
+        let width = self.max_length - prefix.len() - suffix.len();
+        let frame = |part: &[u32]| -> Vec<u32> {
+            prefix.iter().chain(part).chain(suffix).copied().collect()
+        };
+        match self.on_long {
+            OnLong::Error => Err(InputProblem::TooLong {
+                tokens,
+                max: self.max_length,
+            }),
+            OnLong::Truncate => Ok(Prepared {
+                windows: vec![frame(&content[..width.min(content.len())])],
+                tokens,
+                truncated: true,
+            }),
+            OnLong::Chunk => {
+                // A quarter of each window overlaps the next, so a feeling split at a boundary is seen whole once.
+                let stride = (width - width / 4).max(1);
+                let mut windows = Vec::new();
+                let mut start = 0;
+                loop {
+                    let end = (start + width).min(content.len());
+                    windows.push(frame(&content[start..end]));
+                    if end == content.len() {
+                        break;
+                    }
+                    start += stride;
+                }
+                Ok(Prepared {
+                    windows,
+                    tokens,
+                    truncated: false,
+                })
+            }
+        }
+    }
+
+    /// Runs every window of every prepared input through the model in planned batches; returns per input the
+    /// pooled embedding (mean over windows) and intensities (max over windows), in input order.
+    fn run(&self, prepared: &[&Prepared]) -> Result<(Vec<Vec<f32>>, Vec<(Intensities, usize)>)> {
+        let mut owners = Vec::new();
+        let mut seqs: Vec<&[u32]> = Vec::new();
+        for (i, p) in prepared.iter().enumerate() {
+            for w in &p.windows {
+                owners.push(i);
+                seqs.push(w);
+            }
+        }
+        let hidden = self.model.encoder.hidden_size();
+        let mut embeddings = vec![vec![0f32; hidden]; prepared.len()];
+        let mut scores = vec![(Intensities::default(), 0usize); prepared.len()];
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        for planned in batch::plan(&lengths, self.limits) {
+            let batch_seqs: Vec<&[u32]> = planned.items.iter().map(|&i| seqs[i]).collect();
+            let (ids, mask) = batch::pad(&batch_seqs, planned.padded_len, self.pad_id, &self.device)?;
+            let (pooled, intensities) = self.model.forward(&ids, &mask)?;
+            let pooled = pooled.to_vec2::<f32>()?;
+            let intensities = intensities.to_vec2::<f32>()?;
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            self.sequences.fetch_add(planned.items.len() as u64, Ordering::Relaxed);
+            for ((&item, emb), row) in planned.items.iter().zip(pooled).zip(intensities) {
+                let owner = owners[item];
+                let row: [f32; NUM_CATEGORIES] = row.try_into().map_err(|r: Vec<f32>| {
+                    Error::Config(format!("head returned {} values, expected {NUM_CATEGORIES}", r.len()))
+                })?;
+                let (acc, n) = &mut scores[owner];
+                *acc = if *n == 0 { Intensities::new(row) } else { acc.max_with(&Intensities::new(row)) };
+                *n += 1;
+                for (a, v) in embeddings[owner].iter_mut().zip(emb) {
+                    *a += v;
+                }
+            }
+        }
+        for (emb, (_, n)) in embeddings.iter_mut().zip(&scores) {
+            if *n > 1 {
+                let inv = 1.0 / *n as f32;
+                emb.iter_mut().for_each(|v| *v *= inv);
+            }
+        }
+        Ok((embeddings, scores))
+    }
+}
+
+/// The longest prefix of `text` of at most `max_bytes` that ends at a character boundary, preferably at white
+/// space so no word is split.
+fn cut_text(text: &str, max_bytes: usize) -> &str {
+    let mut end = max_bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    match head.rfind(char::is_whitespace) {
+        Some(ws) if ws > end / 2 => &head[..ws],
+        _ => head,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_respects_char_boundaries() {
+        let t = "héllo wörld ".repeat(10);
+        for n in 0..t.len() {
+            let c = cut_text(&t, n);
+            assert!(c.len() <= n);
+            assert!(t.starts_with(c));
+        }
+    }
+
+    #[test]
+    fn parses_options() {
+        assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
+        assert_eq!("metal".parse::<DeviceChoice>().unwrap(), DeviceChoice::Metal(0));
+        assert!("gpu".parse::<DeviceChoice>().is_err());
+        assert!("cudax".parse::<DeviceChoice>().is_err());
+        assert_eq!("chunk".parse::<OnLong>().unwrap(), OnLong::Chunk);
+        assert!("drop".parse::<OnLong>().is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! emoarc reads text the way an emotion researcher would: every utterance becomes 40 continuous intensities,
+//! one per category of the EmoNet taxonomy, and a conversation becomes an emotion arc that can be turned into
+//! a reward for reinforcement learning.
+//!
+//! ```no_run
+//! use emoarc::{Category, Estimator};
+//!
+//! let estimator = Estimator::new()?; // the shipped model, verified against weights-manifest
+//! let out = estimator.estimate(&["I am absolutely furious", "Thank you so much, you saved my day"])?;
+//! println!("anger: {:.2}", out[0][Category::Anger]);
+//! for (category, value) in out[1].top(3) {
+//!     println!("{category}: {value:.2}");
+//! }
+//! # Ok::<(), emoarc::Error>(())
+//! ```
+
+pub mod batch;
+pub mod error;
+pub mod estimator;
+pub mod intensities;
+pub mod model;
+pub mod taxonomy;
+pub mod weights;
+pub mod zero_shot;
+
+pub use error::{Error, InputProblem, Result};
+pub use estimator::{DeviceChoice, Estimate, Estimator, EstimatorBuilder, OnLong, Precision};
+pub use intensities::Intensities;
+pub use taxonomy::{Category, Family, NUM_CATEGORIES, TAXONOMY_VERSION};
+pub use weights::ModelSource;

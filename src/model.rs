@@ -1,0 +1,310 @@
+//! The network: a BERT encoder (candle-transformers' `BertModel`), mean pooling over the attention mask, and a
+//! head that maps the pooled vector to 40 intensities in `[0, 1]`. This module owns the model folder's format
+//! (`emoarc.json`, described by [`ModelSpec`]) and loading it from verified files; it knows nothing about
+//! batching or text.
+
+use crate::error::{Error, Result};
+use crate::taxonomy::{Category, NUM_CATEGORIES, TAXONOMY_VERSION};
+use crate::weights::VerifiedModel;
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use serde::{Deserialize, Serialize};
+
+/// The current version of the `emoarc.json` format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The file every model folder has.
+pub const SPEC_FILE: &str = "emoarc.json";
+
+/// How token vectors become one utterance vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean of the last layer's token vectors over the attention mask (what all-MiniLM-L6-v2 was trained for).
+    Mean,
+}
+
+/// The encoder part of a model folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderSpec {
+    /// Architecture; only `bert` today.
+    pub arch: String,
+    /// BERT `config.json`.
+    pub config: String,
+    /// `tokenizer.json` (Hugging Face tokenizers format).
+    pub tokenizer: String,
+    /// Encoder weights (safetensors, tensor names without a `bert.` prefix).
+    pub weights: String,
+    /// How many encoder layers run; fewer than the config's is a "first k layers" model with its own head.
+    pub layers: usize,
+}
+
+/// The activation between hidden layers of the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Gelu,
+    Relu,
+}
+
+/// The head: `[l2-normalise] -> (Linear -> act)* -> Linear -> sigmoid`, tensors `layers.{i}.weight/bias`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadSpec {
+    /// Head weights (safetensors).
+    pub weights: String,
+    /// `zero-shot` (prototype similarities) or `trained`; informational.
+    pub kind: String,
+    /// Input width (the encoder's hidden size).
+    pub inputs: usize,
+    /// Widths of hidden layers; empty for a linear head.
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    /// Whether the pooled vector is L2-normalised first (a cosine head).
+    pub normalize: bool,
+    /// Output width; always 40.
+    pub outputs: usize,
+}
+
+/// `emoarc.json`: everything needed to run a model folder, besides the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub format: u32,
+    pub name: String,
+    pub taxonomy: String,
+    /// The 40 category names in head column order; must equal the crate's canonical order.
+    pub categories: Vec<String>,
+    pub pooling: Pooling,
+    /// Maximum tokens per input, special tokens included.
+    pub max_length: usize,
+    pub encoder: EncoderSpec,
+    pub head: HeadSpec,
+}
+
+impl ModelSpec {
+    /// Reads and checks `emoarc.json` from a verified model folder.
+    pub fn load(model: &VerifiedModel) -> Result<Self> {
+        let path = model.file(SPEC_FILE)?;
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let spec: ModelSpec = serde_json::from_str(&text).map_err(|e| Error::ModelFormat {
+            model: model.entry.name.clone(),
+            reason: format!("{SPEC_FILE}: {e}"),
+        })?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// The category names in canonical order, as the spec records them.
+    pub fn canonical_categories() -> Vec<String> {
+        Category::ALL.iter().map(|c| c.name().to_string()).collect()
+    }
+
+    fn check(&self) -> Result<()> {
+        let fail = |reason: String| {
+            Err(Error::ModelFormat {
+                model: self.name.clone(),
+                reason,
+            })
+        };
+        if self.format != FORMAT_VERSION {
+            return fail(format!("format {} is not supported (this build reads {FORMAT_VERSION})", self.format));
+        }
+        if self.taxonomy != TAXONOMY_VERSION || self.categories != Self::canonical_categories() {
+            return fail(format!(
+                "taxonomy {:?} with {} categories does not match this build's {TAXONOMY_VERSION}",
+                self.taxonomy,
+                self.categories.len()
+            ));
+        }
+        if self.head.outputs != NUM_CATEGORIES {
+            return fail(format!("head has {} outputs, expected {NUM_CATEGORIES}", self.head.outputs));
+        }
+        if self.encoder.arch != "bert" {
+            return fail(format!("encoder architecture {:?} is not supported", self.encoder.arch));
+        }
+        if self.max_length < 8 {
+            return fail(format!("max_length {} is too small", self.max_length));
+        }
+        Ok(())
+    }
+}
+
+/// The head network (see [`HeadSpec`]).
+#[derive(Debug, Clone)]
+pub struct Head {
+    layers: Vec<Linear>,
+    activation: Activation,
+    normalize: bool,
+}
+
+impl Head {
+    /// Loads the head's layers; `vb` must hold `layers.{i}.weight` and `layers.{i}.bias`.
+    pub fn load(vb: VarBuilder, spec: &HeadSpec) -> candle_core::Result<Self> {
+        let widths: Vec<usize> = std::iter::once(spec.inputs)
+            .chain(spec.hidden.iter().copied())
+            .chain(std::iter::once(spec.outputs))
+            .collect();
+        let layers = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| candle_nn::linear(w[0], w[1], vb.pp(format!("layers.{i}"))))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Head {
+            layers,
+            activation: spec.activation,
+            normalize: spec.normalize,
+        })
+    }
+
+    /// Builds a head from layers already in memory (training and the zero-shot fit use this).
+    pub fn from_layers(layers: Vec<Linear>, activation: Activation, normalize: bool) -> Self {
+        Head {
+            layers,
+            activation,
+            normalize,
+        }
+    }
+
+    /// Pre-sigmoid scores, `[batch, 40]`.
+    pub fn logits(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+        let mut xs = if self.normalize {
+            l2_normalize(pooled)?
+        } else {
+            pooled.clone()
+        };
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            xs = layer.forward(&xs)?;
+            if i < last {
+                xs = match self.activation {
+                    Activation::Gelu => xs.gelu_erf()?,
+                    Activation::Relu => xs.relu()?,
+                };
+            }
+        }
+        Ok(xs)
+    }
+
+    /// Intensities in `[0, 1]`, `[batch, 40]`.
+    pub fn forward(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::sigmoid(&self.logits(pooled)?)
+    }
+}
+
+/// Divides each row by its L2 norm (with a floor, so a zero row stays zero instead of NaN).
+pub fn l2_normalize(xs: &Tensor) -> candle_core::Result<Tensor> {
+    let norm = xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    xs.broadcast_div(&norm)
+}
+
+/// Mean of token vectors over the mask: `hidden [b, s, h]`, `mask [b, s]` (1 for real tokens) -> `[b, h]`.
+pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mask = mask.to_dtype(hidden.dtype())?.unsqueeze(D::Minus1)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+    summed.broadcast_div(&counts)
+}
+
+/// The BERT encoder with mean pooling, loaded from a model folder.
+pub struct Encoder {
+    bert: BertModel,
+    /// The dtype the encoder computes in; pooled vectors are always returned as f32.
+    dtype: DType,
+    hidden_size: usize,
+}
+
+impl Encoder {
+    /// Loads `config.json` and the weights of the first `layers` layers, converting them to `dtype`.
+    pub fn load(
+        config_path: &std::path::Path,
+        weights_path: &std::path::Path,
+        layers: Option<usize>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let text = std::fs::read_to_string(config_path).map_err(|e| Error::io(config_path, e))?;
+        let mut config: BertConfig = serde_json::from_str(&text)?;
+        if let Some(k) = layers {
+            if k == 0 || k > config.num_hidden_layers {
+                return Err(Error::Config(format!(
+                    "encoder layers {k} must be between 1 and {}",
+                    config.num_hidden_layers
+                )));
+            }
+            // BertEncoder::load reads layers 0..num_hidden_layers, so this runs only the first k.
+            config.num_hidden_layers = k;
+        }
+        // mmap: nothing is read until a tensor is touched, which keeps start-up cheap.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[weights_path.to_path_buf()], dtype, device)?
+        };
+        let bert = BertModel::load(vb, &config)?;
+        Ok(Encoder {
+            bert,
+            dtype,
+            hidden_size: config.hidden_size,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// Pooled utterance vectors `[b, hidden]` in f32 for a padded batch: `ids` and `mask` are `[b, s]` u32.
+    pub fn embed(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let type_ids = ids.zeros_like()?;
+        let hidden = self.bert.forward(ids, &type_ids, Some(mask))?;
+        let pooled = mean_pool(&hidden, mask)?;
+        Ok(pooled.to_dtype(DType::F32)?)
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+}
+
+/// A whole model: encoder, head, spec and tokenizer path, loaded from a verified folder.
+pub struct EmotionModel {
+    pub spec: ModelSpec,
+    pub encoder: Encoder,
+    pub head: Head,
+}
+
+impl EmotionModel {
+    /// Loads a verified model folder onto `device`, computing the encoder in `dtype` and the head in f32.
+    pub fn load(model: &VerifiedModel, dtype: DType, device: &Device) -> Result<Self> {
+        let spec = ModelSpec::load(model)?;
+        let encoder = Encoder::load(
+            &model.file(&spec.encoder.config)?,
+            &model.file(&spec.encoder.weights)?,
+            Some(spec.encoder.layers),
+            dtype,
+            device,
+        )?;
+        if encoder.hidden_size() != spec.head.inputs {
+            return Err(Error::ModelFormat {
+                model: spec.name.clone(),
+                reason: format!(
+                    "head expects {} inputs but the encoder's hidden size is {}",
+                    spec.head.inputs,
+                    encoder.hidden_size()
+                ),
+            });
+        }
+        let head_path = model.file(&spec.head.weights)?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[head_path], DType::F32, device)? };
+        let head = Head::load(vb, &spec.head).map_err(|e| Error::ModelFormat {
+            model: spec.name.clone(),
+            reason: format!("head weights: {e}"),
+        })?;
+        Ok(EmotionModel { spec, encoder, head })
+    }
+
+    /// `(pooled [b, hidden], intensities [b, 40])` for a padded batch.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+        let pooled = self.encoder.embed(ids, mask)?;
+        let intensities = self.head.forward(&pooled)?;
+        Ok((pooled, intensities))
+    }
+}

@@ -1,0 +1,37 @@
+//! Shared test helpers: the shipped model loaded once per test binary, and paths into the checkout.
+#![allow(dead_code)]
+
+use emoarc::{DeviceChoice, Estimator};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn shipped_dir() -> PathBuf {
+    root().join("models").join(emoarc::estimator::DEFAULT_MODEL_NAME)
+}
+
+/// The shipped model on CPU, loaded once (loading verifies ~45 MB of sha256).
+pub fn estimator() -> &'static Estimator {
+    static E: OnceLock<Estimator> = OnceLock::new();
+    E.get_or_init(|| {
+        Estimator::builder()
+            .model(emoarc::ModelSource::Dir(shipped_dir()))
+            .device(DeviceChoice::Cpu)
+            .build()
+            .expect("the shipped model loads")
+    })
+}
+
+/// Copies a folder's files (not recursive: model folders are flat).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}

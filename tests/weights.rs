@@ -1,0 +1,180 @@
+//! Model resolution and verification on the real shipped files: the manifest, tampered and missing files,
+//! and the hub path through a hub cache laid out in a temporary folder (no network).
+
+mod common;
+
+use emoarc::weights::{Manifest, ModelSource, Resolver};
+use emoarc::{DeviceChoice, Error, Estimator};
+use std::path::{Path, PathBuf};
+
+const NAME: &str = emoarc::estimator::DEFAULT_MODEL_NAME;
+
+/// A copy of the shipped model at `<tmp>/models/NAME` with the checkout's manifest at `<tmp>/weights-manifest`.
+fn checkout_copy() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models").join(NAME);
+    common::copy_dir(&common::shipped_dir(), &dir);
+    std::fs::copy(common::root().join("weights-manifest"), tmp.path().join("weights-manifest")).unwrap();
+    (tmp, dir)
+}
+
+fn load(dir: &Path) -> emoarc::Result<Estimator> {
+    Estimator::builder()
+        .model(ModelSource::Dir(dir.to_path_buf()))
+        .device(DeviceChoice::Cpu)
+        .build()
+}
+
+#[test]
+fn every_shipped_file_is_listed_and_verified() {
+    let manifest = Manifest::load(&common::root().join("weights-manifest")).unwrap();
+    let entry = manifest.model(NAME).expect("the shipped model is in the manifest");
+    for f in ["config.json", "tokenizer.json", "encoder.safetensors", "head.safetensors", "emoarc.json"] {
+        assert!(entry.file(f).is_some(), "{f} is not listed");
+    }
+    assert_eq!(entry.licence, "Apache-2.0");
+    // The manifest compiled into the binary is the checkout's.
+    assert_eq!(Manifest::builtin().models, manifest.models);
+    let verified = Resolver::new(ModelSource::Dir(common::shipped_dir())).resolve().unwrap();
+    assert_eq!(verified.entry.name, NAME);
+}
+
+#[test]
+fn a_copy_with_its_manifest_loads_and_scores_the_same() {
+    let (_tmp, dir) = checkout_copy();
+    let e = load(&dir).unwrap();
+    let a = e.estimate(&["I miss you so much"]).unwrap();
+    let b = common::estimator().estimate(&["I miss you so much"]).unwrap();
+    assert!(a[0].max_abs_diff(&b[0]) < 1e-6);
+}
+
+#[test]
+fn a_tampered_file_is_refused_naming_it() {
+    let (_tmp, dir) = checkout_copy();
+    let head = dir.join("head.safetensors");
+    let mut bytes = std::fs::read(&head).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01; // same size, one bit flipped in a weight
+    std::fs::write(&head, &bytes).unwrap();
+    match load(&dir) {
+        Err(Error::ChecksumMismatch { path, .. }) => assert!(path.ends_with("head.safetensors")),
+        other => panic!("expected a checksum mismatch, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn a_truncated_or_missing_file_is_refused_naming_it() {
+    let (_tmp, dir) = checkout_copy();
+    let enc = dir.join("encoder.safetensors");
+    let bytes = std::fs::read(&enc).unwrap();
+    std::fs::write(&enc, &bytes[..bytes.len() / 2]).unwrap();
+    match load(&dir) {
+        Err(Error::SizeMismatch { path, .. }) => assert!(path.ends_with("encoder.safetensors")),
+        other => panic!("expected a size mismatch, got {:?}", other.err()),
+    }
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    std::fs::write(&enc, &bytes).unwrap();
+    match load(&dir) {
+        Err(Error::MissingFile { path }) => assert!(path.ends_with("tokenizer.json")),
+        other => panic!("expected a missing file, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn an_unlisted_model_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models").join("someone-elses-model");
+    common::copy_dir(&common::shipped_dir(), &dir);
+    std::fs::copy(common::root().join("weights-manifest"), tmp.path().join("weights-manifest")).unwrap();
+    assert!(matches!(load(&dir), Err(Error::UnlistedModel { .. })));
+    assert!(matches!(load(&tmp.path().join("nowhere")), Err(Error::MissingFile { .. })));
+}
+
+#[test]
+fn a_corrupt_manifest_is_a_typed_error() {
+    let (tmp, dir) = checkout_copy();
+    std::fs::write(tmp.path().join("weights-manifest"), "[[model]]\nname = 3\n").unwrap();
+    assert!(matches!(load(&dir), Err(Error::Manifest { .. })));
+}
+
+/// Lays out a hub cache the way hf-hub writes one: blobs by hash, a snapshot folder of links, a ref.
+fn hub_cache(files_from: &Path, repo: &str, skip: Option<&str>) -> tempfile::TempDir {
+    let cache = tempfile::tempdir().unwrap();
+    let repo_dir = cache.path().join(format!("models--{}", repo.replace('/', "--")));
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let snapshot = repo_dir.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo_dir.join("blobs")).unwrap();
+    std::fs::create_dir_all(repo_dir.join("refs")).unwrap();
+    std::fs::write(repo_dir.join("refs").join("main"), commit).unwrap();
+    for entry in std::fs::read_dir(files_from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if Some(name.as_str()) == skip {
+            continue;
+        }
+        let (sha, _) = emoarc::weights::hash_file(&entry.path()).unwrap();
+        let blob = repo_dir.join("blobs").join(&sha);
+        std::fs::copy(entry.path(), &blob).unwrap();
+        std::os::unix::fs::symlink(&blob, snapshot.join(&name)).unwrap();
+    }
+    cache
+}
+
+#[test]
+fn hub_sources_resolve_from_the_cache_offline() {
+    let repo = format!("emoarc/{NAME}");
+    let cache = hub_cache(&common::shipped_dir(), &repo, None);
+    let e = Estimator::builder()
+        .model_str(&format!("hf:{repo}@main"))
+        .unwrap()
+        .hub_cache(cache.path())
+        .allow_download(false)
+        .device(DeviceChoice::Cpu)
+        .build()
+        .unwrap();
+    let a = e.estimate(&["what a wonderful morning"]).unwrap();
+    let b = common::estimator().estimate(&["what a wonderful morning"]).unwrap();
+    assert!(a[0].max_abs_diff(&b[0]) < 1e-6);
+
+    // A file missing from the cache, with downloads off, is an error naming it.
+    let partial = hub_cache(&common::shipped_dir(), &repo, Some("head.safetensors"));
+    let err = Estimator::builder()
+        .model_str(&format!("hf:{repo}"))
+        .unwrap()
+        .hub_cache(partial.path())
+        .allow_download(false)
+        .build()
+        .err()
+        .expect("missing file must fail");
+    assert!(matches!(&err, Error::Hub(m) if m.contains("head.safetensors")), "{err}");
+
+    // Hub files are verified like local ones.
+    let tampered = hub_cache(&common::shipped_dir(), &repo, None);
+    let snapshot_file = std::fs::read_dir(tampered.path().join(format!("models--{}", repo.replace('/', "--"))).join("snapshots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("emoarc.json");
+    let real = std::fs::canonicalize(&snapshot_file).unwrap();
+    let mut text = std::fs::read(&real).unwrap();
+    text[10] = b' ';
+    std::fs::write(&real, text).unwrap();
+    let err = Estimator::builder()
+        .model_str(&format!("hf:{repo}"))
+        .unwrap()
+        .hub_cache(tampered.path())
+        .allow_download(false)
+        .build()
+        .err()
+        .expect("tampered file must fail");
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err}");
+
+    // An unknown repository is not in the manifest, so there is nothing to verify it against.
+    assert!(matches!(
+        Estimator::builder().model_str("hf:stranger/model").unwrap().hub_cache(cache.path()).allow_download(false).build(),
+        Err(Error::UnlistedModel { .. })
+    ));
+}
