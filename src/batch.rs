@@ -15,15 +15,6 @@ pub struct BatchLimits {
     pub max_batch: usize,
 }
 
-impl Default for BatchLimits {
-    fn default() -> Self {
-        BatchLimits {
-            token_budget: 8192,
-            max_batch: 256,
-        }
-    }
-}
-
 impl BatchLimits {
     pub fn check(&self, max_length: usize) -> Result<()> {
         if self.max_batch == 0 {

@@ -1,7 +1,8 @@
 //! The network: a BERT encoder (candle-transformers' `BertModel`), mean pooling over the attention mask, and a
 //! head that maps the pooled vector to 40 intensities in `[0, 1]`. This module owns the model folder's format
-//! (`emoarc.json`, described by [`ModelSpec`]) and loading it from verified files; it knows nothing about
-//! batching or text.
+//! (`emoarc.json`, described by [`ModelSpec`]: one encoder and one or more named heads, so a trained head and
+//! the zero-shot one share the encoder's weights on disk) and loading it from verified files; it knows nothing
+//! about batching or text.
 
 use crate::error::{Error, Result};
 use crate::taxonomy::{Category, NUM_CATEGORIES, TAXONOMY_VERSION};
@@ -36,8 +37,6 @@ pub struct EncoderSpec {
     pub tokenizer: String,
     /// Encoder weights (safetensors, tensor names without a `bert.` prefix).
     pub weights: String,
-    /// How many encoder layers run; fewer than the config's is a "first k layers" model with its own head.
-    pub layers: usize,
 }
 
 /// The activation between hidden layers of the head.
@@ -53,6 +52,8 @@ pub enum Activation {
 pub struct HeadSpec {
     /// Head weights (safetensors).
     pub weights: String,
+    /// How many encoder layers feed this head; fewer than the encoder has is a "first k layers" model.
+    pub encoder_layers: usize,
     /// `zero-shot` (prototype similarities) or `trained`; informational.
     pub kind: String,
     /// Input width (the encoder's hidden size).
@@ -79,7 +80,10 @@ pub struct ModelSpec {
     /// Maximum tokens per input, special tokens included.
     pub max_length: usize,
     pub encoder: EncoderSpec,
-    pub head: HeadSpec,
+    /// Heads by name; each reads the pooled output of its own number of encoder layers.
+    pub heads: std::collections::BTreeMap<String, HeadSpec>,
+    /// The head used when none is asked for.
+    pub default_head: String,
 }
 
 impl ModelSpec {
@@ -93,6 +97,54 @@ impl ModelSpec {
         })?;
         spec.check()?;
         Ok(spec)
+    }
+
+    /// The head called `name`, or the default head; a typed error lists the heads there are.
+    pub fn head(&self, name: Option<&str>) -> Result<(&str, &HeadSpec)> {
+        let name = name.unwrap_or(&self.default_head);
+        self.heads
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v))
+            .ok_or_else(|| Error::ModelFormat {
+                model: self.name.clone(),
+                reason: format!(
+                    "no head {name:?}; this model has {}",
+                    self.heads.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            })
+    }
+
+    /// Every file of the model folder: what the manifest must list.
+    pub fn files(&self) -> Vec<String> {
+        let mut files = vec![
+            SPEC_FILE.to_string(),
+            self.encoder.config.clone(),
+            self.encoder.tokenizer.clone(),
+            self.encoder.weights.clone(),
+        ];
+        files.extend(self.heads.values().map(|h| h.weights.clone()));
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    /// Reads `emoarc.json` from a folder being built or updated (unverified: only writers use this).
+    pub fn read_unverified(dir: &std::path::Path) -> Result<Option<Self>> {
+        let path = dir.join(SPEC_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let spec: ModelSpec = serde_json::from_str(&text)?;
+                spec.check()?;
+                Ok(Some(spec))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Writes `emoarc.json` into a folder atomically.
+    pub fn save(&self, dir: &std::path::Path) -> Result<()> {
+        crate::weights::write_atomically(&dir.join(SPEC_FILE), serde_json::to_string_pretty(self)?.as_bytes())
     }
 
     /// The category names in canonical order, as the spec records them.
@@ -117,8 +169,13 @@ impl ModelSpec {
                 self.categories.len()
             ));
         }
-        if self.head.outputs != NUM_CATEGORIES {
-            return fail(format!("head has {} outputs, expected {NUM_CATEGORIES}", self.head.outputs));
+        if !self.heads.contains_key(&self.default_head) {
+            return fail(format!("default head {:?} is not among the heads", self.default_head));
+        }
+        for (name, head) in &self.heads {
+            if head.outputs != NUM_CATEGORIES {
+                return fail(format!("head {name:?} has {} outputs, expected {NUM_CATEGORIES}", head.outputs));
+            }
         }
         if self.encoder.arch != "bert" {
             return fail(format!("encoder architecture {:?} is not supported", self.encoder.arch));
@@ -264,41 +321,56 @@ impl Encoder {
     }
 }
 
-/// A whole model: encoder, head, spec and tokenizer path, loaded from a verified folder.
+/// A whole model: the encoder (only as many layers as the head reads), one head, and the spec.
 pub struct EmotionModel {
     pub spec: ModelSpec,
+    /// The name of the head in use.
+    pub head_name: String,
     pub encoder: Encoder,
     pub head: Head,
 }
 
 impl EmotionModel {
-    /// Loads a verified model folder onto `device`, computing the encoder in `dtype` and the head in f32.
-    pub fn load(model: &VerifiedModel, dtype: DType, device: &Device) -> Result<Self> {
+    /// Loads a verified model folder onto `device` with the named head (or the default one), computing the
+    /// encoder in `dtype` and the head in f32.
+    pub fn load(model: &VerifiedModel, head: Option<&str>, dtype: DType, device: &Device) -> Result<Self> {
         let spec = ModelSpec::load(model)?;
+        let (head_name, head_spec) = spec.head(head)?;
         let encoder = Encoder::load(
             &model.file(&spec.encoder.config)?,
             &model.file(&spec.encoder.weights)?,
-            Some(spec.encoder.layers),
+            Some(head_spec.encoder_layers),
             dtype,
             device,
         )?;
-        if encoder.hidden_size() != spec.head.inputs {
+        if encoder.hidden_size() != head_spec.inputs {
             return Err(Error::ModelFormat {
                 model: spec.name.clone(),
                 reason: format!(
-                    "head expects {} inputs but the encoder's hidden size is {}",
-                    spec.head.inputs,
+                    "head {head_name:?} expects {} inputs but the encoder's hidden size is {}",
+                    head_spec.inputs,
                     encoder.hidden_size()
                 ),
             });
         }
-        let head_path = model.file(&spec.head.weights)?;
+        let head_path = model.file(&head_spec.weights)?;
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[head_path], DType::F32, device)? };
-        let head = Head::load(vb, &spec.head).map_err(|e| Error::ModelFormat {
+        let loaded = Head::load(vb, head_spec).map_err(|e| Error::ModelFormat {
             model: spec.name.clone(),
-            reason: format!("head weights: {e}"),
+            reason: format!("head {head_name:?} weights: {e}"),
         })?;
-        Ok(EmotionModel { spec, encoder, head })
+        let head_name = head_name.to_string();
+        Ok(EmotionModel {
+            spec,
+            head_name,
+            encoder,
+            head: loaded,
+        })
+    }
+
+    /// The spec of the head in use.
+    pub fn head_spec(&self) -> &HeadSpec {
+        &self.spec.heads[&self.head_name]
     }
 
     /// `(pooled [b, hidden], intensities [b, 40])` for a padded batch.

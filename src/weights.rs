@@ -300,6 +300,18 @@ pub fn describe_files(dir: &Path, files: &[&str]) -> Result<Vec<FileEntry>> {
         .collect()
 }
 
+/// Records a model folder in the manifest file at `manifest_path`: hashes `files` of `dir` and adds or
+/// replaces the entry called `template.name` (the template's own file list is ignored).
+pub fn record_model(manifest_path: &Path, dir: &Path, files: &[String], template: ModelEntry) -> Result<()> {
+    let mut manifest = Manifest::load(manifest_path)?;
+    let names: Vec<&str> = files.iter().map(String::as_str).collect();
+    manifest.upsert(ModelEntry {
+        files: describe_files(dir, &names)?,
+        ..template
+    });
+    manifest.save(manifest_path)
+}
+
 /// A model folder whose files have all been checked against the manifest.
 #[derive(Debug, Clone)]
 pub struct VerifiedModel {

@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::estimator::{DeviceChoice, Estimator};
-use crate::model::{Activation, EncoderSpec, HeadSpec, ModelSpec, Pooling, FORMAT_VERSION, SPEC_FILE};
+use crate::model::{Activation, EncoderSpec, HeadSpec, ModelSpec, Pooling, FORMAT_VERSION};
 use crate::taxonomy::{Category, NUM_CATEGORIES, TAXONOMY_VERSION};
 use crate::weights::{self, HubLocation, Manifest, ModelEntry, Upstream};
 use candle_core::{DType, Device, Tensor};
@@ -24,10 +24,11 @@ pub const BASE_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safet
 
 /// File names inside a model folder.
 pub const ENCODER_FILE: &str = "encoder.safetensors";
-pub const HEAD_FILE: &str = "head.safetensors";
 pub const CONFIG_FILE: &str = "config.json";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
-pub const MODEL_FILES: [&str; 5] = [CONFIG_FILE, TOKENIZER_FILE, ENCODER_FILE, HEAD_FILE, SPEC_FILE];
+
+/// The name of the zero-shot head in a model folder.
+pub const HEAD_NAME: &str = "zero-shot";
 
 /// Frames the synonyms are put in; varied so no single frame's wording dominates a prototype.
 const FRAMES: [&str; 3] = ["I feel {}.", "I'm filled with {} right now.", "Honestly, it's pure {}."];
@@ -273,8 +274,28 @@ fn write_f16_encoder(base: &Path, out: &Path) -> Result<()> {
     save_tensors(out, &kept)
 }
 
-/// Builds a complete zero-shot model folder `out_dir` (named `name`) from the base encoder folder, and records
-/// it in the manifest at `manifest_path`. The base folder is verified against that manifest first.
+/// The manifest entry of a model built from the base encoder (files are filled in when it is recorded).
+pub fn entry_template(name: &str, base: &ModelEntry, description: &str) -> ModelEntry {
+    ModelEntry {
+        name: name.to_string(),
+        licence: "Apache-2.0".into(),
+        description: description.to_string(),
+        upstream: Upstream {
+            repo: base.upstream.repo.clone(),
+            revision: base.upstream.revision.clone(),
+            via: base.upstream.via.clone(),
+        },
+        hub: Some(HubLocation {
+            repo: format!("emoarc/{name}"),
+            revision: "main".into(),
+        }),
+        files: vec![],
+    }
+}
+
+/// Builds (or refreshes) the model folder `out_dir` from the base encoder folder: the f16 encoder, its config
+/// and tokenizer, and the zero-shot head; other heads already in the folder are kept. The folder is recorded
+/// in the manifest at `manifest_path`, which must list the base encoder so it can be verified first.
 pub fn build_model(
     base_dir: &Path,
     out_dir: &Path,
@@ -282,7 +303,7 @@ pub fn build_model(
     manifest_path: &Path,
     opts: ZeroShotOptions,
 ) -> Result<BuildReport> {
-    let mut manifest = Manifest::load(manifest_path)?;
+    let manifest = Manifest::load(manifest_path)?;
     let base_entry = manifest
         .model(BASE_ENCODER_NAME)
         .ok_or_else(|| Error::UnlistedModel {
@@ -306,7 +327,17 @@ pub fn build_model(
             .ok_or_else(|| Error::Config(format!("base config.json has no {key}")))
     };
     let (hidden, layers) = (dim("hidden_size")?, dim("num_hidden_layers")?);
-    let spec = ModelSpec {
+    let head = HeadSpec {
+        weights: format!("head-{HEAD_NAME}.safetensors"),
+        encoder_layers: layers,
+        kind: "zero-shot".into(),
+        inputs: hidden,
+        hidden: vec![],
+        activation: Activation::Gelu,
+        normalize: true,
+        outputs: NUM_CATEGORIES,
+    };
+    let mut spec = ModelSpec::read_unverified(out_dir)?.unwrap_or_else(|| ModelSpec {
         format: FORMAT_VERSION,
         name: name.to_string(),
         taxonomy: TAXONOMY_VERSION.to_string(),
@@ -318,54 +349,35 @@ pub fn build_model(
             config: CONFIG_FILE.into(),
             tokenizer: TOKENIZER_FILE.into(),
             weights: ENCODER_FILE.into(),
-            layers,
         },
-        head: HeadSpec {
-            weights: HEAD_FILE.into(),
-            kind: "zero-shot".into(),
-            inputs: hidden,
-            hidden: vec![],
-            activation: Activation::Gelu,
-            normalize: true,
-            outputs: NUM_CATEGORIES,
-        },
-    };
-    let spec_path = out_dir.join(SPEC_FILE);
-    weights::write_atomically(&spec_path, serde_json::to_string_pretty(&spec)?.as_bytes())?;
-    let entry_for = |dir: &Path| -> Result<ModelEntry> {
-        Ok(ModelEntry {
-            name: name.to_string(),
-            licence: "Apache-2.0".into(),
-            description: "all-MiniLM-L6-v2 encoder (f16) with a zero-shot prototype head calibrated on neutral text".into(),
-            upstream: Upstream {
-                repo: base_entry.upstream.repo.clone(),
-                revision: base_entry.upstream.revision.clone(),
-                via: base_entry.upstream.via.clone(),
-            },
-            hub: Some(HubLocation {
-                repo: format!("emoarc/{name}"),
-                revision: "main".into(),
-            }),
-            files: weights::describe_files(dir, &MODEL_FILES)?,
-        })
-    };
+        heads: Default::default(),
+        default_head: HEAD_NAME.into(),
+    });
+    spec.heads.insert(HEAD_NAME.into(), head.clone());
+    spec.save(out_dir)?;
+    let template = entry_template(
+        name,
+        &base_entry,
+        "all-MiniLM-L6-v2 encoder (f16) with emoarc heads over the 40 EmoNet categories",
+    );
     // The encoder has to run to fit the head: load the folder with a provisional zero head, verified against
-    // a provisional manifest that is thrown away, so the real manifest only ever records the finished model.
-    save_linear_head(&out_dir.join(HEAD_FILE), &vec![vec![0.0; hidden]; NUM_CATEGORIES], &[0.0; NUM_CATEGORIES])?;
+    // a provisional manifest that is thrown away, so the real manifest only ever records finished models.
+    let head_path = out_dir.join(&head.weights);
+    save_linear_head(&head_path, &vec![vec![0.0; hidden]; NUM_CATEGORIES], &[0.0; NUM_CATEGORIES])?;
     let provisional = out_dir.join(".provisional-manifest.tmp");
-    let mut scratch = manifest.clone();
-    scratch.upsert(entry_for(out_dir)?);
-    scratch.save(&provisional)?;
-    let estimator = Estimator::builder()
-        .model(crate::ModelSource::Dir(out_dir.to_path_buf()))
-        .manifest(&provisional)
-        .device(DeviceChoice::Cpu)
-        .build();
+    manifest.save(&provisional)?;
+    let estimator = weights::record_model(&provisional, out_dir, &spec.files(), template.clone()).and_then(|()| {
+        Estimator::builder()
+            .model(crate::ModelSource::Dir(out_dir.to_path_buf()))
+            .head(HEAD_NAME)
+            .manifest(&provisional)
+            .device(DeviceChoice::Cpu)
+            .build()
+    });
     let _ = std::fs::remove_file(&provisional);
     let (weight, bias, fits) = fit_head(&estimator?, opts)?;
-    save_linear_head(&out_dir.join(HEAD_FILE), &weight, &bias)?;
-    manifest.upsert(entry_for(out_dir)?);
-    manifest.save(manifest_path)?;
+    save_linear_head(&head_path, &weight, &bias)?;
+    weights::record_model(manifest_path, out_dir, &spec.files(), template)?;
     let encoder_bytes = std::fs::metadata(out_dir.join(ENCODER_FILE))
         .map_err(|e| Error::io(out_dir.join(ENCODER_FILE), e))?
         .len();

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct Reference {
+    head: String,
     texts: Vec<String>,
     ids: Vec<Vec<u32>>,
     embeddings: Vec<Vec<f32>>,
@@ -23,7 +24,12 @@ fn reference() -> Reference {
 #[test]
 fn matches_the_independent_numpy_reference() {
     let r = reference();
-    let e = estimator();
+    let e = Estimator::builder()
+        .model(emoarc::ModelSource::Dir(common::shipped_dir()))
+        .head(&r.head)
+        .device(DeviceChoice::Cpu)
+        .build()
+        .unwrap();
     let texts: Vec<&str> = r.texts.iter().map(String::as_str).collect();
     for (text, ids) in texts.iter().zip(&r.ids) {
         assert_eq!(&e.token_ids(text).unwrap(), ids, "tokenization of {text:?}");

@@ -29,7 +29,7 @@ fn load(dir: &Path) -> emoarc::Result<Estimator> {
 fn every_shipped_file_is_listed_and_verified() {
     let manifest = Manifest::load(&common::root().join("weights-manifest")).unwrap();
     let entry = manifest.model(NAME).expect("the shipped model is in the manifest");
-    for f in ["config.json", "tokenizer.json", "encoder.safetensors", "head.safetensors", "emoarc.json"] {
+    for f in ["config.json", "tokenizer.json", "encoder.safetensors", "head-zero-shot.safetensors", "emoarc.json"] {
         assert!(entry.file(f).is_some(), "{f} is not listed");
     }
     assert_eq!(entry.licence, "Apache-2.0");
@@ -51,13 +51,13 @@ fn a_copy_with_its_manifest_loads_and_scores_the_same() {
 #[test]
 fn a_tampered_file_is_refused_naming_it() {
     let (_tmp, dir) = checkout_copy();
-    let head = dir.join("head.safetensors");
+    let head = dir.join("head-zero-shot.safetensors");
     let mut bytes = std::fs::read(&head).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01; // same size, one bit flipped in a weight
     std::fs::write(&head, &bytes).unwrap();
     match load(&dir) {
-        Err(Error::ChecksumMismatch { path, .. }) => assert!(path.ends_with("head.safetensors")),
+        Err(Error::ChecksumMismatch { path, .. }) => assert!(path.ends_with("head-zero-shot.safetensors")),
         other => panic!("expected a checksum mismatch, got {:?}", other.err()),
     }
 }
@@ -138,7 +138,7 @@ fn hub_sources_resolve_from_the_cache_offline() {
     assert!(a[0].max_abs_diff(&b[0]) < 1e-6);
 
     // A file missing from the cache, with downloads off, is an error naming it.
-    let partial = hub_cache(&common::shipped_dir(), &repo, Some("head.safetensors"));
+    let partial = hub_cache(&common::shipped_dir(), &repo, Some("head-zero-shot.safetensors"));
     let err = Estimator::builder()
         .model_str(&format!("hf:{repo}"))
         .unwrap()
@@ -147,7 +147,7 @@ fn hub_sources_resolve_from_the_cache_offline() {
         .build()
         .err()
         .expect("missing file must fail");
-    assert!(matches!(&err, Error::Hub(m) if m.contains("head.safetensors")), "{err}");
+    assert!(matches!(&err, Error::Hub(m) if m.contains("head-zero-shot.safetensors")), "{err}");
 
     // Hub files are verified like local ones.
     let tampered = hub_cache(&common::shipped_dir(), &repo, None);

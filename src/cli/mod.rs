@@ -21,7 +21,7 @@ struct Cli {
 enum Command {
     /// Score utterances: one per line (plain text) or JSONL with a "text" field.
     Score(score::ScoreArgs),
-    /// Build a zero-shot model folder from the base encoder and record it in the weights manifest.
+    /// Build (or refresh) a model folder's zero-shot head from the base encoder and record it in the weights manifest.
     ZeroShot(zero_shot::ZeroShotArgs),
 }
 
@@ -31,6 +31,9 @@ pub struct ModelArgs {
     /// Model folder, or hf:ORG/REPO[@REVISION]; defaults to the shipped model.
     #[arg(long)]
     pub model: Option<String>,
+    /// Which head of the model to use (for example zero-shot); default: the model's default head.
+    #[arg(long)]
+    pub head: Option<String>,
     /// Weights manifest to verify the model against (default: the one beside the model, else built in).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
@@ -43,9 +46,9 @@ pub struct ModelArgs {
     /// Maximum tokens per input (at most the model's).
     #[arg(long)]
     pub max_length: Option<usize>,
-    /// Most padded tokens per encoder batch.
-    #[arg(long, default_value_t = 8192)]
-    pub token_budget: usize,
+    /// Most padded tokens per encoder batch (default: 2048 on CPU, 16384 on GPU).
+    #[arg(long)]
+    pub token_budget: Option<usize>,
     /// Most sequences per encoder batch.
     #[arg(long, default_value_t = 256)]
     pub max_batch: usize,
@@ -58,17 +61,22 @@ impl ModelArgs {
     pub fn load(&self) -> Result<Estimator> {
         let mut b = Estimator::builder()
             .device(self.device)
-            .token_budget(self.token_budget)
             .max_batch(self.max_batch)
             .on_long(self.on_long);
         if let Some(m) = &self.model {
             b = b.model_str(m)?;
+        }
+        if let Some(h) = &self.head {
+            b = b.head(h);
         }
         if let Some(m) = &self.manifest {
             b = b.manifest(m);
         }
         if let Some(d) = self.dtype {
             b = b.precision(d);
+        }
+        if let Some(n) = self.token_budget {
+            b = b.token_budget(n);
         }
         if let Some(n) = self.max_length {
             b = b.max_length(n);

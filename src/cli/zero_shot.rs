@@ -12,8 +12,8 @@ pub struct ZeroShotArgs {
     /// Base encoder folder (config.json, tokenizer.json, model.safetensors), verified against the manifest.
     #[arg(long)]
     base: PathBuf,
-    /// Output model folder; its name is the model's name.
-    #[arg(long, default_value = "models/emoarc-minilm-zs")]
+    /// Model folder to create or update (other heads in it are kept); its name is the model's name.
+    #[arg(long, default_value = "models/emoarc-minilm")]
     out: PathBuf,
     /// The weights manifest to verify the base against and to record the new model in.
     #[arg(long, default_value = "weights-manifest")]

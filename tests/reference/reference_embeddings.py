@@ -3,8 +3,8 @@
 tokenizer, reading the shipped files directly (no candle, no tokenizers library). Its output is the fixture
 tests/fixtures/reference_embeddings.json that the Rust tests compare against (tolerance 1e-4).
 
-Usage: python3 tests/reference/reference_embeddings.py models/emoarc-minilm-zs > tests/fixtures/reference_embeddings.json
-Needs only numpy.
+Usage: python3 tests/reference/reference_embeddings.py models/emoarc-minilm [HEAD] > tests/fixtures/reference_embeddings.json
+HEAD defaults to zero-shot (a linear head). Needs only numpy.
 """
 import json
 import math
@@ -142,18 +142,20 @@ def encode(ids, W, cfg):
 
 def main():
     model_dir = sys.argv[1]
+    head_name = sys.argv[2] if len(sys.argv) > 2 else "zero-shot"
     spec = json.load(open(f"{model_dir}/emoarc.json"))
+    HEAD = spec["heads"][head_name]
     cfg = json.load(open(f"{model_dir}/{spec['encoder']['config']}"))
     tok = json.load(open(f"{model_dir}/{spec['encoder']['tokenizer']}"))
     vocab = tok["model"]["vocab"]
     W = {k: v.astype(np.float64) for k, v in load_safetensors(f"{model_dir}/{spec['encoder']['weights']}").items()}
-    head = {k: v.astype(np.float64) for k, v in load_safetensors(f"{model_dir}/{spec['head']['weights']}").items()}
-    assert not spec["head"]["hidden"], "the reference implements the linear head only"
-    out = {"model": spec["name"], "texts": [], "ids": [], "embeddings": [], "intensities": []}
+    head = {k: v.astype(np.float64) for k, v in load_safetensors(f"{model_dir}/{HEAD['weights']}").items()}
+    assert not HEAD["hidden"], "the reference implements the linear head only"
+    out = {"model": spec["name"], "head": head_name, "texts": [], "ids": [], "embeddings": [], "intensities": []}
     for text in TEXTS:
         ids = tokenize(text, vocab)
         pooled = encode(ids, W, cfg)
-        x = pooled / np.linalg.norm(pooled) if spec["head"]["normalize"] else pooled
+        x = pooled / np.linalg.norm(pooled) if HEAD["normalize"] else pooled
         logits = head["layers.0.weight"] @ x + head["layers.0.bias"]
         out["texts"].append(text)
         out["ids"].append(ids)

@@ -1,0 +1,152 @@
+//! `emoarc score` end to end, as a user runs it: formats, ids, order, bad lines, atomic output.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn emoarc(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emoarc"))
+        .args(args)
+        .current_dir(common::root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that fails early (bad flags, missing model) may exit before reading its input.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn scores_the_sample_file_in_order_with_every_category() {
+    let out = emoarc(&["score", "examples/utterances.txt", "--device", "cpu"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = lines(&out);
+    let n = std::fs::read_to_string(common::root().join("examples/utterances.txt")).unwrap().lines().count();
+    assert_eq!(records.len(), n);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["id"], i + 1, "ids are 1-based line numbers");
+        let intensities = r["intensities"].as_object().unwrap();
+        assert_eq!(intensities.len(), 40);
+        let names: Vec<&str> = intensities.keys().map(String::as_str).collect();
+        let canonical: Vec<&str> = emoarc::Category::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names, canonical, "keys in canonical order");
+        assert_eq!(r["top"].as_array().unwrap().len(), 3);
+    }
+    assert!(stderr(&out).contains(&format!("scored {n} utterances")));
+    // Same numbers as the library.
+    let text = "Thank you so much, you saved my day";
+    let lib = common::estimator().estimate(&[text]).unwrap()[0];
+    let cli = &records[2]["intensities"];
+    for (c, v) in lib.iter() {
+        assert!((cli[c.name()].as_f64().unwrap() - f64::from(v)).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn jsonl_input_keeps_ids_and_csv_output_has_a_header() {
+    let input = b"{\"id\": \"a\", \"text\": \"I'm so happy today\"}\n{\"text\": \"no id here\"}\n{\"id\": 7, \"text\": \"why, \\\"really\\\"?\"}\n";
+    let out = emoarc(&["score", "-", "--device", "cpu"], input);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = lines(&out);
+    assert_eq!(records[0]["id"], "a");
+    assert_eq!(records[1]["id"], 2);
+    assert_eq!(records[2]["id"], 7);
+
+    let input = b"{\"id\": \"x,y\", \"text\": \"so tired\"}\n";
+    let out = emoarc(&["score", "-", "--format", "csv", "--device", "cpu"], input);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].starts_with("id,Amusement,Elation,"));
+    assert_eq!(rows[0].split(',').count(), 41);
+    assert!(rows[1].starts_with("\"x,y\","));
+    assert_eq!(rows[1].split(',').count(), 42); // the quoted id holds one comma
+}
+
+#[test]
+fn bad_lines_are_named_by_line_number() {
+    let cases: [(&[u8], &str); 6] = [
+        (b"{\"text\": \"fine\"}\n{\"text\": \"oops\"\n", "line 2: malformed JSON"),
+        (b"{\"text\": \"fine\"}\n{\"id\": 1}\n", "line 2: missing \"text\""),
+        (b"{\"text\": \"fine\"}\n{\"text\": 5}\n", "line 2: \"text\" must be a string"),
+        (b"{\"text\": \"fine\"}\n{\"text\": \"  \"}\n", "line 2: empty"),
+        (b"fine\nalso fine\n   \n", "line 3: empty"),
+        (b"fine\n\xff\xfe broken\n", "line 2: invalid UTF-8"),
+    ];
+    for (input, expected) in cases {
+        let out = emoarc(&["score", "-", "--device", "cpu"], input);
+        assert!(!out.status.success(), "should fail: {expected}");
+        assert!(stderr(&out).contains(expected), "expected {expected:?} in {:?}", stderr(&out));
+    }
+}
+
+#[test]
+fn skip_bad_skips_and_fails_only_when_everything_is_bad() {
+    let out = emoarc(&["score", "-", "--skip-bad", "--device", "cpu"], b"good one\n\xff\nanother good one\n \n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = lines(&out);
+    assert_eq!(records.iter().map(|r| r["id"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 3]);
+    assert!(stderr(&out).contains("2 skipped"));
+
+    let out = emoarc(&["score", "-", "--skip-bad", "--device", "cpu"], b"\xff\n   \n");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("every line was bad"));
+}
+
+#[test]
+fn too_long_input_can_be_refused() {
+    let long = format!("{}\n", "word ".repeat(400));
+    let out = emoarc(&["score", "-", "--on-long", "error", "--device", "cpu"], format!("short\n{long}").as_bytes());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("line 2:") && stderr(&out).contains("exceed the maximum length"), "{}", stderr(&out));
+    let out = emoarc(&["score", "-", "--device", "cpu"], long.as_bytes());
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("1 truncated"));
+}
+
+#[test]
+fn output_file_is_written_atomically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("out.jsonl");
+    let target_s = target.to_str().unwrap();
+    let out = emoarc(&["score", "-", "-o", target_s, "--device", "cpu"], b"hello there\nI'm thrilled\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    let good = std::fs::read_to_string(&target).unwrap();
+    assert_eq!(good.lines().count(), 2);
+
+    // A failing run leaves the earlier output untouched and no temporary file behind.
+    let out = emoarc(&["score", "-", "-o", target_s, "--device", "cpu"], b"{\"text\": \"fine\"}\n{broken\n");
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), good);
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+}
+
+#[test]
+fn model_errors_are_clear() {
+    let out = emoarc(&["score", "-", "--model", "no/such/model"], b"hi\n");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no/such/model"), "{}", stderr(&out));
+    let out = emoarc(&["score", "-", "--model", "hf:bad"], b"hi\n");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("hf:ORG/REPO"), "{}", stderr(&out));
+    assert!(!Path::new("no").exists());
+}
