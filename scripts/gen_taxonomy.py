@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerates the category table in src/taxonomy.rs from the EmoNet taxonomy JSON.
 
-Usage: python3 scripts/gen_taxonomy.py ../shared/emonet-taxonomy.json > src/taxonomy_table.rs
+Usage: python3 scripts/gen_taxonomy.py data/emonet-taxonomy.json > src/taxonomy_table.rs
 The order of the JSON is the public order of `Category` and the column order of every model head.
 """
 import json

@@ -165,3 +165,29 @@ mod tests {
         assert_eq!(Category::Anger.family(), Family::NegativeHighEnergy);
     }
 }
+
+#[cfg(test)]
+mod published {
+    use super::*;
+
+    /// The generated table must equal the published taxonomy: names, order, families and synonyms.
+    #[test]
+    fn matches_the_published_taxonomy_json() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let copy = std::fs::read_to_string(root.join("data/emonet-taxonomy.json")).unwrap();
+        // Where the shared original is beside the checkout, the copy must not have drifted from it.
+        if let Ok(shared) = std::fs::read_to_string(root.join("../shared/emonet-taxonomy.json")) {
+            assert_eq!(copy, shared, "data/emonet-taxonomy.json differs from ../shared");
+        }
+        let json: serde_json::Value = serde_json::from_str(&copy).unwrap();
+        let cats = json["categories"].as_array().unwrap();
+        assert_eq!(cats.len(), NUM_CATEGORIES);
+        for (c, j) in Category::ALL.iter().zip(cats) {
+            assert_eq!(j["index"].as_u64().unwrap() as usize, c.index());
+            assert_eq!(j["name"].as_str().unwrap(), c.name());
+            assert_eq!(j["family"].as_str().unwrap(), c.family().name());
+            let syn: Vec<&str> = j["synonyms"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+            assert_eq!(syn, c.synonyms());
+        }
+    }
+}
