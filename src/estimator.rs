@@ -8,7 +8,7 @@ use crate::error::{Error, InputProblem, Result};
 use crate::intensities::Intensities;
 use crate::model::EmotionModel;
 use crate::taxonomy::NUM_CATEGORIES;
-use crate::weights::{ModelSource, Resolver};
+use crate::weights::{ModelSource, Resolver, VerifiedModel};
 use candle_core::{DType, Device};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -321,6 +321,7 @@ impl EstimatorBuilder {
             .token_to_id("[PAD]")
             .unwrap_or(0);
         Ok(Estimator {
+            verified,
             model,
             tokenizer,
             device,
@@ -360,6 +361,7 @@ struct Prepared {
 
 /// Turns text into intensities. Cheap to share across threads (`&self` everywhere).
 pub struct Estimator {
+    verified: VerifiedModel,
     model: EmotionModel,
     tokenizer: Tokenizer,
     device: Device,
@@ -439,6 +441,11 @@ impl Estimator {
             .encode(text, true)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// The verified model folder this estimator was loaded from, and its manifest entry.
+    pub fn source(&self) -> &VerifiedModel {
+        &self.verified
     }
 
     /// The model's `emoarc.json`.

@@ -15,11 +15,14 @@
 //! ```
 
 pub mod batch;
+pub mod data;
 pub mod error;
 pub mod estimator;
+pub mod eval;
 pub mod intensities;
 pub mod model;
 pub mod taxonomy;
+pub mod train;
 pub mod weights;
 pub mod zero_shot;
 

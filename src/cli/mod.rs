@@ -1,7 +1,10 @@
 //! Command-line parsing and dispatch: one submodule per subcommand. Shared model options live here so every
 //! command that loads a model takes the same flags.
 
+mod data;
+mod eval;
 mod score;
+mod train;
 mod zero_shot;
 
 use anyhow::Result;
@@ -21,6 +24,12 @@ struct Cli {
 enum Command {
     /// Score utterances: one per line (plain text) or JSONL with a "text" field.
     Score(score::ScoreArgs),
+    /// Train a head on the labelled corpus and write it into a model folder.
+    Train(train::TrainArgs),
+    /// Evaluate a head on the test split, intensity pairs and neutral text, next to a baseline head.
+    Eval(eval::EvalArgs),
+    /// Work with the labelled data (check it).
+    Data(data::DataArgs),
     /// Build (or refresh) a model folder's zero-shot head from the base encoder and record it in the weights manifest.
     ZeroShot(zero_shot::ZeroShotArgs),
 }
@@ -90,5 +99,8 @@ pub fn run() -> Result<ExitCode> {
     match cli.command {
         Command::Score(args) => score::run(args),
         Command::ZeroShot(args) => zero_shot::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Data(args) => data::run(args),
     }
 }

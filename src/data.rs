@@ -1,0 +1,435 @@
+//! Labelled data: the authored corpus (`data/corpus/*.jsonl`), its fixed train/dev/test split by a hash of
+//! each id, the evaluation sets (`data/intensity-pairs.jsonl`, `data/neutral.txt`) and the corpus checker
+//! behind `emoarc data check` (duplicates across splits, unknown categories, off-scale values, coverage).
+//! Loading never stops at the first bad line: every problem is collected with its file and line.
+
+use crate::error::{Error, Result};
+use crate::intensities::Intensities;
+use crate::taxonomy::{Category, NUM_CATEGORIES};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The intensity scale of the annotation guide.
+pub const SCALE: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
+
+/// Which part of the corpus an example belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Split {
+    Train,
+    Dev,
+    Test,
+}
+
+impl Split {
+    /// The split of an id: the first 8 bytes of sha256(id) as a little-endian integer, modulo 100; 0-64 train,
+    /// 65-79 dev, 80-99 test. Fixed by the id alone, so adding examples never moves old ones.
+    pub fn of(id: &str) -> Split {
+        let digest = Sha256::digest(id.as_bytes());
+        let bucket = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")) % 100;
+        match bucket {
+            0..=64 => Split::Train,
+            65..=79 => Split::Dev,
+            _ => Split::Test,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Dev => "dev",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// One labelled utterance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub id: String,
+    pub text: String,
+    pub labels: Intensities,
+    pub split: Split,
+    /// Where it was read from, for messages.
+    pub origin: String,
+}
+
+/// A problem found in the data, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub origin: String,
+    pub message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.origin, self.message)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawExample {
+    id: serde_json::Value,
+    text: serde_json::Value,
+    #[serde(default)]
+    labels: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The corpus: every example that parsed, and the problems of every line that did not.
+#[derive(Debug, Clone, Default)]
+pub struct Corpus {
+    pub examples: Vec<Example>,
+    pub problems: Vec<Finding>,
+}
+
+impl Corpus {
+    /// Loads every `*.jsonl` file of `dir` (sorted by name).
+    pub fn load_dir(dir: &Path) -> Result<Corpus> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::Config(format!("no *.jsonl files in {}", dir.display())));
+        }
+        let mut corpus = Corpus::default();
+        for file in files {
+            let text = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+            corpus.parse_into(&file.display().to_string(), &text);
+        }
+        Ok(corpus)
+    }
+
+    /// Parses JSONL bytes (one example per line) from a source called `name`.
+    pub fn parse(name: &str, bytes: &[u8]) -> Corpus {
+        let mut corpus = Corpus::default();
+        corpus.parse_into(name, bytes);
+        corpus
+    }
+
+    fn parse_into(&mut self, name: &str, bytes: &[u8]) {
+        for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            let origin = format!("{name}:{}", i + 1);
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match parse_example(raw) {
+                Ok(mut ex) => {
+                    ex.origin = origin;
+                    self.examples.push(ex);
+                }
+                Err(message) => self.problems.push(Finding { origin, message }),
+            }
+        }
+    }
+
+    /// The examples of one split.
+    pub fn split(&self, split: Split) -> Vec<&Example> {
+        self.examples.iter().filter(|e| e.split == split).collect()
+    }
+}
+
+fn parse_example(raw: &[u8]) -> std::result::Result<Example, String> {
+    let line = std::str::from_utf8(raw).map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+    let r: RawExample = serde_json::from_str(line).map_err(|e| format!("malformed JSON: {e}"))?;
+    let id = match r.id {
+        serde_json::Value::String(s) if !s.trim().is_empty() => s,
+        other => return Err(format!("\"id\" must be a non-empty string, found {other}")),
+    };
+    let text = match r.text {
+        serde_json::Value::String(s) if !s.trim().is_empty() => s,
+        _ => return Err(format!("{id}: \"text\" must be a non-empty string")),
+    };
+    let mut labels = Intensities::default();
+    let mut bad = Vec::new();
+    for (name, value) in &r.labels {
+        let Some(c) = Category::from_name(name) else {
+            bad.push(format!("unknown category {name:?}"));
+            continue;
+        };
+        match value.as_f64() {
+            Some(v) if SCALE.iter().any(|s| (f64::from(*s) - v).abs() < 1e-9) => labels[c] = v as f32,
+            _ => bad.push(format!("{name}: {value} is not on the scale 0, 0.25, 0.5, 0.75, 1")),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(format!("{id}: {}", bad.join("; ")));
+    }
+    Ok(Example {
+        split: Split::of(&id),
+        id,
+        text,
+        labels,
+        origin: String::new(),
+    })
+}
+
+/// One pair of `data/intensity-pairs.jsonl`: two utterances of one category, the second clearly stronger.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct IntensityPair {
+    pub id: String,
+    pub category: Category,
+    pub weaker: String,
+    pub stronger: String,
+}
+
+/// Reads the intensity pairs; any bad line is an error naming it.
+pub fn load_pairs(path: &Path) -> Result<Vec<IntensityPair>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Config(format!("{}:{}: {e}", path.display(), i + 1)))
+        })
+        .collect()
+}
+
+/// Reads `neutral.txt`: one utterance per line, blank lines ignored.
+pub fn load_lines(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
+}
+
+/// Lower-case words of a text, letters and digits only: what near-duplicate detection compares.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Word-trigram shingles (single words for very short texts).
+fn shingles(text: &str) -> HashSet<String> {
+    let w = words(text);
+    if w.len() < 3 {
+        return w.into_iter().collect();
+    }
+    w.windows(3).map(|t| t.join(" ")).collect()
+}
+
+fn jaccard(a: &HashSet<String>, b: &HashSet<String>) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    let inter = a.intersection(b).count();
+    inter as f64 / (a.len() + b.len() - inter) as f64
+}
+
+/// Shingle overlap at or above which two texts count as near-duplicates.
+pub const NEAR_DUPLICATE: f64 = 0.6;
+
+/// Coverage requirements of the corpus (from the corpus issue).
+#[derive(Debug, Clone, Copy)]
+pub struct Requirements {
+    pub min_examples: usize,
+    pub min_per_category: usize,
+    pub min_levels_per_category: usize,
+    pub min_neutral_share: f64,
+    pub min_multi_share: f64,
+    pub min_test_share: f64,
+}
+
+impl Default for Requirements {
+    fn default() -> Self {
+        Requirements {
+            min_examples: 2400,
+            min_per_category: 60,
+            min_levels_per_category: 3,
+            min_neutral_share: 0.15,
+            min_multi_share: 0.20,
+            min_test_share: 0.15,
+        }
+    }
+}
+
+/// Per category: how many examples carry it and how many at each non-zero level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CategoryCount {
+    pub examples: usize,
+    /// Counts at 0.25, 0.5, 0.75 and 1.0.
+    pub levels: [usize; 4],
+}
+
+/// What `emoarc data check` found.
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    pub examples: usize,
+    pub per_split: BTreeMap<&'static str, usize>,
+    pub per_category: Vec<(Category, CategoryCount)>,
+    /// Share of examples with no label above 0.25 and at most one label.
+    pub neutral_share: f64,
+    pub multi_share: f64,
+    /// Problems that make the data unusable or break a requirement.
+    pub errors: Vec<Finding>,
+    /// Things worth a look that do not fail the check (near-duplicates inside one split).
+    pub warnings: Vec<Finding>,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// Is this example neutral or nearly so (the guide: no labels, or a single trace)?
+pub fn is_neutral(labels: &Intensities) -> bool {
+    let present: Vec<f32> = labels.as_slice().iter().copied().filter(|&v| v > 0.0).collect();
+    present.is_empty() || (present.len() == 1 && present[0] <= 0.25)
+}
+
+/// Checks a corpus against the requirements and against held-out evaluation texts, given as
+/// `(where it is, text)`, that must not appear in the corpus at all.
+pub fn check(corpus: &Corpus, req: Requirements, held_out: &[(String, String)]) -> CheckReport {
+    let mut r = CheckReport {
+        examples: corpus.examples.len(),
+        errors: corpus.problems.clone(),
+        ..CheckReport::default()
+    };
+    let n = corpus.examples.len().max(1) as f64;
+    let mut counts = [CategoryCount::default(); NUM_CATEGORIES];
+    let mut ids: HashMap<&str, &str> = HashMap::new();
+    for ex in &corpus.examples {
+        *r.per_split.entry(ex.split.name()).or_default() += 1;
+        if let Some(first) = ids.insert(&ex.id, &ex.origin) {
+            r.errors.push(Finding {
+                origin: ex.origin.clone(),
+                message: format!("id {:?} already used at {first}", ex.id),
+            });
+        }
+        for (c, v) in ex.labels.iter() {
+            if v > 0.0 {
+                let level = ((v * 4.0).round() as usize).clamp(1, 4) - 1;
+                counts[c.index()].examples += 1;
+                counts[c.index()].levels[level] += 1;
+            }
+        }
+    }
+    r.neutral_share = corpus.examples.iter().filter(|e| is_neutral(&e.labels)).count() as f64 / n;
+    r.multi_share = corpus
+        .examples
+        .iter()
+        .filter(|e| e.labels.as_slice().iter().filter(|&&v| v > 0.0).count() >= 2)
+        .count() as f64
+        / n;
+    r.per_category = Category::ALL.iter().map(|&c| (c, counts[c.index()])).collect();
+    let mut need = |ok: bool, message: String| {
+        if !ok {
+            r.errors.push(Finding {
+                origin: "corpus".into(),
+                message,
+            })
+        }
+    };
+    need(r.examples >= req.min_examples, format!("{} examples, need at least {}", r.examples, req.min_examples));
+    for (c, cc) in &r.per_category {
+        let levels = cc.levels.iter().filter(|&&k| k > 0).count();
+        need(
+            cc.examples >= req.min_per_category && levels >= req.min_levels_per_category,
+            format!(
+                "{c}: {} examples over {levels} levels, need {} over {}",
+                cc.examples, req.min_per_category, req.min_levels_per_category
+            ),
+        );
+    }
+    need(r.neutral_share >= req.min_neutral_share, format!("neutral share {:.3} < {}", r.neutral_share, req.min_neutral_share));
+    need(r.multi_share >= req.min_multi_share, format!("multi-label share {:.3} < {}", r.multi_share, req.min_multi_share));
+    let test_share = r.per_split.get("test").copied().unwrap_or(0) as f64 / n;
+    need(test_share >= req.min_test_share, format!("test share {test_share:.3} < {}", req.min_test_share));
+
+    // Near-duplicates: across splits they leak test into training (an error); within a split, a warning.
+    let sh: Vec<HashSet<String>> = corpus.examples.iter().map(|e| shingles(&e.text)).collect();
+    for i in 0..corpus.examples.len() {
+        for j in i + 1..corpus.examples.len() {
+            let sim = jaccard(&sh[i], &sh[j]);
+            if sim < NEAR_DUPLICATE {
+                continue;
+            }
+            let (a, b) = (&corpus.examples[i], &corpus.examples[j]);
+            let finding = Finding {
+                origin: b.origin.clone(),
+                message: format!("near-duplicate of {} ({}), overlap {sim:.2}", a.origin, a.id),
+            };
+            if a.split != b.split {
+                r.errors.push(finding);
+            } else {
+                r.warnings.push(finding);
+            }
+        }
+    }
+    // Evaluation sets must not appear in the corpus at all.
+    for (origin, text) in held_out {
+        let s = shingles(text);
+        if let Some((ex, sim)) = corpus
+            .examples
+            .iter()
+            .zip(&sh)
+            .map(|(e, es)| (e, jaccard(&s, es)))
+            .find(|(_, sim)| *sim >= NEAR_DUPLICATE)
+        {
+            r.errors.push(Finding {
+                origin: origin.clone(),
+                message: format!("also in the corpus at {} ({}), overlap {sim:.2}", ex.origin, ex.id),
+            });
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_fixed_by_id() {
+        assert_eq!(Split::of("pha-0001"), Split::of("pha-0001"));
+        let n = 10_000;
+        let test = (0..n).filter(|i| Split::of(&format!("x-{i}")) == Split::Test).count();
+        assert!((1800..2200).contains(&test), "{test}");
+    }
+
+    #[test]
+    fn parse_collects_problems_with_line_numbers() {
+        let data = br#"{"id": "a", "text": "I'm furious", "labels": {"Anger": 0.75}}
+{"id": "b", "text": "x", "labels": {"Angry": 0.5}}
+
+{"id": "c", "text": "y", "labels": {"Anger": 0.6}}
+{"id": "d", "text": "  ", "labels": {}}
+not json
+"#;
+        let c = Corpus::parse("t.jsonl", data);
+        assert_eq!(c.examples.len(), 1);
+        assert_eq!(c.examples[0].labels[Category::Anger], 0.75);
+        let origins: Vec<&str> = c.problems.iter().map(|p| p.origin.as_str()).collect();
+        assert_eq!(origins, ["t.jsonl:2", "t.jsonl:4", "t.jsonl:5", "t.jsonl:6"]);
+        assert!(c.problems[0].message.contains("unknown category \"Angry\""));
+        assert!(c.problems[1].message.contains("not on the scale"));
+    }
+
+    fn example(id: &str, text: &str, split: Split) -> Example {
+        Example {
+            id: id.into(),
+            text: text.into(),
+            labels: Intensities::default(),
+            split,
+            origin: format!("t:{id}"),
+        }
+    }
+
+    #[test]
+    fn planted_duplicate_across_splits_is_an_error() {
+        let mut corpus = Corpus::default();
+        corpus.examples.push(example("a", "my landlord still hasn't fixed the heater and it's freezing", Split::Train));
+        corpus.examples.push(example("b", "My landlord STILL hasn't fixed the heater, and it's freezing!", Split::Test));
+        corpus.examples.push(example("c", "the cat knocked my coffee over again", Split::Train));
+        let r = check(&corpus, Requirements { min_examples: 0, min_per_category: 0, min_levels_per_category: 0, min_neutral_share: 0.0, min_multi_share: 0.0, min_test_share: 0.0 }, &[("neutral.txt:1".into(), "The cat knocked my coffee over again.".into())]);
+        let msgs: Vec<String> = r.errors.iter().map(|f| f.to_string()).collect();
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert!(msgs[0].starts_with("t:b: near-duplicate of t:a"));
+        assert!(msgs[1].starts_with("neutral.txt:1: also in the corpus"));
+    }
+}

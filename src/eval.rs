@@ -1,0 +1,258 @@
+//! Evaluation of a head against labelled data: per-category Spearman, Pearson and MAE on the test split with
+//! their macro averages, ordering accuracy on intensity pairs, the false-positive rate on neutral text, and a
+//! calibration table (mean prediction by labelled level). Metrics are plain functions over slices so they can
+//! be checked on hand-computed numbers.
+
+use crate::data::{Example, IntensityPair, SCALE};
+use crate::error::Result;
+use crate::intensities::Intensities;
+use crate::model::Head;
+use crate::taxonomy::{Category, NUM_CATEGORIES};
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+/// Ranks with ties given their average rank (1-based), as Spearman's coefficient needs.
+pub fn ranks(xs: &[f32]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..xs.len()).collect();
+    order.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
+    let mut out = vec![0.0; xs.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && xs[order[j + 1]] == xs[order[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            out[k] = avg;
+        }
+        i = j + 1;
+    }
+    out
+}
+
+fn pearson64(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    if x.len() < 2 || x.len() != y.len() {
+        return None;
+    }
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx <= 0.0 || syy <= 0.0 {
+        return None; // a constant series has no correlation
+    }
+    Some(sxy / (sxx * syy).sqrt())
+}
+
+/// Pearson's correlation; `None` when either series is constant or shorter than 2.
+pub fn pearson(x: &[f32], y: &[f32]) -> Option<f64> {
+    let x: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let y: Vec<f64> = y.iter().map(|&v| f64::from(v)).collect();
+    pearson64(&x, &y)
+}
+
+/// Spearman's rank correlation (Pearson on tie-averaged ranks); `None` when either series is constant.
+pub fn spearman(x: &[f32], y: &[f32]) -> Option<f64> {
+    pearson64(&ranks(x), &ranks(y))
+}
+
+/// Mean absolute error.
+pub fn mae(x: &[f32], y: &[f32]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    x.iter().zip(y).map(|(a, b)| f64::from((a - b).abs())).sum::<f64>() / x.len() as f64
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let (s, n) = xs.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| s / n as f64)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryMetrics {
+    pub category: Category,
+    /// Test examples where the category is present.
+    pub positives: usize,
+    pub spearman: Option<f64>,
+    pub pearson: Option<f64>,
+    pub mae: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationRow {
+    /// The labelled level (0, 0.25, 0.5, 0.75, 1).
+    pub label: f32,
+    /// (utterance, category) cells at that level.
+    pub cells: usize,
+    pub mean_prediction: f64,
+}
+
+/// Everything `emoarc eval` reports for one head.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub head: String,
+    pub test_examples: usize,
+    pub per_category: Vec<CategoryMetrics>,
+    pub macro_spearman: f64,
+    /// What a perfect model scores on this test split when absent categories get tiny distinct values, as any
+    /// continuous output does: most labels are tied zeros, so this, not 1, is the attainable ceiling.
+    pub ceiling_macro_spearman: f64,
+    pub macro_pearson: f64,
+    pub macro_mae: f64,
+    /// Share of intensity pairs whose stronger utterance scores higher on the pair's category.
+    pub pair_accuracy: f64,
+    pub pairs: usize,
+    /// Share of neutral utterances with any intensity above 0.5.
+    pub neutral_false_positive_rate: f64,
+    pub neutral: usize,
+    pub calibration: Vec<CalibrationRow>,
+}
+
+/// The texts an evaluation needs, in the order [`evaluate`] expects their predictions.
+pub fn eval_texts<'a>(test: &[&'a Example], pairs: &'a [IntensityPair], neutral: &'a [String]) -> Vec<&'a str> {
+    test.iter()
+        .map(|e| e.text.as_str())
+        .chain(pairs.iter().flat_map(|p| [p.weaker.as_str(), p.stronger.as_str()]))
+        .chain(neutral.iter().map(String::as_str))
+        .collect()
+}
+
+/// Scores a head from its predictions on [`eval_texts`] (same order).
+pub fn evaluate(
+    head: &str,
+    predictions: &[Intensities],
+    test: &[&Example],
+    pairs: &[IntensityPair],
+    neutral: &[String],
+) -> EvalReport {
+    let (on_test, rest) = predictions.split_at(test.len());
+    let (on_pairs, on_neutral) = rest.split_at(pairs.len() * 2);
+    let per_category: Vec<CategoryMetrics> = Category::ALL
+        .iter()
+        .map(|&c| {
+            let pred: Vec<f32> = on_test.iter().map(|p| p[c]).collect();
+            let gold: Vec<f32> = test.iter().map(|e| e.labels[c]).collect();
+            CategoryMetrics {
+                category: c,
+                positives: gold.iter().filter(|&&g| g > 0.0).count(),
+                spearman: spearman(&pred, &gold),
+                pearson: pearson(&pred, &gold),
+                mae: mae(&pred, &gold),
+            }
+        })
+        .collect();
+    let ordered = pairs
+        .iter()
+        .zip(on_pairs.chunks(2))
+        .filter(|(p, s)| s[1][p.category] > s[0][p.category])
+        .count();
+    let false_positives = on_neutral
+        .iter()
+        .filter(|p| p.as_slice().iter().any(|&v| v > 0.5))
+        .count();
+    let calibration = SCALE
+        .iter()
+        .map(|&level| {
+            let cells: Vec<f64> = test
+                .iter()
+                .zip(on_test)
+                .flat_map(|(e, p)| {
+                    (0..NUM_CATEGORIES)
+                        .filter(move |&k| e.labels.as_slice()[k] == level)
+                        .map(move |k| f64::from(p.as_slice()[k]))
+                })
+                .collect();
+            CalibrationRow {
+                label: level,
+                cells: cells.len(),
+                mean_prediction: mean(cells.iter().copied()).unwrap_or(f64::NAN),
+            }
+        })
+        .collect();
+    let ceiling = mean(Category::ALL.iter().filter_map(|&c| {
+        let gold: Vec<f32> = test.iter().map(|e| e.labels[c]).collect();
+        let oracle: Vec<f32> = gold.iter().enumerate().map(|(i, g)| g + jitter(i, c)).collect();
+        spearman(&oracle, &gold)
+    }))
+    .unwrap_or(f64::NAN);
+    EvalReport {
+        head: head.to_string(),
+        ceiling_macro_spearman: ceiling,
+        test_examples: test.len(),
+        macro_spearman: mean(per_category.iter().filter_map(|m| m.spearman)).unwrap_or(f64::NAN),
+        macro_pearson: mean(per_category.iter().filter_map(|m| m.pearson)).unwrap_or(f64::NAN),
+        macro_mae: mean(per_category.iter().map(|m| m.mae)).unwrap_or(f64::NAN),
+        per_category,
+        pair_accuracy: ordered as f64 / pairs.len().max(1) as f64,
+        pairs: pairs.len(),
+        neutral_false_positive_rate: false_positives as f64 / neutral.len().max(1) as f64,
+        neutral: neutral.len(),
+        calibration,
+    }
+}
+
+/// A deterministic value in `[0, 0.01)` per (utterance, category): the oracle's "tiny but not equal" output.
+fn jitter(i: usize, c: Category) -> f32 {
+    let mut h = (i as u64) << 8 | c.index() as u64;
+    h = h.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^= h >> 29;
+    (h % 10_000) as f32 * 1e-6
+}
+
+/// Runs a head over pooled embeddings (so several heads can share one pass of the encoder).
+pub fn apply_head(head: &Head, embeddings: &[Vec<f32>]) -> Result<Vec<Intensities>> {
+    if embeddings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dim = embeddings[0].len();
+    let flat: Vec<f32> = embeddings.iter().flatten().copied().collect();
+    let x = Tensor::from_vec(flat, (embeddings.len(), dim), &Device::Cpu)?;
+    let out = head.forward(&x)?.to_vec2::<f32>()?;
+    Ok(out
+        .iter()
+        .map(|row| Intensities::from_slice(row).expect("the head has 40 outputs"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_average_ties() {
+        assert_eq!(ranks(&[10.0, 20.0, 20.0, 5.0]), vec![2.0, 3.5, 3.5, 1.0]);
+    }
+
+    #[test]
+    fn spearman_on_hand_checked_numbers() {
+        // Perfectly monotone but not linear: Spearman 1, Pearson below 1.
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let y = [1.0, 4.0, 9.0, 16.0, 100.0];
+        assert!((spearman(&x, &y).unwrap() - 1.0).abs() < 1e-12);
+        assert!(pearson(&x, &y).unwrap() < 0.95);
+        // Reversed: -1.
+        let r = [5.0, 4.0, 3.0, 2.0, 1.0];
+        assert!((spearman(&x, &r).unwrap() + 1.0).abs() < 1e-12);
+        // By hand: x = [1,2,3,4,5], y = [2,1,4,3,5]; d = [1,1,1,1,0]; rho = 1 - 6*4/(5*24) = 0.8.
+        let y = [2.0, 1.0, 4.0, 3.0, 5.0];
+        assert!((spearman(&x, &y).unwrap() - 0.8).abs() < 1e-12);
+        // With ties (average ranks): x ranks [1, 2.5, 2.5, 4], y ranks [1, 2, 3, 4]; Pearson of those = 0.9486833.
+        let xt = [0.0, 0.5, 0.5, 1.0];
+        let yt = [0.1, 0.2, 0.3, 0.4];
+        assert!((spearman(&xt, &yt).unwrap() - 0.9486833).abs() < 1e-6);
+        assert_eq!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
+    }
+
+    #[test]
+    fn mae_and_pearson_by_hand() {
+        assert!((mae(&[0.0, 0.5, 1.0], &[0.25, 0.5, 0.5]) - 0.25).abs() < 1e-12);
+        // x = [1,2,3], y = [2,4,7]: cov = 5/3... r = 5 / sqrt(2 * 12.6667) = 0.99339927.
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 7.0]).unwrap() - 0.993399).abs() < 1e-6);
+    }
+}
