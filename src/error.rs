@@ -68,6 +68,12 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A conversation could not be read, scored or paired; `at` names the conversation (id, line) and the turn.
+    #[error("{at}: {problem}")]
+    Conversation {
+        at: crate::trajectory::ConversationAt,
+        problem: crate::trajectory::ConversationProblem,
+    },
 }
 
 /// Why one input text was refused.

@@ -21,13 +21,17 @@ pub mod estimator;
 pub mod eval;
 pub mod intensities;
 pub mod model;
+pub mod reward;
 pub mod taxonomy;
 pub mod train;
+pub mod trajectory;
 pub mod weights;
 pub mod zero_shot;
 
 pub use error::{Error, InputProblem, Result};
 pub use estimator::{DeviceChoice, Estimate, Estimator, EstimatorBuilder, OnLong, Precision};
 pub use intensities::Intensities;
+pub use reward::{AccommodationGuard, RewardConfig, RewardFn, WeightedReward};
 pub use taxonomy::{Category, Family, NUM_CATEGORIES, TAXONOMY_VERSION};
+pub use trajectory::{ArcOptions, ArcTracker, Conversation, EmotionArc, Trajectory, Turn};
 pub use weights::ModelSource;

@@ -1,8 +1,11 @@
 //! Command-line parsing and dispatch: one submodule per subcommand. Shared model options live here so every
 //! command that loads a model takes the same flags.
 
+mod arc;
 mod data;
 mod eval;
+mod eval_arcs;
+mod reward;
 mod score;
 mod train;
 mod zero_shot;
@@ -32,6 +35,12 @@ enum Command {
     Data(data::DataArgs),
     /// Build (or refresh) a model folder's zero-shot head from the base encoder and record it in the weights manifest.
     ZeroShot(zero_shot::ZeroShotArgs),
+    /// Emotion arcs of conversations (JSONL), optionally drawn as SVG.
+    Arc(arc::ArcArgs),
+    /// Rewards of conversations (JSONL) from their emotion arcs.
+    Reward(reward::RewardArgs),
+    /// Check the arc rewards against the authored better/worse conversation pairs.
+    EvalArcs(eval_arcs::EvalArcsArgs),
 }
 
 /// Options for loading a model, shared by every command that scores text.
@@ -102,5 +111,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Data(args) => data::run(args),
+        Command::Arc(args) => arc::run(args),
+        Command::Reward(args) => reward::run(args),
+        Command::EvalArcs(args) => eval_arcs::run(args),
     }
 }

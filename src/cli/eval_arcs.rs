@@ -1,0 +1,125 @@
+//! `emoarc eval-arcs`: checks the arc rewards against the authored better/worse conversation pairs and prints,
+//! per reward, the share of pairs where the better conversation scores higher (overall, per half, per failure
+//! kind), and the accommodation guard's mean on better and worse conversations. `--json` for machines.
+
+use super::arc::{rounded, ArcFlags};
+use super::reward::load_config;
+use super::ModelArgs;
+use anyhow::{Context, Result};
+use clap::Args;
+use emoarc::reward::{evaluate_pairs, find_pairs, Agreement, PairReport, RewardFn, TermName};
+use emoarc::trajectory::{read_conversations, score_conversations};
+use emoarc::Conversation;
+use serde_json::json;
+use std::fmt::Write as _;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct EvalArcsArgs {
+    /// Conversation pairs: JSONL conversations with "pair", "outcome" (better or worse) and "failure" fields.
+    #[arg(long, default_value = "data/conversations/pairs.jsonl")]
+    data: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Reward parameters (and, with [terms], a weighted reward to evaluate too).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A weighted reward to evaluate besides the built-ins, such as terminal=1,accommodation=0.5.
+    #[arg(long)]
+    reward: Option<String>,
+    #[command(flatten)]
+    arc: ArcFlags,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
+    let config = load_config(args.config.as_deref(), args.reward.as_deref())?;
+    let weighted = (!config.terms.is_empty()).then(|| config.build()).transpose()?;
+    let file = std::fs::File::open(&args.data).with_context(|| format!("cannot open {}", args.data.display()))?;
+    let conversations = read_conversations(BufReader::new(file))
+        .collect::<emoarc::Result<Vec<Conversation>>>()
+        .with_context(|| format!("reading {}", args.data.display()))?;
+    let pairs = find_pairs(&conversations)?;
+    let estimator = args.model.load()?;
+    let options = args.arc.options();
+    let trajectories = score_conversations(&estimator, &conversations, &options)?
+        .into_iter()
+        .collect::<emoarc::Result<Vec<_>>>()?;
+    let builtins: Vec<Box<dyn RewardFn>> = TermName::ALL
+        .into_iter()
+        .filter(|&t| t != TermName::Accommodation)
+        .map(|t| config.term(t))
+        .collect();
+    let mut rewards: Vec<&dyn RewardFn> = builtins.iter().map(|b| b.as_ref() as &dyn RewardFn).collect();
+    if let Some(w) = &weighted {
+        rewards.push(w);
+    }
+    let report = evaluate_pairs(&pairs, &trajectories, &rewards, &config.accommodation);
+    let model = format!("{} (head {})", estimator.spec().name, estimator.model().head_name);
+    if args.json {
+        let doc = json!({"data": args.data, "model": model, "reading": options.reading.name(), "speaker": options.speaker, "report": report});
+        println!("{}", serde_json::to_string_pretty(&rounded(doc))?);
+    } else {
+        let heading = format!(
+            "{} pairs in {}; model {model}, {} reading, speaker {}",
+            report.pairs,
+            args.data.display(),
+            options.reading.name(),
+            options.speaker
+        );
+        print!("{}", table(&report, &heading));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The report as two Markdown tables (ready to paste into the README).
+fn table(report: &PairReport, heading: &str) -> String {
+    let failures: Vec<&String> = report.guard.by_failure.keys().collect();
+    let mut s = format!("eval-arcs: {heading}\n\n");
+    let share = |a: &Agreement| format!("{:.2}", a.share);
+    let _ = writeln!(
+        s,
+        "| reward | better ranked higher | half A | half B | {} |\n|---|---|---|---|{}",
+        failures.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(failures.len())
+    );
+    for r in &report.rewards {
+        let per_failure: Vec<String> = failures.iter().map(|f| r.by_failure.get(*f).map_or("-".into(), share)).collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} ({}/{}{}) | {} | {} | {} |",
+            r.reward,
+            share(&r.all),
+            r.all.better_higher,
+            r.all.pairs,
+            if r.all.ties > 0 { format!(", {} ties", r.all.ties) } else { String::new() },
+            share(&r.half_a),
+            share(&r.half_b),
+            per_failure.join(" | ")
+        );
+    }
+    let g = &report.guard;
+    let column = |f: &dyn Fn(&emoarc::reward::GuardMeans) -> String| -> String {
+        failures.iter().map(|k| f(&g.by_failure[*k])).collect::<Vec<_>>().join(" | ")
+    };
+    let _ = writeln!(
+        s,
+        "\naccommodation guard (mean excess of reply valence over the speaker's):\n\n| | all | {} |\n|---|---|{}",
+        failures.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(failures.len())
+    );
+    let _ = writeln!(s, "| better | {:.3} | {} |", g.all.better, column(&|m| format!("{:.3}", m.better)));
+    let _ = writeln!(s, "| worse | {:.3} | {} |", g.all.worse, column(&|m| format!("{:.3}", m.worse)));
+    let _ = writeln!(
+        s,
+        "| worse higher | {}/{} | {} |",
+        g.all.worse_higher,
+        g.all.pairs,
+        column(&|m| format!("{}/{}", m.worse_higher, m.pairs))
+    );
+    s
+}

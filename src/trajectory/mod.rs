@@ -1,0 +1,20 @@
+//! Conversations as emotion arcs. This module owns everything between a conversation's text and the numbers a
+//! reward reads: parsing conversations ([`Conversation`], [`Turn`]), reading a turn clause by clause
+//! ([`TurnReading`]), the documented valence/arousal table and well-being scale ([`AffectModel`],
+//! [`AFFECT_TABLE`]), the speaker's [`EmotionArc`] with its [`ArcSummary`], the whole scored [`Trajectory`], and
+//! the two ways to score: incrementally with [`ArcTracker`] or in bulk with [`score_conversations`].
+
+mod affect;
+mod arc;
+mod conversation;
+mod reading;
+mod tracker;
+
+pub use affect::{
+    category_affect, family_prior, Affect, AffectModel, CategoryAffect, AFFECT_TABLE, DEFAULT_NEUTRAL_MASS,
+};
+pub use arc::{ArcSummary, EmotionArc, ScoredTurn, Trajectory, DEFAULT_TREND_WINDOW};
+pub(crate) use arc::{slope, tail, volatility};
+pub use conversation::{read_conversations, Conversation, ConversationAt, ConversationProblem, Turn};
+pub use reading::{Clause, TurnReading};
+pub use tracker::{score_conversations, ArcOptions, ArcTracker, DEFAULT_CACHE_CAPACITY};

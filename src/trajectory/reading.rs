@@ -1,0 +1,243 @@
+//! How one turn's text becomes the intensities an arc records for it ([`TurnReading`]). By default a turn is
+//! read clause by clause and the clauses are weighted toward where the turn ends up: a whole-text mean pool
+//! lets "still scared but it feels less like a sentence now, thank you" read as fear, while a person's state at
+//! the end of their turn is what an arc should follow. It also owns the cache of clause vectors that lets
+//! [`ArcTracker`](super::ArcTracker) and the batch path encode each distinct text once.
+
+use crate::error::{InputProblem, Result};
+use crate::estimator::Estimator;
+use crate::intensities::Intensities;
+use crate::taxonomy::NUM_CATEGORIES;
+use std::collections::{HashMap, HashSet};
+
+/// How a turn is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TurnReading {
+    /// Split into clauses (sentences, and at a contrastive "but"), score each, and take a weighted mean:
+    /// clause `k` of `n` (0-based) weighs `k + 1`, so later clauses count more; a clause that opens with "but"
+    /// weighs 1.5 times more and every clause before it half as much (the contrast rule of the VADER sentiment
+    /// analyser: what follows "but" is what the speaker means).
+    #[default]
+    Clauses,
+    /// Score the whole turn as one text, as `emoarc score` does.
+    Whole,
+}
+
+impl TurnReading {
+    /// The name used on the command line and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TurnReading::Clauses => "clauses",
+            TurnReading::Whole => "whole",
+        }
+    }
+}
+
+impl std::str::FromStr for TurnReading {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "clauses" => Ok(TurnReading::Clauses),
+            "whole" => Ok(TurnReading::Whole),
+            _ => Err(crate::Error::Config(format!("turn reading must be clauses or whole, not {s:?}"))),
+        }
+    }
+}
+
+/// One piece of a turn to encode, with its weight in the turn's mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clause<'a> {
+    pub text: &'a str,
+    pub weight: f32,
+}
+
+/// Contrast rule weights (VADER): the clause after "but" is emphasised, everything before it damped.
+const AFTER_BUT: f32 = 1.5;
+const BEFORE_BUT: f32 = 0.5;
+
+impl TurnReading {
+    /// The clauses of a turn with their weights (weights sum to anything positive; the mean normalises).
+    pub fn clauses(self, text: &str) -> Vec<Clause<'_>> {
+        if self == TurnReading::Whole {
+            return vec![Clause { text, weight: 1.0 }];
+        }
+        let mut out: Vec<Clause> = Vec::new();
+        for sentence in sentences(text) {
+            for (piece, contrast) in split_on_but(sentence) {
+                if contrast {
+                    for earlier in &mut out {
+                        earlier.weight *= BEFORE_BUT;
+                    }
+                }
+                let position = out.len() as f32 + 1.0;
+                out.push(Clause {
+                    text: piece,
+                    weight: position * if contrast { AFTER_BUT } else { 1.0 },
+                });
+            }
+        }
+        if out.is_empty() {
+            // Nothing but a connective ("but"): the text itself is all there is to read.
+            out.push(Clause { text, weight: 1.0 });
+        }
+        out
+    }
+
+    /// Combines the clauses' intensities (same order as [`clauses`](Self::clauses)) into the turn's.
+    pub fn combine(clauses: &[Clause], intensities: &[Intensities]) -> Intensities {
+        let mut sum = [0.0f32; NUM_CATEGORIES];
+        let total: f32 = clauses.iter().map(|c| c.weight).sum();
+        for (clause, x) in clauses.iter().zip(intensities) {
+            for (s, v) in sum.iter_mut().zip(x.as_slice()) {
+                *s += clause.weight * v / total;
+            }
+        }
+        Intensities::new(sum)
+    }
+}
+
+/// Sentences: a run of text ending in `.`, `!`, `?` or `;` followed by white space, or a line. Terminators
+/// without a following space ("3.5", "e.g.x") do not split.
+fn sentences(text: &str) -> impl Iterator<Item = &str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next_is_space = chars.peek().is_some_and(|&(_, n)| n.is_whitespace());
+        let end = if c == '\n' {
+            Some(i)
+        } else if matches!(c, '.' | '!' | '?' | ';') && next_is_space {
+            Some(i + c.len_utf8())
+        } else {
+            None
+        };
+        if let Some(end) = end {
+            pieces.push(&text[start..end]);
+            start = end;
+        }
+    }
+    pieces.push(&text[start..]);
+    pieces.into_iter().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Splits a sentence at each whole word "but" (any case). Each piece comes with whether it follows a "but";
+/// the connective and a comma before it are dropped.
+fn split_on_but(sentence: &str) -> Vec<(&str, bool)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut contrast = false;
+    for (at, word) in words(sentence) {
+        if word.trim_end_matches(',').eq_ignore_ascii_case("but") {
+            let before = sentence[start..at].trim().trim_end_matches(',').trim_end();
+            if !before.is_empty() {
+                out.push((before, contrast));
+            }
+            start = at + word.len();
+            contrast = true;
+        }
+    }
+    let rest = sentence[start..].trim();
+    if !rest.is_empty() {
+        out.push((rest, contrast));
+    }
+    out
+}
+
+/// White-space separated words with their byte offsets.
+fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
+    s.split_whitespace()
+        .map(move |w| (w.as_ptr() as usize - s.as_ptr() as usize, w))
+}
+
+/// Clause vectors by text. Bounded: when a fill would pass the capacity the cache starts over, which is safe
+/// because scored turns keep their own intensities and the cache only saves re-encoding repeats.
+#[derive(Debug, Clone)]
+pub(crate) struct ClauseCache {
+    map: HashMap<String, Intensities>,
+    capacity: usize,
+}
+
+impl ClauseCache {
+    pub(crate) fn new(capacity: usize) -> ClauseCache {
+        ClauseCache {
+            map: HashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn get(&self, text: &str) -> Option<&Intensities> {
+        self.map.get(text)
+    }
+
+    /// Encodes, in one estimator call, the texts not cached yet; returns why each refused text was refused.
+    pub(crate) fn fill<'t>(
+        &mut self,
+        estimator: &Estimator,
+        texts: impl IntoIterator<Item = &'t str>,
+    ) -> Result<HashMap<&'t str, InputProblem>> {
+        let mut seen = HashSet::new();
+        let requested: Vec<&str> = texts.into_iter().filter(|t| seen.insert(*t)).collect();
+        let mut missing: Vec<&str> = requested.iter().copied().filter(|t| !self.map.contains_key(*t)).collect();
+        if missing.is_empty() {
+            return Ok(HashMap::new());
+        }
+        if self.map.len() + missing.len() > self.capacity {
+            // Starting over drops texts this very call needs too, so they are encoded again with the new ones.
+            self.map.clear();
+            missing = requested;
+        }
+        let mut refused = HashMap::new();
+        for (text, result) in missing.iter().zip(estimator.estimate_each(&missing)?) {
+            match result {
+                Ok(estimate) => {
+                    self.map.insert((*text).to_string(), estimate.intensities);
+                }
+                Err(problem) => {
+                    refused.insert(*text, problem);
+                }
+            }
+        }
+        Ok(refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::taxonomy::Category;
+
+    fn read(text: &str) -> Vec<(&str, f32)> {
+        TurnReading::Clauses.clauses(text).into_iter().map(|c| (c.text, c.weight)).collect()
+    }
+
+    #[test]
+    fn clauses_follow_sentences_and_contrast() {
+        assert_eq!(read("ok. i'm going to bed at 11 tonight"), vec![("ok.", 1.0), ("i'm going to bed at 11 tonight", 2.0)]);
+        // "but" damps everything before it and lifts what follows.
+        assert_eq!(
+            read("home now. still scared, but it feels doable. thank you"),
+            vec![("home now.", 0.5), ("still scared", 1.0), ("it feels doable.", 4.5), ("thank you", 4.0)]
+        );
+        assert_eq!(read("But i feel better"), vec![("i feel better", 1.5)]);
+        assert_eq!(read("version 3.5 works\nyes!!  really?"), vec![("version 3.5 works", 1.0), ("yes!!", 2.0), ("really?", 3.0)]);
+        assert_eq!(read("butter is not a contrast"), vec![("butter is not a contrast", 1.0)]);
+        assert_eq!(read("but"), vec![("but", 1.0)]);
+        assert_eq!(TurnReading::Whole.clauses("a. b").len(), 1);
+    }
+
+    #[test]
+    fn combine_is_the_weighted_mean() {
+        let mut a = Intensities::default();
+        a[Category::Fear] = 0.8;
+        let mut b = Intensities::default();
+        b[Category::Relief] = 0.6;
+        let clauses = [Clause { text: "a", weight: 1.0 }, Clause { text: "b", weight: 3.0 }];
+        let x = TurnReading::combine(&clauses, &[a, b]);
+        assert!((x[Category::Fear] - 0.2).abs() < 1e-6);
+        assert!((x[Category::Relief] - 0.45).abs() < 1e-6);
+    }
+}

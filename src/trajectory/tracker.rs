@@ -1,0 +1,163 @@
+//! Scoring conversations into [`Trajectory`]s with a model: [`ArcTracker`] one turn at a time, as an RL rollout
+//! produces them, and [`score_conversations`] for many finished conversations at once. Both go through the same
+//! clause cache, so a text is encoded once however often it recurs, and a turn is never encoded twice.
+
+use super::affect::AffectModel;
+use super::arc::{EmotionArc, ScoredTurn, Trajectory};
+use super::conversation::{Conversation, ConversationAt, ConversationProblem};
+use super::reading::{ClauseCache, TurnReading};
+use crate::error::{InputProblem, Result};
+use crate::estimator::Estimator;
+use crate::intensities::Intensities;
+use crate::reward::RewardFn;
+use std::collections::HashMap;
+
+/// What an arc follows and how turns are read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArcOptions {
+    /// Whose turns form the arc (default `user`).
+    pub speaker: String,
+    pub reading: TurnReading,
+    pub affect: AffectModel,
+}
+
+impl Default for ArcOptions {
+    fn default() -> Self {
+        ArcOptions {
+            speaker: "user".into(),
+            reading: TurnReading::default(),
+            affect: AffectModel::default(),
+        }
+    }
+}
+
+/// Clause texts cached by a tracker before it starts over (about 13 MB of vectors).
+pub const DEFAULT_CACHE_CAPACITY: usize = 65_536;
+
+/// Builds a trajectory turn by turn. Scoring turn `t` encodes only the clauses of turn `t` that are not already
+/// cached: earlier turns keep their scores, and a text seen before (in this conversation, or in an earlier one
+/// since the last [`reset`](Self::reset)) is served from the cache.
+///
+/// ```no_run
+/// use emoarc::{ArcOptions, ArcTracker, Estimator, reward::Terminal};
+///
+/// let estimator = Estimator::new()?;
+/// let mut tracker = ArcTracker::new(&estimator, ArcOptions::default(), "rollout-1");
+/// tracker.push("user", "i failed the exam and i feel useless")?;
+/// tracker.push("assistant", "That sounds rough. What happened?")?;
+/// tracker.push("user", "i ran out of time. but i know what to fix now, thanks")?;
+/// println!("reward so far: {:?}", tracker.reward(&Terminal));
+/// # Ok::<(), emoarc::Error>(())
+/// ```
+pub struct ArcTracker<'e> {
+    estimator: &'e Estimator,
+    options: ArcOptions,
+    cache: ClauseCache,
+    trajectory: Trajectory,
+}
+
+impl<'e> ArcTracker<'e> {
+    pub fn new(estimator: &'e Estimator, options: ArcOptions, id: impl Into<String>) -> ArcTracker<'e> {
+        let trajectory = Trajectory::new(id, options.speaker.clone());
+        ArcTracker {
+            estimator,
+            options,
+            cache: ClauseCache::new(DEFAULT_CACHE_CAPACITY),
+            trajectory,
+        }
+    }
+
+    /// How many distinct clause texts the cache may hold before it starts over.
+    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache = ClauseCache::new(capacity);
+        self
+    }
+
+    /// Scores the next turn and appends it. A refused text (blank, or too long under `OnLong::Error`) is an
+    /// error naming this conversation and turn, and leaves the trajectory unchanged.
+    pub fn push(&mut self, role: &str, text: &str) -> Result<&ScoredTurn> {
+        let at = ConversationAt::id(self.trajectory.id.clone()).turn(self.trajectory.turns().len());
+        if text.trim().is_empty() {
+            return Err(at.error(ConversationProblem::EmptyText));
+        }
+        let clauses = self.options.reading.clauses(text);
+        let refused = self.cache.fill(self.estimator, clauses.iter().map(|c| c.text))?;
+        if let Some(problem) = refused.into_values().next() {
+            return Err(at.error(ConversationProblem::Input(problem)));
+        }
+        let intensities = combine_cached(&self.cache, &clauses);
+        Ok(self.trajectory.push(role, intensities, &self.options.affect))
+    }
+
+    /// The conversation so far.
+    pub fn trajectory(&self) -> &Trajectory {
+        &self.trajectory
+    }
+
+    /// The speaker's arc so far.
+    pub fn arc(&self) -> &EmotionArc {
+        self.trajectory.arc()
+    }
+
+    /// The reward of the conversation so far; `None` until the speaker has a turn.
+    pub fn reward(&self, reward: &dyn RewardFn) -> Option<f32> {
+        (!self.arc().is_empty()).then(|| reward.reward(&self.trajectory))
+    }
+
+    /// Starts a new conversation, keeping the cache (rollouts often share their opening).
+    pub fn reset(&mut self, id: impl Into<String>) {
+        self.trajectory = Trajectory::new(id, self.options.speaker.clone());
+    }
+
+    /// Distinct clause texts cached.
+    pub fn cached_texts(&self) -> usize {
+        self.cache.len()
+    }
+}
+
+/// A turn's intensities from its clauses, all of which must be cached.
+fn combine_cached(cache: &ClauseCache, clauses: &[super::reading::Clause]) -> Intensities {
+    let vectors: Vec<Intensities> = clauses
+        .iter()
+        .map(|c| *cache.get(c.text).expect("every clause was just encoded"))
+        .collect();
+    TurnReading::combine(clauses, &vectors)
+}
+
+/// Scores finished conversations, encoding every distinct clause of all of them in one estimator call (sorted
+/// and batched by the estimator). The outer error is a model failure; each conversation gets its own result, so
+/// one conversation without the speaker, or with a refused text, never costs the others.
+pub fn score_conversations(
+    estimator: &Estimator,
+    conversations: &[Conversation],
+    options: &ArcOptions,
+) -> Result<Vec<Result<Trajectory>>> {
+    let readings: Vec<Vec<Vec<super::reading::Clause>>> = conversations
+        .iter()
+        .map(|c| c.turns.iter().map(|t| options.reading.clauses(&t.text)).collect())
+        .collect();
+    let usable: Vec<Result<()>> = conversations.iter().map(|c| c.require_speaker(&options.speaker)).collect();
+    let mut cache = ClauseCache::new(usize::MAX);
+    let texts = readings
+        .iter()
+        .zip(&usable)
+        .filter(|(_, ok)| ok.is_ok())
+        .flat_map(|(turns, _)| turns.iter().flatten().map(|c| c.text));
+    let refused: HashMap<&str, InputProblem> = cache.fill(estimator, texts)?;
+    Ok(conversations
+        .iter()
+        .zip(readings)
+        .zip(usable)
+        .map(|((conversation, turns), usable)| {
+            usable?;
+            let mut trajectory = Trajectory::new(conversation.id.clone(), options.speaker.clone());
+            for (i, (turn, clauses)) in conversation.turns.iter().zip(turns).enumerate() {
+                if let Some(problem) = clauses.iter().find_map(|c| refused.get(c.text)) {
+                    return Err(conversation.at().turn(i).error(ConversationProblem::Input(problem.clone())));
+                }
+                trajectory.push(turn.role.clone(), combine_cached(&cache, &clauses), &options.affect);
+            }
+            Ok(trajectory)
+        })
+        .collect())
+}
