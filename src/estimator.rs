@@ -443,6 +443,11 @@ impl Estimator {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// The token id used for padding.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
     /// The verified model folder this estimator was loaded from, and its manifest entry.
     pub fn source(&self) -> &VerifiedModel {
         &self.verified

@@ -54,6 +54,10 @@ pub struct HeadSpec {
     pub weights: String,
     /// How many encoder layers feed this head; fewer than the encoder has is a "first k layers" model.
     pub encoder_layers: usize,
+    /// Safetensors whose tensors replace the encoder's for this head (its fine-tuned top layers), so heads
+    /// with and without fine-tuning share one encoder file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_override: Option<String>,
     /// `zero-shot` (prototype similarities) or `trained`; informational.
     pub kind: String,
     /// Input width (the encoder's hidden size).
@@ -122,7 +126,10 @@ impl ModelSpec {
             self.encoder.tokenizer.clone(),
             self.encoder.weights.clone(),
         ];
-        files.extend(self.heads.values().map(|h| h.weights.clone()));
+        for h in self.heads.values() {
+            files.push(h.weights.clone());
+            files.extend(h.encoder_override.clone());
+        }
         files.sort();
         files.dedup();
         files
@@ -272,10 +279,11 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Loads `config.json` and the weights of the first `layers` layers, converting them to `dtype`.
+    /// Loads `config.json` and the weights of the first `layers` layers, converting them to `dtype`. Tensors of
+    /// later files in `weights` replace those of earlier ones (fine-tuned layers over the shared encoder).
     pub fn load(
         config_path: &std::path::Path,
-        weights_path: &std::path::Path,
+        weights: &[std::path::PathBuf],
         layers: Option<usize>,
         dtype: DType,
         device: &Device,
@@ -293,9 +301,7 @@ impl Encoder {
             config.num_hidden_layers = k;
         }
         // mmap: nothing is read until a tensor is touched, which keeps start-up cheap.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&[weights_path.to_path_buf()], dtype, device)?
-        };
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device)? };
         let bert = BertModel::load(vb, &config)?;
         Ok(Encoder {
             bert,
@@ -308,11 +314,15 @@ impl Encoder {
         self.hidden_size
     }
 
+    /// The last loaded layer's token vectors `[b, s, hidden]` for a padded batch (`ids`, `mask`: `[b, s]` u32).
+    pub fn hidden_states(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let type_ids = ids.zeros_like()?;
+        Ok(self.bert.forward(ids, &type_ids, Some(mask))?)
+    }
+
     /// Pooled utterance vectors `[b, hidden]` in f32 for a padded batch: `ids` and `mask` are `[b, s]` u32.
     pub fn embed(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let type_ids = ids.zeros_like()?;
-        let hidden = self.bert.forward(ids, &type_ids, Some(mask))?;
-        let pooled = mean_pool(&hidden, mask)?;
+        let pooled = mean_pool(&self.hidden_states(ids, mask)?, mask)?;
         Ok(pooled.to_dtype(DType::F32)?)
     }
 
@@ -336,9 +346,13 @@ impl EmotionModel {
     pub fn load(model: &VerifiedModel, head: Option<&str>, dtype: DType, device: &Device) -> Result<Self> {
         let spec = ModelSpec::load(model)?;
         let (head_name, head_spec) = spec.head(head)?;
+        let mut weights = vec![model.file(&spec.encoder.weights)?];
+        if let Some(extra) = &head_spec.encoder_override {
+            weights.push(model.file(extra)?);
+        }
         let encoder = Encoder::load(
             &model.file(&spec.encoder.config)?,
-            &model.file(&spec.encoder.weights)?,
+            &weights,
             Some(head_spec.encoder_layers),
             dtype,
             device,

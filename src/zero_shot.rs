@@ -330,6 +330,7 @@ pub fn build_model(
     let head = HeadSpec {
         weights: format!("head-{HEAD_NAME}.safetensors"),
         encoder_layers: layers,
+        encoder_override: None,
         kind: "zero-shot".into(),
         inputs: hidden,
         hidden: vec![],

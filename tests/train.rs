@@ -119,8 +119,9 @@ fn the_shipped_trained_head_beats_zero_shot_on_held_out_data() {
         .build()
         .unwrap();
     let t = eval::evaluate("trained", &eval::apply_head(&trained.model().head, &embeddings).unwrap(), &test, &pairs, &neutral);
-    let z = eval::evaluate("zero-shot", &eval::apply_head(&zero_shot.model().head, &embeddings).unwrap(), &test, &pairs, &neutral);
-    // Measured when shipped: trained 0.267 / 77.0% / 3.4%, zero-shot 0.197 / 55.5% / 6.0%; ceiling 0.355.
+    // The trained head reads fine-tuned top layers, the zero-shot head the plain encoder: one pass each.
+    let z = eval::evaluate("zero-shot", &zero_shot.estimate(&texts).unwrap(), &test, &pairs, &neutral);
+    // Measured when shipped: trained 0.278 / 78.0% / 0.7%, zero-shot 0.197 / 55.5% / 6.0%; ceiling 0.355.
     assert!(t.macro_spearman > z.macro_spearman + 0.05, "{} vs {}", t.macro_spearman, z.macro_spearman);
     assert!(t.pair_accuracy > z.pair_accuracy + 0.15, "{} vs {}", t.pair_accuracy, z.pair_accuracy);
     assert!(t.neutral_false_positive_rate < 0.05, "{}", t.neutral_false_positive_rate);
@@ -129,4 +130,75 @@ fn the_shipped_trained_head_beats_zero_shot_on_held_out_data() {
     for w in t.calibration.windows(2) {
         assert!(w[1].mean_prediction > w[0].mean_prediction);
     }
+}
+
+#[test]
+fn fine_tuned_top_layers_are_stored_as_an_override_and_load_back() {
+    use emoarc::model::{HeadSpec, ModelSpec};
+    use emoarc::train::top_layers::{self, FineTuneOptions};
+    use emoarc::{weights, DeviceChoice, Estimator, ModelSource};
+    let corpus = Corpus::load_dir(&common::root().join("tests/fixtures/tiny-data/corpus")).unwrap();
+    let (train_ex, dev_ex) = (corpus.split(Split::Train), corpus.split(Split::Dev));
+    let (tx, ty, dx, dy) = tiny();
+    let opts = TrainOptions { epochs: 10, batch_size: 16, ..TrainOptions::default() };
+    let head = train::train_head((&tx, &ty), (&dx, &dy), &opts).unwrap();
+    let e = common::estimator();
+    let ft_opts = FineTuneOptions { layers: 1, encoder_learning_rate: 1e-4, epochs: 2 };
+    let ft = top_layers::fine_tune_estimator(e, &train_ex, &dev_ex, &head.tensors, &opts, &ft_opts).unwrap();
+    assert_eq!(ft.trained.history.len(), 3, "the warm start plus two epochs");
+    assert!(ft.trained.history[1..].iter().all(|h| h.train_loss.is_finite()));
+    let (h1, h2) = (&ft.trained.history[1], &ft.trained.history[2]);
+    assert!(h2.train_loss < h1.train_loss, "fine-tuning loss must fall: {} -> {}", h1.train_loss, h2.train_loss);
+    assert!(h2.dev_loss < ft.trained.history[0].dev_loss, "dev loss must fall from the warm start");
+    assert_eq!(ft.layer_tensors.len(), 16);
+    assert!(ft.layer_tensors.keys().all(|k| k.starts_with("encoder.layer.5.")));
+    // Too many layers is a typed error, not a panic.
+    let too_many = FineTuneOptions { layers: 6, ..ft_opts.clone() };
+    assert!(top_layers::fine_tune_estimator(e, &train_ex, &dev_ex, &head.tensors, &opts, &too_many).is_err());
+
+    // Install overrides as heads of a copied model folder, record them, and load them back: the saved
+    // best-epoch layers (on this tiny dev set, possibly the untouched warm start), and a deliberately altered copy.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models").join("emoarc-minilm");
+    common::copy_dir(&common::shipped_dir(), &dir);
+    let manifest = tmp.path().join("weights-manifest");
+    std::fs::copy(common::root().join("weights-manifest"), &manifest).unwrap();
+    let mut altered = ft.layer_tensors.clone();
+    let key = "encoder.layer.5.output.dense.weight";
+    altered.insert(key.into(), (altered[key].to_dtype(candle_core::DType::F32).unwrap() * 0.5).unwrap().to_dtype(candle_core::DType::F16).unwrap());
+    let mut spec = ModelSpec::read_unverified(&dir).unwrap().unwrap();
+    let base = spec.heads[&spec.default_head].clone();
+    for (name, layers) in [("ft", &ft.layer_tensors), ("altered", &altered)] {
+        emoarc::zero_shot::save_tensors(&dir.join(format!("encoder-{name}.safetensors")), layers).unwrap();
+        emoarc::zero_shot::save_tensors(&dir.join(format!("head-{name}.safetensors")), &ft.trained.tensors).unwrap();
+        spec.heads.insert(
+            name.into(),
+            HeadSpec {
+                weights: format!("head-{name}.safetensors"),
+                encoder_override: Some(format!("encoder-{name}.safetensors")),
+                encoder_layers: 6,
+                ..base.clone()
+            },
+        );
+    }
+    spec.save(&dir).unwrap();
+    let entry = emoarc::weights::Manifest::load(&manifest).unwrap().model("emoarc-minilm").unwrap().clone();
+    weights::record_model(&manifest, &dir, &spec.files(), entry).unwrap();
+    let load = |head: &str| {
+        Estimator::builder().model(ModelSource::Dir(dir.clone())).head(head).device(DeviceChoice::Cpu).build().unwrap()
+    };
+    let text = ["I can't believe they did this to me, I'm shaking with anger"];
+    let base_embedding = e.embed(&text).unwrap();
+    let distance = |head: &str| {
+        let a = load(head).embed(&text).unwrap();
+        a[0].iter().zip(&base_embedding[0]).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+    };
+    if ft.trained.best_epoch == 0 {
+        assert!(distance("ft") < 1e-5, "an override of the unchanged layers must reproduce the encoder");
+    }
+    assert!(distance("altered") > 1e-3, "an altered override must change the encoder's output");
+    assert!(load("ft").estimate(&text).unwrap()[0].as_slice().iter().all(|v| (0.0..=1.0).contains(v)));
+    // The override is verified like every other file.
+    std::fs::write(dir.join("encoder-ft.safetensors"), b"tampered").unwrap();
+    assert!(Estimator::builder().model(ModelSource::Dir(dir)).head("ft").device(DeviceChoice::Cpu).build().is_err());
 }

@@ -46,9 +46,16 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         let mut baseline_args = args.model.clone();
         baseline_args.head = Some(args.baseline.clone());
         let baseline = baseline_args.load()?;
-        // Heads reading the same encoder depth share the embeddings; others need their own pass.
-        let same_depth = baseline.model().head_spec().encoder_layers == estimator.model().head_spec().encoder_layers;
-        let base_embeddings = if same_depth { embeddings } else { baseline.embed(&texts)? };
+        // Heads reading the same encoder (depth and weights) share the embeddings; others need their own pass.
+        let encoder_of = |e: &emoarc::Estimator| {
+            let h = e.model().head_spec();
+            (h.encoder_layers, h.encoder_override.clone())
+        };
+        let base_embeddings = if encoder_of(&baseline) == encoder_of(&estimator) {
+            embeddings
+        } else {
+            baseline.embed(&texts)?
+        };
         reports.push(eval::evaluate(
             &args.baseline,
             &eval::apply_head(&baseline.model().head, &base_embeddings)?,

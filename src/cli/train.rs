@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use emoarc::data::{Corpus, Split};
 use emoarc::model::{HeadSpec, ModelSpec};
-use emoarc::train::{self, TrainOptions};
+use emoarc::train::{self, top_layers, TrainOptions};
 use emoarc::{weights, Intensities};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,6 +40,15 @@ pub struct TrainArgs {
     patience: usize,
     #[arg(long, default_value_t = TrainOptions::default().seed)]
     seed: u64,
+    /// Also fine-tune this many top encoder layers (0: head only); kept only if dev improves.
+    #[arg(long, default_value_t = 0)]
+    finetune_layers: usize,
+    /// Epochs of fine-tuning.
+    #[arg(long, default_value_t = 8)]
+    finetune_epochs: usize,
+    /// Learning rate of the fine-tuned encoder layers.
+    #[arg(long, default_value_t = 5e-5)]
+    encoder_lr: f64,
     /// Loss weight of present-category cells relative to absent ones.
     #[arg(long, default_value_t = TrainOptions::default().positive_weight)]
     positive_weight: f64,
@@ -76,24 +85,47 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         positive_weight: args.positive_weight,
         ..TrainOptions::default()
     };
-    let trained = train::train_head((&train_x, &train_y), (&dev_x, &dev_y), &opts)?;
-    let best = trained.history[trained.best_epoch - 1];
-    eprintln!(
-        "best epoch {} of {}: train loss {:.4}, dev loss {:.4}, dev macro Spearman {:.4}",
-        best.epoch,
-        trained.history.len(),
-        best.train_loss,
-        best.dev_loss,
-        best.dev_macro_spearman
-    );
-    let dev_pred = emoarc::eval::apply_head(&trained.head, &dev_x)?;
+    let head_only = train::train_head((&train_x, &train_y), (&dev_x, &dev_y), &opts)?;
+    report("head only", &head_only);
+    let dev_pred = emoarc::eval::apply_head(&head_only.head, &dev_x)?;
     eprintln!("dev calibration (mean prediction by labelled level): {}", calibration_line(&dev_pred, &dev_y));
+    let (trained, fine_tuned_layers) = match args.finetune_layers {
+        0 => (head_only, None),
+        k => {
+            eprintln!("fine-tuning the top {k} encoder layers ({} epochs at most)", args.finetune_epochs);
+            let ft_opts = top_layers::FineTuneOptions {
+                layers: k,
+                encoder_learning_rate: args.encoder_lr,
+                epochs: args.finetune_epochs,
+            };
+            let (train_ex, dev_ex) = (corpus.split(Split::Train), corpus.split(Split::Dev));
+            let ft = top_layers::fine_tune_estimator(&estimator, &train_ex, &dev_ex, &head_only.tensors, &opts, &ft_opts)?;
+            report(&format!("fine-tuned top {k} layers"), &ft.trained);
+            let (before, after) = (best_score(&head_only), best_score(&ft.trained));
+            if after > before {
+                eprintln!("fine-tuning helps on dev ({after:.4} > {before:.4}): keeping it");
+                (ft.trained, Some(ft.layer_tensors))
+            } else {
+                eprintln!("fine-tuning does not help on dev ({after:.4} <= {before:.4}): keeping the head-only model");
+                (head_only, None)
+            }
+        }
+    };
     let source = estimator.source();
     let mut spec = estimator.spec().clone();
     prepare_out_dir(&source.dir, &args.out, &spec)?;
+    let encoder_override = match fine_tuned_layers {
+        Some(tensors) => {
+            let file = format!("encoder-{}.safetensors", args.head_name);
+            emoarc::zero_shot::save_tensors(&args.out.join(&file), &tensors)?;
+            Some(file)
+        }
+        None => None,
+    };
     let head = HeadSpec {
         weights: format!("head-{}.safetensors", args.head_name),
         encoder_layers: estimator.model().head_spec().encoder_layers,
+        encoder_override,
         kind: "trained".into(),
         inputs: estimator.model().encoder.hidden_size(),
         hidden: opts.hidden.clone(),
@@ -120,6 +152,23 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         args.record_in.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn best_score(t: &train::Trained) -> f64 {
+    t.history.iter().find(|e| e.epoch == t.best_epoch).map_or(f64::NAN, |e| e.dev_macro_spearman)
+}
+
+fn report(what: &str, t: &train::Trained) {
+    if let Some(best) = t.history.iter().find(|e| e.epoch == t.best_epoch) {
+        eprintln!(
+            "{what}: best epoch {} of {}: train loss {:.4}, dev loss {:.4}, dev macro Spearman {:.4}",
+            best.epoch,
+            t.history.len() - usize::from(t.history[0].epoch == 0),
+            best.train_loss,
+            best.dev_loss,
+            best.dev_macro_spearman
+        );
+    }
 }
 
 fn calibration_line(pred: &[Intensities], gold: &[Intensities]) -> String {

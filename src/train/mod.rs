@@ -1,7 +1,10 @@
-//! Training a head on pooled encoder embeddings: a seeded initialisation, minibatch AdamW (candle-nn) on a
-//! soft-label binary cross-entropy (the labelled intensity is the target probability of each sigmoid), and
-//! early stopping on the dev split's macro Spearman. Embeddings are computed once per run by the caller, so an
-//! epoch costs only the head. The same seed and data give bit-identical weights.
+//! Training heads. [`train_head`] fits a head on pooled encoder embeddings: a seeded initialisation,
+//! minibatch AdamW (candle-nn) on a soft-label binary cross-entropy (the labelled intensity is the target
+//! probability of each sigmoid), and early stopping on the dev split's macro Spearman. Embeddings are computed
+//! once per run by the caller, so an epoch costs only the head. The same seed and data give bit-identical
+//! weights. [`top_layers`] goes further and fine-tunes the encoder's top layers with the head.
+
+pub mod top_layers;
 
 use crate::error::{Error, Result};
 use crate::eval;
