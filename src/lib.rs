@@ -22,6 +22,7 @@ pub mod eval;
 pub mod intensities;
 pub mod model;
 pub mod reward;
+pub mod server;
 pub mod taxonomy;
 pub mod train;
 pub mod trajectory;

@@ -7,6 +7,7 @@ mod eval;
 mod eval_arcs;
 mod reward;
 mod score;
+mod serve;
 mod train;
 mod zero_shot;
 
@@ -41,6 +42,8 @@ enum Command {
     Reward(reward::RewardArgs),
     /// Check the arc rewards against the authored better/worse conversation pairs.
     EvalArcs(eval_arcs::EvalArcsArgs),
+    /// Serve scores and rewards over HTTP, with dynamic batching, for RL loops.
+    Serve(serve::ServeArgs),
 }
 
 /// Options for loading a model, shared by every command that scores text.
@@ -114,5 +117,6 @@ pub fn run() -> Result<ExitCode> {
         Command::Arc(args) => arc::run(args),
         Command::Reward(args) => reward::run(args),
         Command::EvalArcs(args) => eval_arcs::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

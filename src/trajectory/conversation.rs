@@ -231,8 +231,9 @@ fn parse_turn(item: Value, text_key: &str) -> std::result::Result<Turn, Conversa
     Ok(Turn { role, text })
 }
 
-/// A found value as the error shows it: the JSON itself, cut short, so the reader sees what was there.
-fn found_value(v: &Value) -> String {
+/// A found value as the error shows it: the JSON itself, cut short (a bad value may be megabytes), so the
+/// reader sees what was there. Shared with the server's request errors.
+pub(crate) fn found_value(v: &Value) -> String {
     const SHOWN: usize = 40;
     let text = v.to_string();
     match text.char_indices().nth(SHOWN) {

@@ -15,6 +15,7 @@ pub use affect::{
 };
 pub use arc::{ArcSummary, EmotionArc, ScoredTurn, Trajectory, DEFAULT_TREND_WINDOW};
 pub(crate) use arc::{slope, tail, volatility};
+pub(crate) use conversation::found_value;
 pub use conversation::{read_conversations, Conversation, ConversationAt, ConversationProblem, Turn};
 pub use reading::{Clause, TurnReading};
 pub use tracker::{score_conversations, ArcOptions, ArcTracker, DEFAULT_CACHE_CAPACITY};

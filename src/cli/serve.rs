@@ -1,0 +1,173 @@
+//! `emoarc serve`: runs the reward server (see `emoarc::server`). This file owns the flags, the exposure check
+//! before anything is loaded, the runtime, the signals that stop it, and the few lines it logs to stderr.
+
+use super::reward::load_config;
+use super::ModelArgs;
+use anyhow::{Context, Result};
+use clap::Args;
+use emoarc::server::{check_exposure, serve, ApiKey, Batching, Limits, ServerConfig};
+use emoarc::trajectory::{ArcOptions, TurnReading};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback needs --api-key-file or --allow-unauthenticated.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// File holding the bearer token clients must send (Authorization: Bearer TOKEN).
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
+    /// Serve a non-loopback address without a token (only on a network you trust).
+    #[arg(long)]
+    allow_unauthenticated: bool,
+    /// Longest a batch waits for more requests, in milliseconds.
+    #[arg(long, default_value_t = 2.0)]
+    max_wait_ms: f64,
+    /// Most texts per coalesced estimator call.
+    #[arg(long, default_value_t = Batching::default().max_texts)]
+    batch_texts: usize,
+    /// Most estimated tokens per coalesced estimator call.
+    #[arg(long, default_value_t = Batching::default().max_tokens)]
+    batch_tokens: usize,
+    /// Most texts waiting in the queue; beyond it requests get 503 with Retry-After.
+    #[arg(long, default_value_t = Batching::default().queue_capacity)]
+    queue_capacity: usize,
+    /// Utterance scores kept in the LRU cache (0 turns it off).
+    #[arg(long, default_value_t = ServerConfig::default().cache_capacity)]
+    cache_size: usize,
+    /// Longest a request may take, in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Most texts, conversations or queries per request.
+    #[arg(long, default_value_t = Limits::default().max_items)]
+    max_items: usize,
+    /// Longest text or turn in bytes.
+    #[arg(long, default_value_t = Limits::default().max_text_bytes)]
+    max_text_bytes: usize,
+    /// Most turns over all conversations of one request.
+    #[arg(long, default_value_t = Limits::default().max_turns)]
+    max_turns: usize,
+    /// Most scoring requests handled at once; beyond it requests get 503 with Retry-After.
+    #[arg(long, default_value_t = Limits::default().max_in_flight)]
+    max_in_flight: usize,
+    /// Default reward: a term or a weighted sum such as terminal=1,accommodation=0.5 (default: the config's
+    /// [terms], else terminal). /v1/reward requests may ask for another; /get_reward uses this one.
+    #[arg(long)]
+    reward: Option<String>,
+    /// TOML file with the reward terms and parameters (see examples/reward.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Whose turns form the arc that rewards read.
+    #[arg(long, default_value = "user")]
+    speaker: String,
+    /// How a turn is read: clauses or whole.
+    #[arg(long, default_value = "clauses")]
+    reading: TurnReading,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+fn seconds(what: &str, value: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(value).with_context(|| format!("{what} must be a non-negative number of seconds"))
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<ServerConfig> {
+        let api_key = match &self.api_key_file {
+            Some(path) => Some(ApiKey::from_file(path)?),
+            None => None,
+        };
+        let config = ServerConfig {
+            limits: Limits {
+                max_body_bytes: self.max_body_bytes,
+                max_items: self.max_items,
+                max_text_bytes: self.max_text_bytes,
+                max_turns: self.max_turns,
+                max_in_flight: self.max_in_flight,
+            },
+            batching: Batching {
+                max_wait: seconds("--max-wait-ms", self.max_wait_ms / 1000.0)?,
+                max_texts: self.batch_texts,
+                max_tokens: self.batch_tokens,
+                queue_capacity: self.queue_capacity,
+                ..Batching::default()
+            },
+            cache_capacity: self.cache_size,
+            request_timeout: seconds("--timeout", self.timeout)?,
+            api_key,
+            reward: load_config(self.config.as_deref(), self.reward.as_deref())?,
+            arc: ArcOptions {
+                speaker: self.speaker.clone(),
+                reading: self.reading,
+                ..ArcOptions::default()
+            },
+            ..ServerConfig::default()
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    let config = args.config()?;
+    let addr: SocketAddr = (args.host.as_str(), args.port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve --host {}", args.host))?
+        .next()
+        .with_context(|| format!("--host {} resolves to no address", args.host))?;
+    // Refuse an exposed address before spending time on the model.
+    check_exposure(addr, config.api_key.is_some(), args.allow_unauthenticated)?;
+    let estimator = Arc::new(args.model.load()?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("emoarc-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        let auth = if config.api_key.is_some() { "bearer token required" } else { "no authentication" };
+        eprintln!("emoarc: serving {} on http://{local} ({auth})", estimator.spec().name);
+        serve(listener, estimator, config, shutdown_signal()).await?;
+        eprintln!("emoarc: stopped; every request in flight was answered");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what service managers and container runtimes send).
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // Without a handler the signal's default action still stops the process; wait for SIGTERM instead.
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    eprintln!("emoarc: shutting down: finishing requests in flight");
+}
