@@ -239,16 +239,28 @@ pub fn train_head(
         }
     }
     let (_, best_epoch, weights) = best;
-    let mut tensors = HashMap::new();
-    for (i, (w, b)) in weights.iter().enumerate() {
-        tensors.insert(format!("layers.{i}.weight"), w.clone());
-        tensors.insert(format!("layers.{i}.bias"), b.clone());
+    Ok(Trained::from_weights(weights, opts, best_epoch, history))
+}
+
+impl Trained {
+    /// Wraps a head's `(weight, bias)` per layer, as kept from the best epoch, with its run's history.
+    pub(crate) fn from_weights(
+        weights: Vec<(Tensor, Tensor)>,
+        opts: &TrainOptions,
+        best_epoch: usize,
+        history: Vec<EpochLog>,
+    ) -> Self {
+        let mut tensors = HashMap::new();
+        for (i, (w, b)) in weights.iter().enumerate() {
+            tensors.insert(format!("layers.{i}.weight"), w.clone());
+            tensors.insert(format!("layers.{i}.bias"), b.clone());
+        }
+        let layers = weights.into_iter().map(|(w, b)| Linear::new(w, Some(b))).collect();
+        Trained {
+            head: Head::from_layers(layers, opts.activation, opts.normalize),
+            tensors,
+            best_epoch,
+            history,
+        }
     }
-    let layers = weights.into_iter().map(|(w, b)| Linear::new(w, Some(b))).collect();
-    Ok(Trained {
-        head: Head::from_layers(layers, opts.activation, opts.normalize),
-        tensors,
-        best_epoch,
-        history,
-    })
 }

@@ -284,19 +284,8 @@ pub fn fine_tune(data: FineTuneData, opts: &TrainOptions, ft: &FineTuneOptions) 
         }
     }
     let (_, best_epoch, (layer_tensors, head_weights)) = best;
-    let mut tensors = HashMap::new();
-    for (i, (w, b)) in head_weights.iter().enumerate() {
-        tensors.insert(format!("layers.{i}.weight"), w.clone());
-        tensors.insert(format!("layers.{i}.bias"), b.clone());
-    }
-    let linears = head_weights.into_iter().map(|(w, b)| Linear::new(w, Some(b))).collect();
     Ok(FineTuned {
-        trained: Trained {
-            head: Head::from_layers(linears, opts.activation, opts.normalize),
-            tensors,
-            best_epoch,
-            history,
-        },
+        trained: Trained::from_weights(head_weights, opts, best_epoch, history),
         layer_tensors: layer_tensors.into_iter().flatten().collect(),
     })
 }
