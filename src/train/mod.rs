@@ -62,6 +62,35 @@ pub struct EpochLog {
     pub dev_macro_spearman: f64,
 }
 
+/// Early stopping: keeps the state of the epoch with the best dev score and says when patience has run out.
+pub(crate) struct BestEpoch<T> {
+    pub score: f64,
+    pub epoch: usize,
+    pub state: T,
+}
+
+impl<T> BestEpoch<T> {
+    /// Records an epoch in `history`; takes a snapshot only when it is the best so far. Returns whether to stop.
+    pub(crate) fn observe(
+        &mut self,
+        history: &mut Vec<EpochLog>,
+        log: EpochLog,
+        patience: usize,
+        snapshot: impl FnOnce() -> Result<T>,
+    ) -> Result<bool> {
+        history.push(log);
+        if log.dev_macro_spearman > self.score {
+            *self = BestEpoch {
+                score: log.dev_macro_spearman,
+                epoch: log.epoch,
+                state: snapshot()?,
+            };
+            return Ok(false);
+        }
+        Ok(log.epoch - self.epoch >= patience)
+    }
+}
+
 /// A trained head: its tensors by name (`layers.{i}.weight/bias`) and the run's history.
 pub struct Trained {
     pub tensors: HashMap<String, Tensor>,
@@ -198,7 +227,7 @@ pub fn train_head(
             .map(|(w, b)| Ok((w.as_tensor().copy()?, b.as_tensor().copy()?)))
             .collect()
     };
-    let mut best = (f64::NEG_INFINITY, 0usize, snapshot(&vars)?);
+    let mut best = BestEpoch { score: f64::NEG_INFINITY, epoch: 0, state: snapshot(&vars)? };
     let mut history = Vec::new();
     let mut order: Vec<u32> = (0..train_x.len() as u32).collect();
     for epoch in 1..=opts.epochs {
@@ -226,19 +255,17 @@ pub fn train_head(
             .map(|r| Intensities::from_slice(r).expect("40 outputs"))
             .collect();
         let score = macro_spearman(&dev_pred, dev_y);
-        history.push(EpochLog {
+        let log = EpochLog {
             epoch,
             train_loss: total / batches as f64,
             dev_loss,
             dev_macro_spearman: score,
-        });
-        if score > best.0 {
-            best = (score, epoch, snapshot(&vars)?);
-        } else if epoch - best.1 >= opts.patience {
+        };
+        if best.observe(&mut history, log, opts.patience, || snapshot(&vars))? {
             break;
         }
     }
-    let (_, best_epoch, weights) = best;
+    let (best_epoch, weights) = (best.epoch, best.state);
     Ok(Trained::from_weights(weights, opts, best_epoch, history))
 }
 

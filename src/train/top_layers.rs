@@ -3,7 +3,7 @@
 //! every step has a gradient in candle), mean pooling and the head. The result is kept only if it beats the
 //! head-only model on dev, and is stored as a small override file of the fine-tuned layers.
 
-use super::{macro_spearman, soft_bce_with_logits, EpochLog, SeededRng, TrainOptions, Trained};
+use super::{macro_spearman, BestEpoch, soft_bce_with_logits, EpochLog, SeededRng, TrainOptions, Trained};
 use crate::batch::{self, BatchLimits};
 use crate::data::Example;
 use crate::estimator::Estimator;
@@ -255,7 +255,7 @@ pub fn fine_tune(data: FineTuneData, opts: &TrainOptions, ft: &FineTuneOptions) 
         dev_loss: start_loss,
         dev_macro_spearman: start_score,
     }];
-    let mut best = (start_score, 0usize, snapshot(&head_vars)?);
+    let mut best = BestEpoch { score: start_score, epoch: 0, state: snapshot(&head_vars)? };
     let mut rng = SeededRng::new(opts.seed ^ 0xF1E7_u64);
     let mut order: Vec<usize> = (0..train_states.len()).collect();
     for epoch in 1..=ft.epochs {
@@ -271,19 +271,17 @@ pub fn fine_tune(data: FineTuneData, opts: &TrainOptions, ft: &FineTuneOptions) 
             batches += 1;
         }
         let (dev_loss, score) = evaluate(&head_vars)?;
-        history.push(EpochLog {
+        let log = EpochLog {
             epoch,
             train_loss: total / batches as f64,
             dev_loss,
             dev_macro_spearman: score,
-        });
-        if score > best.0 {
-            best = (score, epoch, snapshot(&head_vars)?);
-        } else if epoch - best.1 >= opts.patience {
+        };
+        if best.observe(&mut history, log, opts.patience, || snapshot(&head_vars))? {
             break;
         }
     }
-    let (_, best_epoch, (layer_tensors, head_weights)) = best;
+    let (best_epoch, (layer_tensors, head_weights)) = (best.epoch, best.state);
     Ok(FineTuned {
         trained: Trained::from_weights(head_weights, opts, best_epoch, history),
         layer_tensors: layer_tensors.into_iter().flatten().collect(),
