@@ -36,13 +36,13 @@ EMOARC="$ROOT/target/release/emoarc"
 RESULTS="$(mktemp)"
 N=$(grep -c . "$CORPUS")
 
-emoarc_pass() {
+emoarc_pass() {  # NAME PRECISION
   local out tm
   out="$(mktemp)"; tm="$(mktemp)"
-  /usr/bin/time -f "%e %M" -o "$tm" "$EMOARC" score "$CORPUS" --device cpu -o "$out" 2>/dev/null
+  /usr/bin/time -f "%e %M" -o "$tm" "$EMOARC" score "$CORPUS" --device cpu --precision "$2" -o "$out" 2>/dev/null
   read -r wall rss_kb < "$tm"
   [ "$(wc -l < "$out")" -eq "$N" ] || { echo "emoarc wrote $(wc -l < "$out") of $N lines" >&2; exit 1; }
-  echo "{\"peer\": \"emoarc\", \"utt_per_s\": $(python3 -c "print(round($N / $wall, 1))"), \"peak_rss_mib\": $((rss_kb / 1024))}" >> "$RESULTS"
+  echo "{\"peer\": \"$1\", \"utt_per_s\": $(python3 -c "print(round($N / $wall, 1))"), \"peak_rss_mib\": $((rss_kb / 1024))}" >> "$RESULTS"
   rm -f "$out" "$tm"
 }
 
@@ -55,7 +55,8 @@ ort_pass() {  # NAME ONNX_FILE
 
 for pass in $(seq "$PASSES"); do
   echo "pass $pass of $PASSES" >&2
-  emoarc_pass
+  emoarc_pass emoarc-int16 int16
+  emoarc_pass emoarc-f32 f32
   ort_pass ort-dyn-int8 "$PEERS/onnx/model-int8.onnx"
   ort_pass ort-fp32 "$PEERS/onnx/model.onnx"
 done
@@ -68,10 +69,11 @@ for r in rows:
     by.setdefault(r["peer"], []).append(r)
 med = {p: statistics.median(x["utt_per_s"] for x in rs) for p, rs in by.items()}
 rss = {p: max(x["peak_rss_mib"] for x in rs) for p, rs in by.items()}
-print(f"{sys.argv[2]} utterances (shared peer corpus), 2 threads, median of {len(by['emoarc'])} alternating passes")
-print(f"{'runner':<14} {'utt/s':>8} {'emoarc / runner':>16} {'peak RSS MiB':>13}")
+best = "emoarc-int16"
+print(f"{sys.argv[2]} utterances (shared peer corpus), 2 threads, median of {len(by[best])} alternating passes")
+print(f"{'runner':<14} {'utt/s':>8} {best + ' / runner':>22} {'peak RSS MiB':>13}")
 for p in by:
-    print(f"{p:<14} {med[p]:>8.1f} {med['emoarc'] / med[p]:>16.2f} {rss[p]:>13}")
+    print(f"{p:<14} {med[p]:>8.1f} {med[best] / med[p]:>22.2f} {rss[p]:>13}")
 print("emoarc: end to end (process start, model load and sha256 checks, tokenize, score, JSONL written);")
 print("onnxruntime: the kit's timing (batch 32, sorted by length, tokenization and pooling, model loaded)")
 PY

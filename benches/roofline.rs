@@ -1,11 +1,13 @@
 //! Roofline line for the encoder: FLOPs per utterance on a corpus (from real token counts), the achieved
-//! GFLOP/s of `Estimator::estimate` on it, and this machine's measured f32 gemm peak (candle's matmul on
-//! large square matrices), so the distance to the physical limit is printed rather than guessed.
+//! GFLOP/s of `Estimator::estimate` on it, in f32 and in int16, against this machine's measured peaks: f32
+//! gemm (candle's matmul on large square matrices) and the VNNI 16-bit dot-product instruction that the int16
+//! path is built on (a register-only loop: the instruction's throughput, no memory), so the distance to the
+//! physical limit is printed rather than guessed.
 //!
 //! Run: cargo bench --bench roofline -- [CORPUS.txt]   (default: the shared peer corpus, else data/corpus)
 
 use candle_core::{Device, Tensor};
-use emoarc::{DeviceChoice, Estimator, ModelSource};
+use emoarc::{DeviceChoice, Estimator, ModelSource, Precision};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -51,15 +53,62 @@ fn gemm_peak(n: usize) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Operations per second of `vpdpwssd` (32 multiply-adds, 64 operations each) on all cores, or None without VNNI.
+#[cfg(target_arch = "x86_64")]
+fn vnni_peak() -> Option<f64> {
+    use std::arch::x86_64::*;
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    unsafe fn spin(iters: usize) -> i32 {
+        let mut acc = [_mm512_setzero_si512(); 24];
+        let (a, b) = (_mm512_set1_epi32(0x0001_0001), _mm512_set1_epi32(0x0002_0002));
+        for _ in 0..iters {
+            for x in acc.iter_mut() {
+                *x = _mm512_dpwssd_epi32(*x, a, b);
+            }
+        }
+        acc.iter().fold(0, |s, x| s ^ _mm512_reduce_add_epi32(*x))
+    }
+    if !is_x86_feature_detected!("avx512vnni") {
+        return None;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let iters = 20_000_000;
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            // SAFETY: the CPU has AVX-512 VNNI (checked above).
+            s.spawn(|| std::hint::black_box(unsafe { spin(iters) }));
+        }
+    });
+    Some((threads * iters * 24 * 64) as f64 / t.elapsed().as_secs_f64() / 1e9)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn vnni_peak() -> Option<f64> {
+    None
+}
+
+/// Seconds of one `estimate` call over all texts (after a warm-up).
+fn time_estimate(estimator: &Estimator, refs: &[&str]) -> f64 {
+    let _ = estimator.estimate(&refs[..refs.len().min(64)]).unwrap();
+    let t = Instant::now();
+    let _ = estimator.estimate(refs).unwrap();
+    t.elapsed().as_secs_f64()
+}
+
 fn main() {
     let arg = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let texts = corpus(arg);
-    let estimator = Estimator::builder()
-        .model(ModelSource::Dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/emoarc-minilm")))
-        .device(DeviceChoice::Cpu)
-        .build()
-        .expect("shipped model");
-    let (h, i, layers) = (384.0, 1536.0, estimator.model().head_spec().encoder_layers as f64);
+    let load = |precision| {
+        Estimator::builder()
+            .model(ModelSource::Dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/emoarc-minilm")))
+            .device(DeviceChoice::Cpu)
+            .precision(precision)
+            .build()
+            .expect("shipped model")
+    };
+    let estimator = load(Precision::F32);
+    let (h, i, layers) = (384.0, 1536.0, estimator.model().encoder_layers as f64);
     let max_len = estimator.max_length();
     let tokens: Vec<f64> = texts
         .iter()
@@ -67,22 +116,34 @@ fn main() {
         .collect();
     let flops: f64 = tokens.iter().map(|&l| layers * layer_flops(l, h, i)).sum();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let _ = estimator.estimate(&refs[..refs.len().min(64)]).unwrap();
-    let t = Instant::now();
-    let _ = estimator.estimate(&refs).unwrap();
-    let dt = t.elapsed().as_secs_f64();
-    let achieved = flops / dt / 1e9;
-    let peak = [1024, 2048].into_iter().map(gemm_peak).fold(0.0, f64::max);
     println!(
-        "roofline: {} utterances, {:.1} tokens on average, {:.0} MFLOP per utterance (encoder, no padding)",
+        "roofline: {} utterances, {:.1} tokens on average, {layers} encoder layers, {:.0} MFLOP per utterance \
+         (encoder, no padding)",
         texts.len(),
         tokens.iter().sum::<f64>() / tokens.len() as f64,
         flops / texts.len() as f64 / 1e6
     );
+    let dt = time_estimate(&estimator, &refs);
+    let achieved = flops / dt / 1e9;
+    let peak = [1024, 2048].into_iter().map(gemm_peak).fold(0.0, f64::max);
     println!(
-        "roofline: {:.1} utterances/s = {achieved:.1} GFLOP/s achieved; f32 gemm peak measured {peak:.1} GFLOP/s \
+        "roofline: f32   {:.1} utterances/s = {achieved:.1} GFLOP/s achieved; f32 gemm peak measured {peak:.1} GFLOP/s \
          ({:.0}% of peak)",
         texts.len() as f64 / dt,
         100.0 * achieved / peak
     );
+    let dt = time_estimate(&load(Precision::Int16), &refs);
+    let achieved = flops / dt / 1e9;
+    match vnni_peak() {
+        Some(peak) => println!(
+            "roofline: int16 {:.1} utterances/s = {achieved:.1} GOP/s achieved; vpdpwssd peak measured {peak:.1} GOP/s \
+             ({:.0}% of peak)",
+            texts.len() as f64 / dt,
+            100.0 * achieved / peak
+        ),
+        None => println!(
+            "roofline: int16 {:.1} utterances/s = {achieved:.1} GOP/s achieved (portable kernel: no AVX-512 VNNI here)",
+            texts.len() as f64 / dt
+        ),
+    }
 }

@@ -6,10 +6,11 @@
 use crate::batch::{self, BatchLimits};
 use crate::error::{Error, InputProblem, Result};
 use crate::intensities::Intensities;
+pub use crate::model::Precision;
 use crate::model::EmotionModel;
 use crate::taxonomy::NUM_CATEGORIES;
 use crate::weights::{ModelSource, Resolver, VerifiedModel};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,36 +103,6 @@ impl DeviceChoice {
     }
 }
 
-/// The precision the encoder computes in. The head always runs in f32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precision {
-    F32,
-    F16,
-    BF16,
-}
-
-impl Precision {
-    fn dtype(self) -> DType {
-        match self {
-            Precision::F32 => DType::F32,
-            Precision::F16 => DType::F16,
-            Precision::BF16 => DType::BF16,
-        }
-    }
-}
-
-impl FromStr for Precision {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "f16" => Ok(Precision::F16),
-            "bf16" => Ok(Precision::BF16),
-            _ => Err(Error::Config(format!("dtype must be f32, f16 or bf16, not {s:?}"))),
-        }
-    }
-}
-
 /// The full result for one input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
@@ -163,6 +134,7 @@ pub struct EstimatorBuilder {
     allow_download: Option<bool>,
     device: DeviceChoice,
     precision: Option<Precision>,
+    encoder_layers: Option<usize>,
     max_length: Option<usize>,
     token_budget: Option<usize>,
     max_batch: usize,
@@ -185,6 +157,7 @@ impl Default for EstimatorBuilder {
             allow_download: None,
             device: DeviceChoice::Auto,
             precision: None,
+            encoder_layers: None,
             max_length: None,
             token_budget: None,
             max_batch: 256,
@@ -235,9 +208,16 @@ impl EstimatorBuilder {
         self
     }
 
-    /// Encoder precision; defaults to f32 on CPU and f16 on GPUs.
+    /// Encoder precision; defaults to f32 on CPU and f16 on GPUs. `Int16` is the fast CPU path.
     pub fn precision(mut self, precision: Precision) -> Self {
         self.precision = Some(precision);
+        self
+    }
+
+    /// Runs only the first `k` encoder layers instead of the head's own number: for training a head for a
+    /// first-k-layers model (a head made for another depth gives meaningless intensities).
+    pub fn encoder_layers(mut self, k: usize) -> Self {
+        self.encoder_layers = Some(k);
         self
     }
 
@@ -289,7 +269,7 @@ impl EstimatorBuilder {
         } else {
             Precision::F16
         });
-        let model = EmotionModel::load(&verified, self.head.as_deref(), precision.dtype(), &device)?;
+        let model = EmotionModel::load(&verified, self.head.as_deref(), precision, &device, self.encoder_layers)?;
         let max_length = match self.max_length {
             None => model.spec.max_length,
             Some(n) if (8..=model.spec.max_length).contains(&n) => n,
@@ -585,8 +565,8 @@ impl Estimator {
         let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         for planned in batch::plan(&lengths, self.limits) {
             let batch_seqs: Vec<&[u32]> = planned.items.iter().map(|&i| seqs[i]).collect();
-            let (ids, mask) = batch::pad(&batch_seqs, planned.padded_len, self.pad_id, &self.device)?;
-            let (pooled, intensities) = self.model.forward(&ids, &mask)?;
+            let (pooled, intensities) =
+                self.model.forward(&batch_seqs, planned.padded_len, self.pad_id, &self.device)?;
             let pooled = pooled.to_vec2::<f32>()?;
             let intensities = intensities.to_vec2::<f32>()?;
             self.batches.fetch_add(1, Ordering::Relaxed);

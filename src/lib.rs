@@ -19,6 +19,7 @@ pub mod data;
 pub mod error;
 pub mod estimator;
 pub mod eval;
+pub mod quantized;
 pub mod intensities;
 pub mod model;
 pub mod reward;

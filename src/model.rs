@@ -5,6 +5,7 @@
 //! about batching or text.
 
 use crate::error::{Error, Result};
+use crate::quantized::QuantizedEncoder;
 use crate::taxonomy::{Category, NUM_CATEGORIES, TAXONOMY_VERSION};
 use crate::weights::VerifiedModel;
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -331,32 +332,96 @@ impl Encoder {
     }
 }
 
+/// The precision the encoder computes in. The head always runs in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    F16,
+    BF16,
+    /// Linear layers in 16-bit integers on the CPU ([`crate::quantized`]); the fast CPU path.
+    Int16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f16" => Ok(Precision::F16),
+            "bf16" => Ok(Precision::BF16),
+            "int16" => Ok(Precision::Int16),
+            _ => Err(Error::Config(format!("precision must be f32, f16, bf16 or int16, not {s:?}"))),
+        }
+    }
+}
+
+/// What runs the encoder: candle (any device and float dtype) or emoarc's quantized CPU code.
+pub enum EncoderBackend {
+    Candle(Encoder),
+    Quantized(QuantizedEncoder),
+}
+
+impl EncoderBackend {
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            EncoderBackend::Candle(e) => e.hidden_size(),
+            EncoderBackend::Quantized(e) => e.hidden_size(),
+        }
+    }
+
+    /// Pooled f32 vectors `[b, hidden]` for a batch of token sequences: candle pads them to `padded_len` with
+    /// `pad_id`; the quantized encoder packs them with no padding at all.
+    pub fn embed_tokens(&self, seqs: &[&[u32]], padded_len: usize, pad_id: u32, device: &Device) -> Result<Tensor> {
+        match self {
+            EncoderBackend::Candle(e) => {
+                let (ids, mask) = crate::batch::pad(seqs, padded_len, pad_id, device)?;
+                e.embed(&ids, &mask)
+            }
+            EncoderBackend::Quantized(e) => Ok(Tensor::from_vec(e.embed(seqs)?, (seqs.len(), e.hidden_size()), device)?),
+        }
+    }
+}
+
 /// A whole model: the encoder (only as many layers as the head reads), one head, and the spec.
 pub struct EmotionModel {
     pub spec: ModelSpec,
     /// The name of the head in use.
     pub head_name: String,
-    pub encoder: Encoder,
+    pub encoder: EncoderBackend,
+    /// Encoder layers run: the head's own number unless the caller asked for another.
+    pub encoder_layers: usize,
     pub head: Head,
 }
 
 impl EmotionModel {
     /// Loads a verified model folder onto `device` with the named head (or the default one), computing the
-    /// encoder in `dtype` and the head in f32.
-    pub fn load(model: &VerifiedModel, head: Option<&str>, dtype: DType, device: &Device) -> Result<Self> {
+    /// encoder in `precision` and the head in f32. Int16 runs on the CPU only. `layers` runs another number of
+    /// encoder layers than the head was made for (training a head for a first-k-layers model needs this).
+    pub fn load(
+        model: &VerifiedModel,
+        head: Option<&str>,
+        precision: Precision,
+        device: &Device,
+        layers: Option<usize>,
+    ) -> Result<Self> {
         let spec = ModelSpec::load(model)?;
         let (head_name, head_spec) = spec.head(head)?;
         let mut weights = vec![model.file(&spec.encoder.weights)?];
         if let Some(extra) = &head_spec.encoder_override {
             weights.push(model.file(extra)?);
         }
-        let encoder = Encoder::load(
-            &model.file(&spec.encoder.config)?,
-            &weights,
-            Some(head_spec.encoder_layers),
-            dtype,
-            device,
-        )?;
+        let config = model.file(&spec.encoder.config)?;
+        let encoder_layers = layers.unwrap_or(head_spec.encoder_layers);
+        let layers = Some(encoder_layers);
+        let encoder = match precision {
+            Precision::Int16 if !device.is_cpu() => {
+                return Err(Error::Config("int16 precision runs on the CPU only; use --device cpu".into()))
+            }
+            Precision::Int16 => EncoderBackend::Quantized(QuantizedEncoder::load(&config, &weights, layers, None)?),
+            Precision::F32 => EncoderBackend::Candle(Encoder::load(&config, &weights, layers, DType::F32, device)?),
+            Precision::F16 => EncoderBackend::Candle(Encoder::load(&config, &weights, layers, DType::F16, device)?),
+            Precision::BF16 => EncoderBackend::Candle(Encoder::load(&config, &weights, layers, DType::BF16, device)?),
+        };
         if encoder.hidden_size() != head_spec.inputs {
             return Err(Error::ModelFormat {
                 model: spec.name.clone(),
@@ -378,6 +443,7 @@ impl EmotionModel {
             spec,
             head_name,
             encoder,
+            encoder_layers,
             head: loaded,
         })
     }
@@ -387,9 +453,10 @@ impl EmotionModel {
         &self.spec.heads[&self.head_name]
     }
 
-    /// `(pooled [b, hidden], intensities [b, 40])` for a padded batch.
-    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
-        let pooled = self.encoder.embed(ids, mask)?;
+    /// `(pooled [b, hidden], intensities [b, 40])` for a batch of token sequences (see
+    /// [`EncoderBackend::embed_tokens`]).
+    pub fn forward(&self, seqs: &[&[u32]], padded_len: usize, pad_id: u32, device: &Device) -> Result<(Tensor, Tensor)> {
+        let pooled = self.encoder.embed_tokens(seqs, padded_len, pad_id, device)?;
         let intensities = self.head.forward(&pooled)?;
         Ok((pooled, intensities))
     }

@@ -142,7 +142,13 @@ fn fine_tuned_top_layers_are_stored_as_an_override_and_load_back() {
     let (tx, ty, dx, dy) = tiny();
     let opts = TrainOptions { epochs: 10, batch_size: 16, ..TrainOptions::default() };
     let head = train::train_head((&tx, &ty), (&dx, &dy), &opts).unwrap();
-    let e = common::estimator();
+    // The six-layer encoder without any override (the default head reads three layers with its own override).
+    let e = &Estimator::builder()
+        .model(ModelSource::Dir(common::shipped_dir()))
+        .head("zero-shot")
+        .device(DeviceChoice::Cpu)
+        .build()
+        .unwrap();
     let ft_opts = FineTuneOptions { layers: 1, encoder_learning_rate: 1e-4, epochs: 2 };
     let ft = top_layers::fine_tune_estimator(e, &train_ex, &dev_ex, &head.tensors, &opts, &ft_opts).unwrap();
     assert_eq!(ft.trained.history.len(), 3, "the warm start plus two epochs");

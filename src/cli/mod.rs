@@ -61,9 +61,12 @@ pub struct ModelArgs {
     /// auto, cpu, cuda[:N] or metal[:N].
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Encoder precision: f32, f16 or bf16 (default: f32 on CPU, f16 on GPU).
-    #[arg(long)]
-    pub dtype: Option<Precision>,
+    /// Encoder precision: f32, f16, bf16, or int16 (the fast CPU path); default: f32 on CPU, f16 on GPU.
+    #[arg(long, alias = "dtype")]
+    pub precision: Option<Precision>,
+    /// Run only the first K encoder layers (for training a head for a first-k-layers model).
+    #[arg(long, value_name = "K")]
+    pub encoder_layers: Option<usize>,
     /// Maximum tokens per input (at most the model's).
     #[arg(long)]
     pub max_length: Option<usize>,
@@ -93,7 +96,10 @@ impl ModelArgs {
         if let Some(m) = &self.manifest {
             b = b.manifest(m);
         }
-        if let Some(d) = self.dtype {
+        if let Some(k) = self.encoder_layers {
+            b = b.encoder_layers(k);
+        }
+        if let Some(d) = self.precision {
             b = b.precision(d);
         }
         if let Some(n) = self.token_budget {

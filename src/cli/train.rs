@@ -124,7 +124,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     };
     let head = HeadSpec {
         weights: format!("head-{}.safetensors", args.head_name),
-        encoder_layers: estimator.model().head_spec().encoder_layers,
+        encoder_layers: estimator.model().encoder_layers,
         encoder_override,
         kind: "trained".into(),
         inputs: estimator.model().encoder.hidden_size(),

@@ -309,7 +309,7 @@ pub fn fine_tune_estimator(
             .as_f64()
             .ok_or_else(|| Error::Config(format!("{} has no {key}", config_path.display())))
     };
-    let depth = estimator.model().head_spec().encoder_layers;
+    let depth = estimator.model().encoder_layers;
     if ft.layers >= depth {
         return Err(Error::Config(format!("{} fine-tuned layers must be fewer than the encoder's {depth}", ft.layers)));
     }

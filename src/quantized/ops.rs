@@ -1,0 +1,225 @@
+//! The encoder's f32 operations around the integer products: layer norm, GELU, and attention over packed
+//! sequences (no padding: each sequence attends only to its own tokens). Written as plain loops that the compiler
+//! vectorizes; the callers compile them inside AVX-512 functions where the CPU has it.
+
+/// Lanes of the accumulators below: one AVX-512 register. Sums kept in 16 lanes let the compiler vectorize
+/// reductions that it must otherwise run one float at a time (f32 addition is not associative).
+const LANES: usize = 16;
+
+/// Sum of a slice, accumulated in 16 lanes.
+#[inline(always)]
+pub fn sum(xs: &[f32]) -> f32 {
+    lane_reduce(xs, 0.0, |acc, v| acc + v, |a, b| a + b)
+}
+
+/// Largest absolute value of a slice (0 for an empty one). Compares bit patterns as integers: for
+/// non-negative floats their order is the same, and integer max has no NaN rules to slow it down.
+#[inline(always)]
+pub fn max_abs(xs: &[f32]) -> f32 {
+    let mut lanes = [0u32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l = (*l).max(v.to_bits() & 0x7fff_ffff);
+        }
+    }
+    let max = tail.iter().fold(lanes.into_iter().fold(0, u32::max), |m, v| m.max(v.to_bits() & 0x7fff_ffff));
+    f32::from_bits(max)
+}
+
+/// The larger of two floats, without `f32::max`'s NaN handling (which blocks a single vector instruction).
+#[inline(always)]
+pub fn larger(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Rounds to the nearest integer, ties to even, for `|x| < 2^22`: adding and removing 1.5 * 2^23 leaves the
+/// rounding to the FPU, so it vectorizes on any x86-64 where `round_ties_even` would call the C library.
+#[inline(always)]
+pub fn round_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x + MAGIC) - MAGIC
+}
+
+#[inline(always)]
+fn lane_reduce(xs: &[f32], init: f32, step: impl Fn(f32, f32) -> f32, merge: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [init; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l = step(*l, *v);
+        }
+    }
+    let mut acc = lanes.into_iter().fold(init, &merge);
+    for &v in tail {
+        acc = step(acc, v);
+    }
+    acc
+}
+
+/// `x = layer_norm(x + residual) * gamma + beta`, row by row (`residual` may be empty for none).
+#[inline(always)]
+pub fn add_layer_norm(x: &mut [f32], residual: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let cols = gamma.len();
+    if !residual.is_empty() {
+        for (a, b) in x.iter_mut().zip(residual) {
+            *a += b;
+        }
+    }
+    for row in x.chunks_exact_mut(cols) {
+        let mean = sum(row) / cols as f32;
+        for v in row.iter_mut() {
+            *v -= mean;
+        }
+        let var = lane_reduce(row, 0.0, |acc, v| acc + v * v, |a, b| a + b) / cols as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = *v * inv * g + b;
+        }
+    }
+}
+
+/// `e^x` for `x` in about `[-87, 88]` (clamped), relative error below 3e-7: the polynomial keeps softmax and
+/// GELU vectorized, where a call to the C library's `expf` would not be.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    let x = larger(-87.0, if x < 88.0 { x } else { 88.0 });
+    let n = round_even(x * std::f32::consts::LOG2_E);
+    // x - n ln2 in two steps (Cody and Waite): the high part of ln2 has few bits, so n * LN2_HI is exact.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let f = (x - n * LN2_HI) - n * LN2_LO;
+    // Taylor series of e^f for |f| <= ln2/2.
+    let p = 1.0 + f * (1.0 + f * (0.5 + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0))))));
+    // n is a whole number in [-126, 127]: the bit pattern of 2^n is (n + 127) << 23, and the float already
+    // holds n + 127 exactly in its low mantissa bits after adding the magic constant.
+    p * f32::from_bits((((n + 127.0) + 12_582_912.0).to_bits() & 0xff) << 23)
+}
+
+/// The error function (Abramowitz and Stegun 7.1.26: 1.5e-7 in exact arithmetic, below 5e-7 in f32).
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
+    let y = 1.0 - poly * exp(-a * a);
+    y.copysign(x)
+}
+
+/// GELU with the exact (erf) form that BERT was trained with, in place.
+#[inline(always)]
+pub fn gelu(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// Scaled dot-product attention for one packed sequence, with heads of `DH` values. `qkv` holds its rows
+/// `[len, 3 * hidden]` (queries, keys, values side by side), `out` receives `[len, hidden]`; `scratch` is reused
+/// between calls. Keys are stored transposed and padded to whole 16-lane vectors, and the head width is a
+/// constant, so every inner loop is a fixed-width loop over values the compiler keeps in registers.
+#[inline(always)]
+pub fn attention<const DH: usize>(qkv: &[f32], out: &mut [f32], hidden: usize, scratch: &mut Vec<f32>) {
+    let len = qkv.len() / (3 * hidden);
+    debug_assert_eq!(out.len(), len * hidden);
+    let padded = len.div_ceil(LANES) * LANES;
+    let scale = 1.0 / (DH as f32).sqrt();
+    scratch.clear();
+    scratch.resize(DH * padded + padded, 0.0);
+    let (keys_t, scores) = scratch.split_at_mut(DH * padded);
+    for h in 0..hidden / DH {
+        for j in 0..len {
+            let k = &qkv[j * 3 * hidden + hidden + h * DH..][..DH];
+            for (d, &v) in k.iter().enumerate() {
+                keys_t[d * padded + j] = v;
+            }
+        }
+        for i in 0..len {
+            let q: &[f32; DH] = qkv[i * 3 * hidden + h * DH..][..DH].try_into().expect("DH values");
+            for (c, chunk) in scores.chunks_exact_mut(LANES).enumerate() {
+                let mut acc = [0f32; LANES];
+                for (d, &qd) in q.iter().enumerate() {
+                    let k: &[f32; LANES] = keys_t[d * padded + c * LANES..][..LANES].try_into().expect("16 lanes");
+                    for (a, k) in acc.iter_mut().zip(k) {
+                        *a += qd * k;
+                    }
+                }
+                for (s, a) in chunk.iter_mut().zip(acc) {
+                    *s = a * scale;
+                }
+            }
+            // Padding lanes must not take any weight.
+            scores[len..].fill(f32::MIN);
+            let max = lane_reduce(scores, f32::MIN, larger, larger);
+            for s in scores.iter_mut() {
+                *s = exp(*s - max);
+            }
+            let inv = 1.0 / sum(scores);
+            let mut ctx = [0f32; DH];
+            for (j, &p) in scores[..len].iter().enumerate() {
+                let v: &[f32; DH] = qkv[j * 3 * hidden + 2 * hidden + h * DH..][..DH].try_into().expect("DH values");
+                for (c, v) in ctx.iter_mut().zip(v) {
+                    *c += p * v;
+                }
+            }
+            for (o, c) in out[i * hidden + h * DH..][..DH].iter_mut().zip(ctx) {
+                *o = c * inv;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_erf_match_the_library() {
+        for i in -2000..=2000 {
+            let x = i as f32 / 100.0;
+            let e = (x as f64).exp();
+            assert!(((exp(x) as f64 - e) / e).abs() < 3e-7, "exp({x}) = {} vs {e}", exp(x));
+            let libm_erf = erf_reference(x as f64);
+            assert!((erf(x) as f64 - libm_erf).abs() < 5e-7, "erf({x}): {} vs {libm_erf}", erf(x));
+        }
+        assert_eq!(exp(-1000.0), exp(-87.0));
+    }
+
+    /// erf by its Taylor series (converges well for |x| <= 3) and 1 beyond, to about 1e-9.
+    fn erf_reference(x: f64) -> f64 {
+        if x.abs() > 5.0 {
+            return x.signum();
+        }
+        let (mut term, mut sum, mut n) = (x, x, 0.0);
+        while term.abs() > 1e-17 || n < 10.0 {
+            n += 1.0;
+            term *= -x * x / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn attention_of_one_token_returns_its_value() {
+        let hidden = 4;
+        let qkv = [1.0, 2.0, 3.0, 4.0, 0.5, 0.5, 0.5, 0.5, 9.0, 8.0, 7.0, 6.0];
+        let mut out = vec![0.0; hidden];
+        attention::<2>(&qkv, &mut out, hidden, &mut Vec::new());
+        assert_eq!(out, vec![9.0, 8.0, 7.0, 6.0]);
+    }
+
+    #[test]
+    fn layer_norm_centres_and_scales() {
+        let mut x = vec![1.0, 2.0, 3.0, 4.0];
+        add_layer_norm(&mut x, &[1.0; 4], &[1.0; 4], &[0.0; 4], 0.0);
+        let mean: f32 = x.iter().sum::<f32>() / 4.0;
+        let var: f32 = x.iter().map(|v| v * v).sum::<f32>() / 4.0;
+        assert!(mean.abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
+    }
+}
