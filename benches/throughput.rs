@@ -1,11 +1,11 @@
-//! Utterances per second of the shipped model on CPU: batches of 1, 32 and 128 chat utterances, and a
-//! mixed-length corpus (the authored training corpus, short lines and paragraphs together) scored in one call
-//! so the estimator's own length bucketing is what is measured.
+//! Utterances per second of the shipped model on CPU, in f32 and int16: batches of 1, 32 and 128 chat
+//! utterances, and a mixed-length corpus (the authored training corpus, short lines and paragraphs together)
+//! scored in one call so the estimator's own length bucketing is what is measured.
 //!
 //! Run: cargo bench --bench throughput
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use emoarc::{DeviceChoice, Estimator, ModelSource};
+use emoarc::{DeviceChoice, Estimator, ModelSource, Precision};
 use std::path::PathBuf;
 
 fn corpus() -> Vec<String> {
@@ -24,27 +24,30 @@ fn corpus() -> Vec<String> {
 }
 
 fn bench(c: &mut Criterion) {
-    let estimator = Estimator::builder()
-        .model(ModelSource::Dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/emoarc-minilm")))
-        .device(DeviceChoice::Cpu)
-        .build()
-        .expect("shipped model");
     let texts = corpus();
     // Batches of typical one-line chat messages (the corpus's lines of 60-140 bytes).
     let typical: Vec<&str> = texts.iter().map(String::as_str).filter(|t| (60..140).contains(&t.len())).collect();
-    let mut group = c.benchmark_group("estimate");
-    group.sample_size(10);
-    for n in [1usize, 32, 128] {
-        let batch = &typical[..n];
-        group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::new("batch", n), &batch, |b, batch| {
-            b.iter(|| estimator.estimate(batch).unwrap())
-        });
-    }
     let mixed: Vec<&str> = texts.iter().map(String::as_str).step_by(3).take(512).collect();
-    group.throughput(Throughput::Elements(mixed.len() as u64));
-    group.bench_function("mixed_corpus_512", |b| b.iter(|| estimator.estimate(&mixed).unwrap()));
-    group.finish();
+    for (name, precision) in [("f32", Precision::F32), ("int16", Precision::Int16)] {
+        let estimator = Estimator::builder()
+            .model(ModelSource::Dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/emoarc-minilm")))
+            .device(DeviceChoice::Cpu)
+            .precision(precision)
+            .build()
+            .expect("shipped model");
+        let mut group = c.benchmark_group(format!("estimate-{name}"));
+        group.sample_size(10);
+        for n in [1usize, 32, 128] {
+            let batch = &typical[..n];
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_with_input(BenchmarkId::new("batch", n), &batch, |b, batch| {
+                b.iter(|| estimator.estimate(batch).unwrap())
+            });
+        }
+        group.throughput(Throughput::Elements(mixed.len() as u64));
+        group.bench_function("mixed_corpus_512", |b| b.iter(|| estimator.estimate(&mixed).unwrap()));
+        group.finish();
+    }
 }
 
 criterion_group!(benches, bench);

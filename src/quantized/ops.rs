@@ -126,6 +126,7 @@ pub fn gelu(x: &mut [f32]) {
 /// constant, so every inner loop is a fixed-width loop over values the compiler keeps in registers.
 #[inline(always)]
 pub fn attention<const DH: usize>(qkv: &[f32], out: &mut [f32], hidden: usize, scratch: &mut Vec<f32>) {
+    const { assert!(DH % 4 == 0, "the score loop takes head values four at a time") };
     let len = qkv.len() / (3 * hidden);
     debug_assert_eq!(out.len(), len * hidden);
     let padded = len.div_ceil(LANES) * LANES;
@@ -142,16 +143,23 @@ pub fn attention<const DH: usize>(qkv: &[f32], out: &mut [f32], hidden: usize, s
         }
         for i in 0..len {
             let q: &[f32; DH] = qkv[i * 3 * hidden + h * DH..][..DH].try_into().expect("DH values");
+            let key = |d: usize, c: usize| -> &[f32; LANES] {
+                keys_t[d * padded + c * LANES..][..LANES].try_into().expect("16 lanes")
+            };
             for (c, chunk) in scores.chunks_exact_mut(LANES).enumerate() {
-                let mut acc = [0f32; LANES];
-                for (d, &qd) in q.iter().enumerate() {
-                    let k: &[f32; LANES] = keys_t[d * padded + c * LANES..][..LANES].try_into().expect("16 lanes");
-                    for (a, k) in acc.iter_mut().zip(k) {
-                        *a += qd * k;
+                // Four partial sums: one chain of dependent adds would wait on the adder's latency each step.
+                let (mut a0, mut a1, mut a2, mut a3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+                for d in (0..DH).step_by(4) {
+                    let (k0, k1, k2, k3) = (key(d, c), key(d + 1, c), key(d + 2, c), key(d + 3, c));
+                    for l in 0..LANES {
+                        a0[l] += q[d] * k0[l];
+                        a1[l] += q[d + 1] * k1[l];
+                        a2[l] += q[d + 2] * k2[l];
+                        a3[l] += q[d + 3] * k3[l];
                     }
                 }
-                for (s, a) in chunk.iter_mut().zip(acc) {
-                    *s = a * scale;
+                for (l, s) in chunk.iter_mut().enumerate() {
+                    *s = ((a0[l] + a1[l]) + (a2[l] + a3[l])) * scale;
                 }
             }
             // Padding lanes must not take any weight.
@@ -161,15 +169,26 @@ pub fn attention<const DH: usize>(qkv: &[f32], out: &mut [f32], hidden: usize, s
                 *s = exp(*s - max);
             }
             let inv = 1.0 / sum(scores);
-            let mut ctx = [0f32; DH];
-            for (j, &p) in scores[..len].iter().enumerate() {
-                let v: &[f32; DH] = qkv[j * 3 * hidden + 2 * hidden + h * DH..][..DH].try_into().expect("DH values");
-                for (c, v) in ctx.iter_mut().zip(v) {
-                    *c += p * v;
+            // Even and odd tokens in separate sums, for the same reason.
+            let value = |j: usize| -> &[f32; DH] {
+                qkv[j * 3 * hidden + 2 * hidden + h * DH..][..DH].try_into().expect("DH values")
+            };
+            let (mut even, mut odd) = ([0f32; DH], [0f32; DH]);
+            for j in (0..len - len % 2).step_by(2) {
+                let (p0, p1, v0, v1) = (scores[j], scores[j + 1], value(j), value(j + 1));
+                for d in 0..DH {
+                    even[d] += p0 * v0[d];
+                    odd[d] += p1 * v1[d];
                 }
             }
-            for (o, c) in out[i * hidden + h * DH..][..DH].iter_mut().zip(ctx) {
-                *o = c * inv;
+            if len % 2 == 1 {
+                let (p, v) = (scores[len - 1], value(len - 1));
+                for d in 0..DH {
+                    even[d] += p * v[d];
+                }
+            }
+            for ((o, a), b) in out[i * hidden + h * DH..][..DH].iter_mut().zip(even).zip(odd) {
+                *o = (a + b) * inv;
             }
         }
     }
@@ -207,11 +226,30 @@ mod tests {
 
     #[test]
     fn attention_of_one_token_returns_its_value() {
-        let hidden = 4;
-        let qkv = [1.0, 2.0, 3.0, 4.0, 0.5, 0.5, 0.5, 0.5, 9.0, 8.0, 7.0, 6.0];
+        let hidden = 8;
+        let mut qkv: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        qkv.extend([0.5; 8]);
+        qkv.extend([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0]);
         let mut out = vec![0.0; hidden];
-        attention::<2>(&qkv, &mut out, hidden, &mut Vec::new());
-        assert_eq!(out, vec![9.0, 8.0, 7.0, 6.0]);
+        attention::<4>(&qkv, &mut out, hidden, &mut Vec::new());
+        assert_eq!(out, qkv[16..].to_vec());
+    }
+
+    #[test]
+    fn attention_weights_follow_the_scores() {
+        // Two tokens, one head of 4: the query matches the second key far better, so the output is its value.
+        let hidden = 4;
+        let qkv = [
+            [10.0, 0.0, 0.0, 0.0, /* k */ 0.0, 0.0, 0.0, 0.0, /* v */ 1.0, 1.0, 1.0, 1.0],
+            [10.0, 0.0, 0.0, 0.0, /* k */ 10.0, 0.0, 0.0, 0.0, /* v */ 5.0, 6.0, 7.0, 8.0],
+        ]
+        .concat();
+        let mut out = vec![0.0; 2 * hidden];
+        attention::<4>(&qkv, &mut out, hidden, &mut Vec::new());
+        // Scores 0 and 100 / sqrt(4) = 50: softmax weight of the first token is e^-50.
+        for (o, v) in out[..4].iter().zip([5.0, 6.0, 7.0, 8.0]) {
+            assert!((o - v).abs() < 1e-5, "{o} vs {v}");
+        }
     }
 
     #[test]
