@@ -157,8 +157,9 @@ impl QuantizedEncoder {
             let (w, b) = linear(prefix, outputs, inputs)?;
             Ok(QuantLinear::new(&w, &b, outputs, inputs))
         };
-        let word_shape = tensors.load("embeddings.word_embeddings.weight", &Device::Cpu)?.dims().to_vec();
-        let word = read("embeddings.word_embeddings.weight", &[word_shape[0], h])?;
+        // The vocabulary size and the number of token types come from the files' headers (no tensor is read).
+        let rows = |name: &str| -> Result<usize> { Ok(tensors.get(name)?.shape().first().copied().unwrap_or(0)) };
+        let word = read("embeddings.word_embeddings.weight", &[rows("embeddings.word_embeddings.weight")?, h])?;
         let mut built = Vec::with_capacity(depth);
         for i in 0..depth {
             let p = format!("encoder.layer.{i}");
@@ -178,8 +179,11 @@ impl QuantizedEncoder {
                 out_norm: norm(&format!("{p}.output"))?,
             });
         }
-        let type_rows = tensors.load("embeddings.token_type_embeddings.weight", &Device::Cpu)?.dims()[0];
-        let token_type = read("embeddings.token_type_embeddings.weight", &[type_rows, h])?[..h].to_vec();
+        let type_rows = rows("embeddings.token_type_embeddings.weight")?;
+        let token_type = read("embeddings.token_type_embeddings.weight", &[type_rows, h])?
+            .get(..h)
+            .ok_or_else(|| Error::Config("embeddings.token_type_embeddings.weight has no rows".into()))?
+            .to_vec();
         Ok(QuantizedEncoder {
             kernel: kernel.unwrap_or_else(Kernel::detect),
             hidden: h,
