@@ -8,6 +8,7 @@ use crate::error::{Error, InputProblem, Result};
 use crate::intensities::Intensities;
 pub use crate::model::Precision;
 use crate::model::EmotionModel;
+use crate::trajectory::Affect;
 use crate::taxonomy::NUM_CATEGORIES;
 use crate::weights::{ModelSource, Resolver, VerifiedModel};
 use candle_core::Device;
@@ -113,6 +114,9 @@ pub struct Estimate {
     pub truncated: bool,
     /// How many windows were scored (1 unless chunked).
     pub windows: usize,
+    /// Valence and arousal as the head learned them from human ratings (mean over windows); `None` for heads
+    /// without learned affect, where arcs use the documented table instead.
+    pub affect: Option<Affect>,
 }
 
 /// Counters of work done, for callers that check caching (for example that a tracker never re-encodes).
@@ -390,12 +394,13 @@ impl Estimator {
             .into_iter()
             .map(|p| {
                 let p = p?;
-                let (intensities, _) = scores.next().expect("one score per good input");
+                let score = scores.next().expect("one score per good input");
                 Ok(Estimate {
-                    intensities,
+                    intensities: score.intensities,
                     tokens: p.tokens,
                     truncated: p.truncated,
                     windows: p.windows.len(),
+                    affect: score.affect,
                 })
             })
             .collect())
@@ -549,8 +554,9 @@ impl Estimator {
     }
 
     /// Runs every window of every prepared input through the model in planned batches; returns per input the
-    /// pooled embedding (mean over windows) and intensities (max over windows), in input order.
-    fn run(&self, prepared: &[&Prepared]) -> Result<(Vec<Vec<f32>>, Vec<(Intensities, usize)>)> {
+    /// pooled embedding and learned affect (means over windows) and intensities (max over windows), in input
+    /// order.
+    fn run(&self, prepared: &[&Prepared]) -> Result<(Vec<Vec<f32>>, Vec<WindowScores>)> {
         let mut owners = Vec::new();
         let mut seqs: Vec<&[u32]> = Vec::new();
         for (i, p) in prepared.iter().enumerate() {
@@ -561,37 +567,52 @@ impl Estimator {
         }
         let hidden = self.model.encoder.hidden_size();
         let mut embeddings = vec![vec![0f32; hidden]; prepared.len()];
-        let mut scores = vec![(Intensities::default(), 0usize); prepared.len()];
+        let mut scores = vec![WindowScores::default(); prepared.len()];
         let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         for planned in batch::plan(&lengths, self.limits) {
             let batch_seqs: Vec<&[u32]> = planned.items.iter().map(|&i| seqs[i]).collect();
-            let (pooled, intensities) =
-                self.model.forward(&batch_seqs, planned.padded_len, self.pad_id, &self.device)?;
+            let (pooled, out) = self.model.forward(&batch_seqs, planned.padded_len, self.pad_id, &self.device)?;
             let pooled = pooled.to_vec2::<f32>()?;
-            let intensities = intensities.to_vec2::<f32>()?;
+            let intensities = out.intensities.to_vec2::<f32>()?;
+            let affect = out.affect.map(|a| a.to_vec2::<f32>()).transpose()?;
             self.batches.fetch_add(1, Ordering::Relaxed);
             self.sequences.fetch_add(planned.items.len() as u64, Ordering::Relaxed);
-            for ((&item, emb), row) in planned.items.iter().zip(pooled).zip(intensities) {
-                let owner = owners[item];
+            for (k, ((&item, emb), row)) in planned.items.iter().zip(pooled).zip(intensities).enumerate() {
                 let row: [f32; NUM_CATEGORIES] = row.try_into().map_err(|r: Vec<f32>| {
                     Error::Config(format!("head returned {} values, expected {NUM_CATEGORIES}", r.len()))
                 })?;
-                let (acc, n) = &mut scores[owner];
-                *acc = if *n == 0 { Intensities::new(row) } else { acc.max_with(&Intensities::new(row)) };
-                *n += 1;
-                for (a, v) in embeddings[owner].iter_mut().zip(emb) {
+                let s = &mut scores[owners[item]];
+                s.intensities = if s.windows == 0 { Intensities::new(row) } else { s.intensities.max_with(&Intensities::new(row)) };
+                if let Some(a) = &affect {
+                    let sum = s.affect_sum.get_or_insert([0.0; 2]);
+                    sum[0] += a[k][0];
+                    sum[1] += a[k][1];
+                }
+                s.windows += 1;
+                for (a, v) in embeddings[owners[item]].iter_mut().zip(emb) {
                     *a += v;
                 }
             }
         }
-        for (emb, (_, n)) in embeddings.iter_mut().zip(&scores) {
-            if *n > 1 {
-                let inv = 1.0 / *n as f32;
+        for (emb, s) in embeddings.iter_mut().zip(&mut scores) {
+            let inv = 1.0 / s.windows.max(1) as f32;
+            if s.windows > 1 {
                 emb.iter_mut().for_each(|v| *v *= inv);
             }
+            s.affect = s.affect_sum.map(|[v, a]| Affect::from_unit(v * inv, a * inv));
         }
         Ok((embeddings, scores))
     }
+}
+
+/// One input's scores, accumulated over its windows.
+#[derive(Debug, Clone, Copy, Default)]
+struct WindowScores {
+    intensities: Intensities,
+    windows: usize,
+    /// Sums of the head's sigmoid valence and arousal over windows.
+    affect_sum: Option<[f32; 2]>,
+    affect: Option<Affect>,
 }
 
 /// The longest prefix of `text` of at most `max_bytes` that ends at a character boundary, preferably at white

@@ -71,6 +71,11 @@ pub struct HeadSpec {
     pub normalize: bool,
     /// Output width; always 40.
     pub outputs: usize,
+    /// Whether the head also predicts valence and arousal (`affect.weight` `[2, width]` and `affect.bias`, read
+    /// from the last hidden layer, each through a sigmoid), learned from human ratings (EmoBank). Heads without
+    /// it leave affect to the documented table (`trajectory::affect`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub affect: bool,
 }
 
 /// `emoarc.json`: everything needed to run a model folder, besides the weights.
@@ -201,6 +206,15 @@ pub struct Head {
     layers: Vec<Linear>,
     activation: Activation,
     normalize: bool,
+    /// Valence and arousal from the last hidden layer's activations (see [`HeadSpec::affect`]).
+    affect: Option<Linear>,
+}
+
+/// What the head gives for a batch: intensities `[b, 40]` in `[0, 1]` and, when the head has learned affect,
+/// `[b, 2]` valence and arousal, each in `[0, 1]` (valence 0.5 is neutral).
+pub struct HeadOutput {
+    pub intensities: Tensor,
+    pub affect: Option<Tensor>,
 }
 
 impl Head {
@@ -215,10 +229,17 @@ impl Head {
             .enumerate()
             .map(|(i, w)| candle_nn::linear(w[0], w[1], vb.pp(format!("layers.{i}"))))
             .collect::<candle_core::Result<Vec<_>>>()?;
+        let trunk_width = widths[widths.len() - 2];
+        let affect = if spec.affect {
+            Some(candle_nn::linear(trunk_width, 2, vb.pp("affect"))?)
+        } else {
+            None
+        };
         Ok(Head {
             layers,
             activation: spec.activation,
             normalize: spec.normalize,
+            affect,
         })
     }
 
@@ -228,32 +249,55 @@ impl Head {
             layers,
             activation,
             normalize,
+            affect: None,
         }
     }
 
-    /// Pre-sigmoid scores, `[batch, 40]`.
-    pub fn logits(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+    /// The activations the last layer reads: the pooled vector (normalised if so specified) through every
+    /// hidden layer.
+    fn trunk(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
         let mut xs = if self.normalize {
             l2_normalize(pooled)?
         } else {
             pooled.clone()
         };
-        let last = self.layers.len() - 1;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for layer in &self.layers[..self.layers.len() - 1] {
             xs = layer.forward(&xs)?;
-            if i < last {
-                xs = match self.activation {
-                    Activation::Gelu => xs.gelu_erf()?,
-                    Activation::Relu => xs.relu()?,
-                };
-            }
+            xs = match self.activation {
+                Activation::Gelu => xs.gelu_erf()?,
+                Activation::Relu => xs.relu()?,
+            };
         }
         Ok(xs)
+    }
+
+    /// Pre-sigmoid scores, `[batch, 40]`.
+    pub fn logits(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+        self.layers[self.layers.len() - 1].forward(&self.trunk(pooled)?)
     }
 
     /// Intensities in `[0, 1]`, `[batch, 40]`.
     pub fn forward(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::ops::sigmoid(&self.logits(pooled)?)
+    }
+
+    /// Intensities and, when the head has them, learned valence and arousal, from one pass of the trunk.
+    pub fn forward_all(&self, pooled: &Tensor) -> candle_core::Result<HeadOutput> {
+        let trunk = self.trunk(pooled)?;
+        let logits = self.layers[self.layers.len() - 1].forward(&trunk)?;
+        let affect = match &self.affect {
+            Some(linear) => Some(candle_nn::ops::sigmoid(&linear.forward(&trunk)?)?),
+            None => None,
+        };
+        Ok(HeadOutput {
+            intensities: candle_nn::ops::sigmoid(&logits)?,
+            affect,
+        })
+    }
+
+    /// Whether the head predicts valence and arousal itself.
+    pub fn has_affect(&self) -> bool {
+        self.affect.is_some()
     }
 }
 
@@ -453,11 +497,11 @@ impl EmotionModel {
         &self.spec.heads[&self.head_name]
     }
 
-    /// `(pooled [b, hidden], intensities [b, 40])` for a batch of token sequences (see
+    /// `(pooled [b, hidden], head outputs)` for a batch of token sequences (see
     /// [`EncoderBackend::embed_tokens`]).
-    pub fn forward(&self, seqs: &[&[u32]], padded_len: usize, pad_id: u32, device: &Device) -> Result<(Tensor, Tensor)> {
+    pub fn forward(&self, seqs: &[&[u32]], padded_len: usize, pad_id: u32, device: &Device) -> Result<(Tensor, HeadOutput)> {
         let pooled = self.encoder.embed_tokens(seqs, padded_len, pad_id, device)?;
-        let intensities = self.head.forward(&pooled)?;
-        Ok((pooled, intensities))
+        let out = self.head.forward_all(&pooled)?;
+        Ok((pooled, out))
     }
 }

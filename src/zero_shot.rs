@@ -337,6 +337,7 @@ pub fn build_model(
         activation: Activation::Gelu,
         normalize: true,
         outputs: NUM_CATEGORIES,
+        affect: false,
     };
     let mut spec = ModelSpec::read_unverified(out_dir)?.unwrap_or_else(|| ModelSpec {
         format: FORMAT_VERSION,

@@ -46,15 +46,28 @@ pub struct ArcFlags {
     /// How a turn is read: clauses (weighted toward where the turn ends) or whole (one text, as score does).
     #[arg(long, default_value = "clauses")]
     pub reading: TurnReading,
+    /// Where valence and arousal come from: the documented table of the 40 categories (default: it ranks the
+    /// conversation pairs better), or the head's own, learned from human ratings (the table for heads without).
+    #[arg(long, value_enum, default_value_t = AffectFrom::Table)]
+    pub affect: AffectFrom,
+}
+
+/// `--affect`: see [`ArcFlags::affect`].
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AffectFrom {
+    Learned,
+    Table,
 }
 
 impl ArcFlags {
     pub fn options(&self) -> ArcOptions {
-        ArcOptions {
+        let mut options = ArcOptions {
             speaker: self.speaker.clone(),
             reading: self.reading,
             ..ArcOptions::default()
-        }
+        };
+        options.affect.learned = self.affect == AffectFrom::Learned;
+        options
     }
 }
 

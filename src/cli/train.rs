@@ -132,6 +132,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         activation: opts.activation,
         normalize: opts.normalize,
         outputs: emoarc::NUM_CATEGORIES,
+        affect: false,
     };
     emoarc::zero_shot::save_tensors(&args.out.join(&head.weights), &trained.tensors)?;
     spec.name = folder_name(&args.out)?;

@@ -11,7 +11,7 @@ use super::ServerConfig;
 use crate::estimator::{Estimate, Estimator};
 use crate::intensities::Intensities;
 use crate::reward::{RewardFn, WeightedReward};
-use crate::trajectory::{ArcOptions, ArcSummary, Conversation, Trajectory, TurnReading, DEFAULT_TREND_WINDOW};
+use crate::trajectory::{ArcOptions, ArcSummary, ClauseScore, Conversation, Trajectory, TurnReading, DEFAULT_TREND_WINDOW};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -224,10 +224,10 @@ async fn trajectories(
             let vectors = scores
                 .by_ref()
                 .take(clauses.len())
-                .map(|r| r.map(|estimate| estimate.intensities))
+                .map(|r| r.map(|estimate| ClauseScore::from(&estimate)))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|problem| ApiError::unprocessable(field(i, t), problem.to_string()))?;
-            trajectory.push(turn.role.clone(), TurnReading::combine(clauses, &vectors), &options.affect);
+            trajectory.push_scored(turn.role.clone(), TurnReading::combine_scores(clauses, &vectors), &options.affect);
         }
         out.push(trajectory);
     }

@@ -3,6 +3,7 @@
 //! the speaker's arc, which is what rewards read.
 
 use super::affect::{Affect, AffectModel};
+use super::reading::ClauseScore;
 use super::conversation::require_role;
 use crate::error::Result;
 use crate::intensities::Intensities;
@@ -220,10 +221,17 @@ impl Trajectory {
         Ok(t)
     }
 
-    /// Appends the next turn; it joins the arc when its role is the speaker's.
+    /// Appends the next turn; it joins the arc when its role is the speaker's. Affect comes from the table.
     pub fn push(&mut self, role: impl Into<String>, intensities: Intensities, model: &AffectModel) -> &ScoredTurn {
+        self.push_scored(role, ClauseScore { intensities, affect: None }, model)
+    }
+
+    /// Appends the next turn as the model read it: the head's learned affect is used when it has one (see
+    /// [`AffectModel::resolve`]).
+    pub fn push_scored(&mut self, role: impl Into<String>, score: ClauseScore, model: &AffectModel) -> &ScoredTurn {
         let role = role.into();
-        let affect = model.affect(&intensities);
+        let intensities = score.intensities;
+        let affect = model.resolve(&intensities, score.affect);
         if role == self.speaker {
             self.arc.push_affect(self.turns.len(), intensities, affect);
         }

@@ -17,5 +17,5 @@ pub use arc::{ArcSummary, EmotionArc, ScoredTurn, Trajectory, DEFAULT_TREND_WIND
 pub(crate) use arc::{slope, tail, volatility};
 pub(crate) use conversation::found_value;
 pub use conversation::{read_conversations, Conversation, ConversationAt, ConversationProblem, Turn};
-pub use reading::{Clause, TurnReading};
+pub use reading::{Clause, ClauseScore, TurnReading};
 pub use tracker::{score_conversations, ArcOptions, ArcTracker, DEFAULT_CACHE_CAPACITY};

@@ -5,7 +5,8 @@
 //! [`ArcTracker`](super::ArcTracker) and the batch path encode each distinct text once.
 
 use crate::error::{InputProblem, Result};
-use crate::estimator::Estimator;
+use super::affect::Affect;
+use crate::estimator::{Estimate, Estimator};
 use crate::intensities::Intensities;
 use crate::taxonomy::NUM_CATEGORIES;
 use std::collections::{HashMap, HashSet};
@@ -84,6 +85,19 @@ impl TurnReading {
     }
 
     /// Combines the clauses' intensities (same order as [`clauses`](Self::clauses)) into the turn's.
+    pub fn combine_scores(clauses: &[Clause], scores: &[ClauseScore]) -> ClauseScore {
+        let intensities: Vec<Intensities> = scores.iter().map(|s| s.intensities).collect();
+        let total: f32 = clauses.iter().map(|c| c.weight).sum();
+        // Learned affect is combined with the same weights as the intensities; it exists for all or none.
+        let affect = scores.iter().zip(clauses).try_fold([0.0f32; 2], |acc, (s, c)| {
+            s.affect.map(|a| [acc[0] + c.weight * a.valence / total, acc[1] + c.weight * a.arousal / total])
+        });
+        ClauseScore {
+            intensities: TurnReading::combine(clauses, &intensities),
+            affect: affect.filter(|_| !scores.is_empty()).map(|[v, a]| Affect::from_unit((v + 1.0) / 2.0, a)),
+        }
+    }
+
     pub fn combine(clauses: &[Clause], intensities: &[Intensities]) -> Intensities {
         let mut sum = [0.0f32; NUM_CATEGORIES];
         let total: f32 = clauses.iter().map(|c| c.weight).sum();
@@ -151,9 +165,26 @@ fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
 
 /// Clause vectors by text. Bounded: when a fill would pass the capacity the cache starts over, which is safe
 /// because scored turns keep their own intensities and the cache only saves re-encoding repeats.
+/// What the model gives for one clause (or a whole turn): intensities and, from heads that learned it,
+/// valence and arousal.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ClauseScore {
+    pub intensities: Intensities,
+    pub affect: Option<Affect>,
+}
+
+impl From<&Estimate> for ClauseScore {
+    fn from(e: &Estimate) -> Self {
+        ClauseScore {
+            intensities: e.intensities,
+            affect: e.affect,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ClauseCache {
-    map: HashMap<String, Intensities>,
+    map: HashMap<String, ClauseScore>,
     capacity: usize,
 }
 
@@ -169,7 +200,7 @@ impl ClauseCache {
         self.map.len()
     }
 
-    pub(crate) fn get(&self, text: &str) -> Option<&Intensities> {
+    pub(crate) fn get(&self, text: &str) -> Option<&ClauseScore> {
         self.map.get(text)
     }
 
@@ -194,7 +225,7 @@ impl ClauseCache {
         for (text, result) in missing.iter().zip(estimator.estimate_each(&missing)?) {
             match result {
                 Ok(estimate) => {
-                    self.map.insert((*text).to_string(), estimate.intensities);
+                    self.map.insert((*text).to_string(), ClauseScore::from(&estimate));
                 }
                 Err(problem) => {
                     refused.insert(*text, problem);
@@ -212,6 +243,21 @@ mod tests {
 
     fn read(text: &str) -> Vec<(&str, f32)> {
         TurnReading::Clauses.clauses(text).into_iter().map(|c| (c.text, c.weight)).collect()
+    }
+
+    #[test]
+    fn learned_affect_combines_with_the_clause_weights() {
+        let clauses = TurnReading::Clauses.clauses("awful day. but better now");
+        assert_eq!(clauses.iter().map(|c| c.weight).collect::<Vec<_>>(), [0.5, 3.0]);
+        let score = |v: f32, a: f32| ClauseScore { intensities: Intensities::default(), affect: Some(Affect::from_unit(v, a)) };
+        // valence -0.8 and +0.4 on [-1, 1], weights 0.5 and 3: (-0.4 + 1.2) / 3.5.
+        let turn = TurnReading::combine_scores(&clauses, &[score(0.1, 0.8), score(0.7, 0.3)]);
+        let a = turn.affect.unwrap();
+        assert!((a.valence - 0.8 / 3.5).abs() < 1e-6, "{a:?}");
+        assert!((a.arousal - (0.4 + 0.9) / 3.5).abs() < 1e-6, "{a:?}");
+        // A clause without learned affect: the turn has none (the table reads it instead).
+        let mixed = [score(0.1, 0.8), ClauseScore::default()];
+        assert_eq!(TurnReading::combine_scores(&clauses, &mixed).affect, None);
     }
 
     #[test]

@@ -5,10 +5,9 @@
 use super::affect::AffectModel;
 use super::arc::{EmotionArc, ScoredTurn, Trajectory};
 use super::conversation::{Conversation, ConversationAt, ConversationProblem};
-use super::reading::{ClauseCache, TurnReading};
+use super::reading::{ClauseCache, ClauseScore, TurnReading};
 use crate::error::{InputProblem, Result};
 use crate::estimator::Estimator;
-use crate::intensities::Intensities;
 use crate::reward::RewardFn;
 use std::collections::HashMap;
 
@@ -85,8 +84,8 @@ impl<'e> ArcTracker<'e> {
         if let Some(problem) = refused.into_values().next() {
             return Err(at.error(ConversationProblem::Input(problem)));
         }
-        let intensities = combine_cached(&self.cache, &clauses);
-        Ok(self.trajectory.push(role, intensities, &self.options.affect))
+        let score = combine_cached(&self.cache, &clauses);
+        Ok(self.trajectory.push_scored(role, score, &self.options.affect))
     }
 
     /// The conversation so far.
@@ -115,13 +114,13 @@ impl<'e> ArcTracker<'e> {
     }
 }
 
-/// A turn's intensities from its clauses, all of which must be cached.
-fn combine_cached(cache: &ClauseCache, clauses: &[super::reading::Clause]) -> Intensities {
-    let vectors: Vec<Intensities> = clauses
+/// A turn's reading from its clauses, all of which must be cached.
+fn combine_cached(cache: &ClauseCache, clauses: &[super::reading::Clause]) -> ClauseScore {
+    let scores: Vec<ClauseScore> = clauses
         .iter()
         .map(|c| *cache.get(c.text).expect("every clause was just encoded"))
         .collect();
-    TurnReading::combine(clauses, &vectors)
+    TurnReading::combine_scores(clauses, &scores)
 }
 
 /// Scores finished conversations, encoding every distinct clause of all of them in one estimator call (sorted
@@ -155,7 +154,7 @@ pub fn score_conversations(
                 if let Some(problem) = clauses.iter().find_map(|c| refused.get(c.text)) {
                     return Err(conversation.at().turn(i).error(ConversationProblem::Input(problem.clone())));
                 }
-                trajectory.push(turn.role.clone(), combine_cached(&cache, &clauses), &options.affect);
+                trajectory.push_scored(turn.role.clone(), combine_cached(&cache, &clauses), &options.affect);
             }
             Ok(trajectory)
         })
