@@ -232,6 +232,55 @@ pub struct Requirements {
     pub min_neutral_share: f64,
     pub min_multi_share: f64,
     pub min_test_share: f64,
+    /// Largest |Pearson r| allowed between a file's text length and its strongest label (0 for neutral lines),
+    /// so that length alone cannot predict intensity. Files in [`LENGTH_TIED_FILES`] are reported, not failed.
+    pub max_length_correlation: f64,
+}
+
+/// Corpus files written before the length rule: in them the stronger label comes with the longer text (r 0.45
+/// to 0.74), which is what made the rule necessary. They stay for their coverage of all 40 categories and are
+/// reported by `data check`; every other file must keep under [`Requirements::max_length_correlation`].
+pub const LENGTH_TIED_FILES: [&str; 5] = [
+    "negative-high.jsonl",
+    "negative-low.jsonl",
+    "physical-longing.jsonl",
+    "positive-high.jsonl",
+    "positive-low.jsonl",
+];
+
+/// One corpus file's correlation between text length (characters) and its strongest label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LengthCorrelation {
+    pub file: String,
+    pub examples: usize,
+    /// `None` when every length or every strongest label is the same.
+    pub r: Option<f64>,
+}
+
+/// Per file (by the origin's file part) and over the whole corpus (`file` = "all"), in file order.
+pub fn length_correlations(examples: &[Example]) -> Vec<LengthCorrelation> {
+    let mut files: BTreeMap<&str, (Vec<f32>, Vec<f32>)> = BTreeMap::new();
+    let strongest = |e: &Example| e.labels.as_slice().iter().copied().fold(0.0f32, f32::max);
+    for e in examples {
+        let file = e.origin.rsplit_once(':').map_or(e.origin.as_str(), |(f, _)| f);
+        let entry = files.entry(file).or_default();
+        entry.0.push(e.text.chars().count() as f32);
+        entry.1.push(strongest(e));
+    }
+    let all: (Vec<f32>, Vec<f32>) = (
+        examples.iter().map(|e| e.text.chars().count() as f32).collect(),
+        examples.iter().map(strongest).collect(),
+    );
+    files
+        .iter()
+        .map(|(f, xy)| (f.to_string(), xy))
+        .chain(std::iter::once(("all".to_string(), &all)))
+        .map(|(file, (x, y))| LengthCorrelation {
+            file,
+            examples: x.len(),
+            r: crate::eval::pearson(x, y),
+        })
+        .collect()
 }
 
 impl Default for Requirements {
@@ -243,6 +292,7 @@ impl Default for Requirements {
             min_neutral_share: 0.15,
             min_multi_share: 0.20,
             min_test_share: 0.15,
+            max_length_correlation: 0.2,
         }
     }
 }
@@ -264,6 +314,8 @@ pub struct CheckReport {
     /// Share of examples with no label above 0.25 and at most one label.
     pub neutral_share: f64,
     pub multi_share: f64,
+    /// Length against strongest label, per file and overall.
+    pub length_correlation: Vec<LengthCorrelation>,
     /// Problems that make the data unusable or break a requirement.
     pub errors: Vec<Finding>,
     /// Things worth a look that do not fail the check (near-duplicates inside one split).
@@ -340,6 +392,23 @@ pub fn check(corpus: &Corpus, req: Requirements, held_out: &[(String, String)]) 
     need(r.multi_share >= req.min_multi_share, format!("multi-label share {:.3} < {}", r.multi_share, req.min_multi_share));
     let test_share = r.per_split.get("test").copied().unwrap_or(0) as f64 / n;
     need(test_share >= req.min_test_share, format!("test share {test_share:.3} < {}", req.min_test_share));
+
+    r.length_correlation = length_correlations(&corpus.examples);
+    for lc in &r.length_correlation {
+        let name = Path::new(&lc.file).file_name().and_then(|n| n.to_str()).unwrap_or(&lc.file);
+        let exempt = lc.file == "all" || LENGTH_TIED_FILES.contains(&name);
+        if let (Some(rv), false) = (lc.r, exempt) {
+            if rv.abs() >= req.max_length_correlation {
+                r.errors.push(Finding {
+                    origin: lc.file.clone(),
+                    message: format!(
+                        "text length predicts intensity (r = {rv:.3}, must stay below {}): add short strong and long mild lines",
+                        req.max_length_correlation
+                    ),
+                });
+            }
+        }
+    }
 
     // Near-duplicates: across splits they leak test into training (an error); within a split, a warning.
     let sh: Vec<HashSet<String>> = corpus.examples.iter().map(|e| shingles(&e.text)).collect();
@@ -421,12 +490,37 @@ not json
     }
 
     #[test]
+    fn length_tied_file_is_an_error_unless_exempt() {
+        let mut corpus = Corpus::default();
+        for (i, (text, v)) in [("ok", 0.25f32), ("this is longer now", 0.5), ("this one is longer than both of those", 1.0)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut e = example(&format!("t{i}"), text, Split::Train);
+            e.labels = Intensities::from_slice(&[v; NUM_CATEGORIES]).unwrap();
+            e.origin = format!("data/corpus/new.jsonl:{}", i + 1);
+            corpus.examples.push(e);
+        }
+        let req = Requirements { min_examples: 0, min_per_category: 0, min_levels_per_category: 0, min_neutral_share: 0.0, min_multi_share: 0.0, min_test_share: 0.0, max_length_correlation: 0.2 };
+        let r = check(&corpus, req, &[]);
+        let lc: Vec<(&str, usize)> = r.length_correlation.iter().map(|l| (l.file.as_str(), l.examples)).collect();
+        assert_eq!(lc, [("data/corpus/new.jsonl", 3), ("all", 3)]);
+        assert!(r.length_correlation[0].r.unwrap() > 0.9);
+        assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+        assert!(r.errors[0].message.contains("text length predicts intensity"));
+        for e in &mut corpus.examples {
+            e.origin = e.origin.replace("new.jsonl", "positive-low.jsonl");
+        }
+        assert!(check(&corpus, req, &[]).errors.is_empty());
+    }
+
+    #[test]
     fn planted_duplicate_across_splits_is_an_error() {
         let mut corpus = Corpus::default();
         corpus.examples.push(example("a", "my landlord still hasn't fixed the heater and it's freezing", Split::Train));
         corpus.examples.push(example("b", "My landlord STILL hasn't fixed the heater, and it's freezing!", Split::Test));
         corpus.examples.push(example("c", "the cat knocked my coffee over again", Split::Train));
-        let r = check(&corpus, Requirements { min_examples: 0, min_per_category: 0, min_levels_per_category: 0, min_neutral_share: 0.0, min_multi_share: 0.0, min_test_share: 0.0 }, &[("neutral.txt:1".into(), "The cat knocked my coffee over again.".into())]);
+        let r = check(&corpus, Requirements { min_examples: 0, min_per_category: 0, min_levels_per_category: 0, min_neutral_share: 0.0, min_multi_share: 0.0, min_test_share: 0.0, max_length_correlation: 0.2 }, &[("neutral.txt:1".into(), "The cat knocked my coffee over again.".into())]);
         let msgs: Vec<String> = r.errors.iter().map(|f| f.to_string()).collect();
         assert_eq!(msgs.len(), 2, "{msgs:?}");
         assert!(msgs[0].starts_with("t:b: near-duplicate of t:a"));

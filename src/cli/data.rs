@@ -61,6 +61,13 @@ pub fn run(args: DataArgs) -> Result<ExitCode> {
             n.levels[3]
         );
     }
+    println!("length vs strongest label (Pearson r; files written before the rule are marked *):");
+    for lc in &report.length_correlation {
+        let name = std::path::Path::new(&lc.file).file_name().and_then(|n| n.to_str()).unwrap_or(&lc.file);
+        let mark = if data::LENGTH_TIED_FILES.contains(&name) { "*" } else { " " };
+        let r = lc.r.map_or("-".into(), |r| format!("{r:+.3}"));
+        println!("  {mark} {:<40} {:>6} lines  r = {r}", name, lc.examples);
+    }
     if !report.warnings.is_empty() {
         println!("{} near-duplicates within a split (not errors):", report.warnings.len());
         for w in report.warnings.iter().take(show_warnings) {
