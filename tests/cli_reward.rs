@@ -5,16 +5,10 @@ mod common;
 
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn emoarc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_emoarc"))
-        .args(args)
-        .args(["--device", "cpu"])
-        .current_dir(common::root())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    common::emoarc_cpu(args)
 }
 
 /// The JSON records of a JSONL output.

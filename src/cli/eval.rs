@@ -1,22 +1,41 @@
-//! `emoarc eval`: scores a head on the test split, the intensity pairs and the neutral set, next to a baseline
-//! head (the zero-shot one by default), from one pass of the encoder.
+//! `emoarc eval`: scores the model's head on the own test split, the intensity pairs and the neutral set, and on
+//! the public human-labelled dev sets (GoEmotions, EmoBank, XED, Empathic Reactions), next to a comparison head
+//! (the zero-shot one by default), text length, and TF-IDF + a linear model fitted on each dataset's own train
+//! split. One block per dataset; bootstrap 95% intervals for the model's headline numbers; `--json` for machines.
 
 use super::ModelArgs;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
-use emoarc::data::{self, Corpus, Split};
-use emoarc::eval::{self, EvalReport};
+use emoarc::eval::metrics::{Bootstrap, DEFAULT_BOOTSTRAP_SEED};
+use emoarc::eval::suite::{self, DatasetReport, Event, SuiteConfig, SuiteReport, TextScorer};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The data folder (corpus/ for the test split, intensity-pairs.jsonl, neutral.txt).
+    /// The data folder (corpus/ for the test and dev splits, intensity-pairs.jsonl, neutral.txt, label-maps/).
     #[arg(long, default_value = "data")]
     data: PathBuf,
-    /// The head to compare with; "none" for no comparison.
+    /// The public datasets' folder (goemotions/, emobank/, xed/, empathic_reactions/); a missing dataset is
+    /// skipped with a warning.
+    #[arg(long, default_value = "../shared/datasets")]
+    datasets: PathBuf,
+    /// A head to compare with (another column); "none" for no comparison.
     #[arg(long, default_value = "zero-shot")]
     baseline: String,
+    /// Bootstrap resamples for the 95% intervals (0: none).
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = DEFAULT_BOOTSTRAP_SEED)]
+    seed: u64,
+    /// Skip fitting the TF-IDF baselines.
+    #[arg(long)]
+    no_tfidf: bool,
+    /// Also print AUC, AP and F1 per category.
+    #[arg(long)]
+    per_category: bool,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -24,104 +43,128 @@ pub struct EvalArgs {
     model: ModelArgs,
 }
 
+/// The main column's name.
+const MODEL: &str = "model";
+
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
-    let corpus = Corpus::load_dir(&args.data.join("corpus"))?;
-    if let Some(p) = corpus.problems.first() {
-        bail!("the corpus has {} bad lines, the first: {p} (run emoarc data check)", corpus.problems.len());
-    }
-    let test = corpus.split(Split::Test);
-    let pairs = data::load_pairs(&args.data.join("intensity-pairs.jsonl"))?;
-    let neutral = data::load_lines(&args.data.join("neutral.txt"))?;
+    let started = Instant::now();
     let estimator = args.model.load()?;
-    let texts = eval::eval_texts(&test, &pairs, &neutral);
-    let embeddings = estimator.embed(&texts)?;
-    let mut reports = vec![eval::evaluate(
-        &estimator.model().head_name,
-        &eval::apply_head(&estimator.model().head, &embeddings)?,
-        &test,
-        &pairs,
-        &neutral,
-    )];
-    if args.baseline != "none" && args.baseline != estimator.model().head_name {
+    let head = estimator.model().head_name.clone();
+    let baseline = if args.baseline != "none" && args.baseline != head {
         let mut baseline_args = args.model.clone();
         baseline_args.head = Some(args.baseline.clone());
-        let baseline = baseline_args.load()?;
-        // Heads reading the same encoder (depth and weights) share the embeddings; others need their own pass.
-        let encoder_of = |e: &emoarc::Estimator| {
-            let h = e.model().head_spec();
-            (h.encoder_layers, h.encoder_override.clone())
-        };
-        let base_embeddings = if encoder_of(&baseline) == encoder_of(&estimator) {
-            embeddings
-        } else {
-            baseline.embed(&texts)?
-        };
-        reports.push(eval::evaluate(
-            &args.baseline,
-            &eval::apply_head(&baseline.model().head, &base_embeddings)?,
-            &test,
-            &pairs,
-            &neutral,
-        ));
-    }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        Some(baseline_args.load()?)
     } else {
-        print_tables(&reports);
+        None
+    };
+    let mut scorers: Vec<(&str, &dyn TextScorer)> = vec![(MODEL, &estimator)];
+    if let Some(b) = &baseline {
+        scorers.push((args.baseline.as_str(), b));
     }
+    let cfg = SuiteConfig {
+        data: args.data.clone(),
+        datasets: args.datasets.clone(),
+        bootstrap: Bootstrap {
+            resamples: args.bootstrap,
+            seed: args.seed,
+        },
+        tfidf: !args.no_tfidf,
+    };
+    let report = suite::run(&cfg, &scorers, &mut |event| match event {
+        Event::Step(s) => eprintln!("[{:>6.1}s] {s}", started.elapsed().as_secs_f64()),
+        Event::Warning(w) => eprintln!("warning: {w}"),
+    })?;
+    let model = format!("{} (head {head})", estimator.spec().name);
+    if args.json {
+        let doc = serde_json::json!({"model": model, "report": report});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", render(&report, &model, args.per_category));
+    }
+    eprintln!("eval took {:.1} s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }
 
-fn opt(v: Option<f64>) -> String {
+fn num(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.3}"))
 }
 
-fn print_tables(reports: &[EvalReport]) {
-    let main = &reports[0];
-    println!("head {:?} on the test split ({} utterances)", main.head, main.test_examples);
-    println!("{:<46} {:>5} {:>8} {:>8} {:>7}", "category", "n", "spearman", "pearson", "mae");
-    for m in &main.per_category {
-        println!(
-            "{:<46} {:>5} {:>8} {:>8} {:>7.3}",
-            m.category.name(),
-            m.positives,
-            opt(m.spearman),
-            opt(m.pearson),
-            m.mae
-        );
-    }
-    println!();
-    println!(
-        "{:<12} {:>9} {:>9} {:>7} {:>12} {:>12}",
-        "head", "spearman", "pearson", "mae", "pair order", "neutral fp"
+/// The report as plain-text tables, one block per dataset.
+fn render(report: &SuiteReport, model: &str, per_category: bool) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "emoarc eval: {MODEL} = {model}");
+    let _ = writeln!(
+        s,
+        "columns: {}; [95% bootstrap interval, {} resamples of rows, seed {}]",
+        report.columns.join(", "),
+        report.bootstrap_resamples,
+        report.bootstrap_seed
     );
-    for r in reports {
-        println!(
-            "{:<12} {:>9.3} {:>9.3} {:>7.3} {:>11.1}% {:>11.1}%",
-            r.head,
-            r.macro_spearman,
-            r.macro_pearson,
-            r.macro_mae,
-            r.pair_accuracy * 100.0,
-            r.neutral_false_positive_rate * 100.0
-        );
-    }
-    println!(
-        "(macro Spearman ceiling on this split: {:.3}, what a perfect continuous-output model scores)",
-        main.ceiling_macro_spearman
+    let _ = writeln!(
+        s,
+        "length: character count as the score of every category; tf-idf: word 1-2-grams + logistic (presence) or ridge \
+         (intensity, ratings) fitted on the dataset's own train split"
     );
-    println!();
-    println!("calibration: mean predicted intensity by labelled level (cells = utterance x category)");
-    print!("{:<12}", "label");
-    for row in &main.calibration {
-        print!(" {:>14}", format!("{} (n={})", row.label, row.cells));
+    for w in &report.warnings {
+        let _ = writeln!(s, "warning: {w}");
     }
-    println!();
-    for r in reports {
-        print!("{:<12}", r.head);
-        for row in &r.calibration {
-            print!(" {:>14.3}", row.mean_prediction);
+    for d in &report.datasets {
+        s.push('\n');
+        block(&mut s, d, &report.columns);
+        if per_category && !d.per_category.is_empty() {
+            categories(&mut s, d, &report.columns);
         }
-        println!();
+    }
+    s
+}
+
+fn block(s: &mut String, d: &DatasetReport, columns: &[String]) {
+    use std::fmt::Write as _;
+    let _ = writeln!(s, "== {} ({} rows): {}", d.name, d.rows, d.source);
+    for n in &d.notes {
+        let _ = writeln!(s, "   {n}");
+    }
+    let width = d.metrics.iter().map(|m| m.metric.chars().count()).max().unwrap_or(6).max(6);
+    let first = format!("{} [95% CI]", columns[0]);
+    let _ = write!(s, "{:<width$}  {:<22}", "metric", first);
+    for c in &columns[1..] {
+        let _ = write!(s, " {c:>9}");
+    }
+    let _ = writeln!(s, "  detail");
+    for m in &d.metrics {
+        let _ = write!(s, "{:<width$}", m.metric);
+        for (i, c) in columns.iter().enumerate() {
+            let cell = m.cell(c);
+            let v = num(cell.and_then(|c| c.value));
+            if i == 0 {
+                let ci = cell
+                    .and_then(|c| c.ci)
+                    .map_or(String::new(), |[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"));
+                let _ = write!(s, "  {:<22}", format!("{v}{ci}"));
+            } else {
+                let _ = write!(s, " {v:>9}");
+            }
+        }
+        let _ = writeln!(s, "  {}", m.detail.as_deref().unwrap_or(""));
+    }
+}
+
+fn categories(s: &mut String, d: &DatasetReport, columns: &[String]) {
+    use std::fmt::Write as _;
+    let _ = writeln!(s, "   per category: ROC-AUC by column (* = in the macro averages)");
+    let _ = write!(s, "   {:<46} {:>5} {:>6}", "category", "pos", "neg");
+    for c in columns {
+        let _ = write!(s, " {c:>9}");
+    }
+    s.push('\n');
+    for r in &d.per_category {
+        let name = format!("{}{}", r.category.name(), if r.in_macro { " *" } else { "" });
+        let _ = write!(s, "   {name:<46} {:>5} {:>6}", r.positives, r.negatives);
+        for c in columns {
+            let v = r.values.iter().find(|v| &v.column == c).and_then(|v| v.auc);
+            let _ = write!(s, " {:>9}", num(v));
+        }
+        s.push('\n');
     }
 }

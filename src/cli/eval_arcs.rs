@@ -1,12 +1,15 @@
 //! `emoarc eval-arcs`: checks the arc rewards against the authored better/worse conversation pairs and prints,
 //! per reward, the share of pairs where the better conversation scores higher (overall, per half, per failure
-//! kind), and the accommodation guard's mean on better and worse conversations. `--json` for machines.
+//! kind), and the accommodation guard's mean on better and worse conversations. Beside the rewards, trivial
+//! baselines that read no emotion are scored on the same pairs (the final user turn says "thank", more
+//! assistant characters, a longer final user turn), so each accuracy has its context. `--json` for machines.
 
 use super::arc::{rounded, ArcFlags};
 use super::reward::load_config;
 use super::ModelArgs;
 use anyhow::{Context, Result};
 use clap::Args;
+use emoarc::eval::arcs::{trivial_baselines, RuleAgreement, TrivialBaseline};
 use emoarc::reward::{evaluate_pairs, find_pairs, Agreement, PairReport, RewardFn, TermName};
 use emoarc::trajectory::{read_conversations, score_conversations};
 use emoarc::Conversation;
@@ -59,9 +62,10 @@ pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
         rewards.push(w);
     }
     let report = evaluate_pairs(&pairs, &trajectories, &rewards, &config.accommodation);
+    let baselines = trivial_baselines(&pairs, &conversations, &options.speaker);
     let model = format!("{} (head {})", estimator.spec().name, estimator.model().head_name);
     if args.json {
-        let doc = json!({"data": args.data, "model": model, "reading": options.reading.name(), "speaker": options.speaker, "report": report});
+        let doc = json!({"data": args.data, "model": model, "reading": options.reading.name(), "speaker": options.speaker, "report": report, "baselines": baselines});
         println!("{}", serde_json::to_string_pretty(&rounded(doc))?);
     } else {
         let heading = format!(
@@ -71,13 +75,13 @@ pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
             options.reading.name(),
             options.speaker
         );
-        print!("{}", table(&report, &heading));
+        print!("{}", table(&report, &baselines, &heading));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The report as two Markdown tables (ready to paste into the README).
-fn table(report: &PairReport, heading: &str) -> String {
+fn table(report: &PairReport, baselines: &[TrivialBaseline], heading: &str) -> String {
     let failures: Vec<&String> = report.guard.by_failure.keys().collect();
     let mut s = format!("eval-arcs: {heading}\n\n");
     let share = |a: &Agreement| format!("{:.2}", a.share);
@@ -102,6 +106,28 @@ fn table(report: &PairReport, heading: &str) -> String {
             per_failure.join(" | ")
         );
     }
+    // The trivial baselines on the same pairs, as rows of the same table.
+    let rule = |a: &RuleAgreement| format!("{:.2}", a.share);
+    for b in baselines {
+        let per_failure: Vec<String> = failures.iter().map(|f| b.by_failure.get(*f).map_or("-".into(), rule)).collect();
+        let _ = writeln!(
+            s,
+            "| baseline: {} | {} ({}/{}, {} wrong, {} ties) | {} | {} | {} |",
+            b.rule,
+            rule(&b.all),
+            b.all.right,
+            b.all.pairs,
+            b.all.wrong,
+            b.all.ties,
+            rule(&b.half_a),
+            rule(&b.half_b),
+            per_failure.join(" | ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n(baselines read no emotion: a reward should beat them; right = the better conversation strictly higher)"
+    );
     let g = &report.guard;
     let column = |f: &dyn Fn(&emoarc::reward::GuardMeans) -> String| -> String {
         failures.iter().map(|k| f(&g.by_failure[*k])).collect::<Vec<_>>().join(" | ")

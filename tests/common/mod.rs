@@ -35,3 +35,14 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Runs the `emoarc` binary from the checkout's root on CPU with no standard input.
+pub fn emoarc_cpu(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_emoarc"))
+        .args(args)
+        .args(["--device", "cpu"])
+        .current_dir(root())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}

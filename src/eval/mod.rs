@@ -1,7 +1,66 @@
-//! Evaluation of a head against labelled data: per-category Spearman, Pearson and MAE on the test split with
-//! their macro averages, ordering accuracy on intensity pairs, the false-positive rate on neutral text, and a
-//! calibration table (mean prediction by labelled level). Metrics are plain functions over slices so they can
-//! be checked on hand-computed numbers.
+//! Evaluation of a head against labelled data.
+//!
+//! - This file: the original own-data report ([`evaluate`]: per-category Spearman, Pearson and MAE on the test
+//!   split, pair ordering, neutral false positives, calibration table) and [`apply_head`], kept for training.
+//! - [`metrics`]: ROC-AUC, average precision, F1 and dev-chosen thresholds, calibration slope, the seeded
+//!   bootstrap; plain functions over slices, checked on hand-computed numbers.
+//! - [`labelmap`]: `data/label-maps/*.tsv`, a public dataset's labels mapped to EmoNet categories.
+//! - [`datasets`]: readers for the public human-labelled dev/train sets (GoEmotions, EmoBank, XED, Empathic
+//!   Reactions) in their published formats.
+//! - [`tfidf`]: the TF-IDF + linear-model baseline fitted on each dataset's own train split.
+//! - [`suite`]: everything `emoarc eval` reports, per dataset, for the model, a comparison head, text length
+//!   and TF-IDF, with bootstrap intervals.
+//! - [`arcs`]: trivial baselines for the conversation pairs of `emoarc eval-arcs`.
+//!
+//! Nothing here prints; the CLI does.
+
+pub mod arcs;
+pub mod datasets;
+pub mod labelmap;
+pub mod metrics;
+pub mod suite;
+pub mod tfidf;
+
+use std::path::PathBuf;
+
+/// What can go wrong reading evaluation data (or scoring it, in [`suite`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// One line of a file is wrong; `line` is 1-based.
+    #[error("{}:{line}: {problem}", path.display())]
+    Line { path: PathBuf, line: usize, problem: LineProblem },
+    /// A file as a whole is wrong (empty, no header).
+    #[error("{}: {reason}", path.display())]
+    File { path: PathBuf, reason: String },
+    /// Loading or running the model failed.
+    #[error(transparent)]
+    Model(#[from] crate::Error),
+}
+
+/// Why a line of an evaluation file was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LineProblem {
+    #[error("unknown category {0:?}")]
+    UnknownCategory(String),
+    #[error("bad {field} {value:?}: {reason}")]
+    BadValue { field: String, value: String, reason: String },
+    #[error("expected {expected} tab-separated columns, found {found}")]
+    Columns { expected: usize, found: usize },
+    #[error("label {label:?} already on line {first}")]
+    DuplicateLabel { label: String, first: usize },
+    #[error("unknown label id {0:?}")]
+    UnknownLabel(String),
+    #[error("{0}")]
+    Malformed(String),
+}
 
 use crate::data::{Example, IntensityPair, SCALE};
 use crate::error::Result;
