@@ -105,7 +105,12 @@ impl Affect {
     /// From valence and arousal on `[0, 1]` (a head's sigmoid outputs, trained on EmoBank's 1-5 ratings
     /// rescaled by `(x - 1) / 4`): valence moves to `[-1, 1]`, arousal stays.
     pub fn from_unit(valence: f32, arousal: f32) -> Affect {
-        let valence = (2.0 * valence - 1.0).clamp(-1.0, 1.0);
+        Affect::new(2.0 * valence - 1.0, arousal)
+    }
+
+    /// From valence on `[-1, 1]` and arousal on `[0, 1]` (clamped); well-being follows from valence.
+    pub fn new(valence: f32, arousal: f32) -> Affect {
+        let valence = valence.clamp(-1.0, 1.0);
         Affect {
             valence,
             arousal: arousal.clamp(0.0, 1.0),

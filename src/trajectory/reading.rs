@@ -94,7 +94,7 @@ impl TurnReading {
         });
         ClauseScore {
             intensities: TurnReading::combine(clauses, &intensities),
-            affect: affect.filter(|_| !scores.is_empty()).map(|[v, a]| Affect::from_unit((v + 1.0) / 2.0, a)),
+            affect: affect.filter(|_| !scores.is_empty()).map(|[v, a]| Affect::new(v, a)),
         }
     }
 
