@@ -108,7 +108,7 @@ fn main() {
             .expect("shipped model")
     };
     let estimator = load(Precision::F32);
-    let (h, i, layers) = (384.0, 1536.0, estimator.model().encoder_layers as f64);
+    let (h, i, layers) = (384.0, 1536.0, estimator.model().encoder_layers() as f64);
     let max_len = estimator.max_length();
     let tokens: Vec<f64> = texts
         .iter()

@@ -23,7 +23,7 @@ fn main() -> emoarc::Result<()> {
         .collect::<emoarc::Result<Vec<_>>>()?;
     let x = Tensor::randn(0f32, 1.0, (batch, tokens, 384), &Device::Cpu)?;
     let bias = Tensor::zeros((batch, 1, 1, tokens), DType::F32, &Device::Cpu)?;
-    let mut run = || -> emoarc::Result<()> {
+    let run = || -> emoarc::Result<()> {
         let mut h = x.clone();
         for layer in &layers {
             h = layer.forward(&h, &bias)?;

@@ -1,18 +1,24 @@
-//! Batching: turns token sequences of mixed lengths into padded encoder batches. Sequences are sorted by
-//! length (ties by position, so the plan is deterministic), cut into batches bounded by a padded-token budget
-//! and a sequence cap, and each batch is padded only to its own longest member. Padding never changes a
-//! result: padded positions are masked out of attention and pooling.
+//! Batching: turns token sequences of mixed lengths into encoder batches the way the backend wants them
+//! ([`Batching`]). Sequences are sorted by length (ties by position, so the plan is deterministic) and cut into
+//! batches bounded by a token budget and a sequence cap. For a padded backend the budget counts padded tokens
+//! (each batch is padded only to its own longest member); for a packed one it counts real tokens. Neither
+//! changes a result: padded positions are masked out of attention and pooling, and packed sequences never see
+//! each other.
 
+use crate::backend::Batching;
 use crate::error::{Error, Result};
 use candle_core::{Device, Tensor};
 
 /// Bounds on one encoder batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
-    /// Most padded tokens (`batch size x padded length`) in one batch.
+    /// Most tokens in one batch: padded tokens (`batch size x padded length`) for a padded backend, real
+    /// tokens for a packed one.
     pub token_budget: usize,
     /// Most sequences in one batch.
     pub max_batch: usize,
+    /// How the backend takes its batches.
+    pub batching: Batching,
 }
 
 impl BatchLimits {
@@ -30,7 +36,8 @@ impl BatchLimits {
     }
 }
 
-/// One planned batch: positions into the caller's sequences, shortest first, and the length to pad to.
+/// One planned batch: positions into the caller's sequences, shortest first, and its longest length (what a
+/// padded backend pads to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedBatch {
     pub items: Vec<usize>,
@@ -46,10 +53,14 @@ pub fn plan(lengths: &[usize], limits: BatchLimits) -> Vec<PlannedBatch> {
         items: Vec::new(),
         padded_len: 0,
     };
+    let mut real_tokens = 0;
     for i in order {
         // Sorted ascending, so adding item i makes the padded length lengths[i].
         let len = lengths[i].max(1);
-        let would_be = (current.items.len() + 1) * len;
+        let would_be = match limits.batching {
+            Batching::Padded => (current.items.len() + 1) * len,
+            Batching::Packed => real_tokens + len,
+        };
         if !current.items.is_empty()
             && (would_be > limits.token_budget || current.items.len() >= limits.max_batch)
         {
@@ -60,7 +71,9 @@ pub fn plan(lengths: &[usize], limits: BatchLimits) -> Vec<PlannedBatch> {
                     padded_len: 0,
                 },
             ));
+            real_tokens = 0;
         }
+        real_tokens += len;
         current.items.push(i);
         current.padded_len = len;
     }
@@ -97,6 +110,7 @@ mod tests {
         let limits = BatchLimits {
             token_budget: 140,
             max_batch: 3,
+            batching: Batching::Padded,
         };
         let batches = plan(&lengths, limits);
         let mut seen: Vec<usize> = batches.iter().flat_map(|b| b.items.clone()).collect();
@@ -110,6 +124,22 @@ mod tests {
         }
         // Shortest first: the first batch holds the three shortest.
         assert_eq!(batches[0].items, vec![5, 9, 0]);
+    }
+
+    #[test]
+    fn packed_budget_counts_real_tokens() {
+        let lengths = [10, 10, 10, 40, 40, 100];
+        let limits = BatchLimits {
+            token_budget: 100,
+            max_batch: 8,
+            batching: Batching::Packed,
+        };
+        let batches = plan(&lengths, limits);
+        let items: Vec<Vec<usize>> = batches.iter().map(|b| b.items.clone()).collect();
+        // 10+10+10+40 = 70 fits and adding the next 40 would not; padded, 4 x 40 = 160 would already split.
+        assert_eq!(items, vec![vec![0, 1, 2, 3], vec![4], vec![5]]);
+        let padded = plan(&lengths, BatchLimits { batching: Batching::Padded, ..limits });
+        assert_eq!(padded[0].items, vec![0, 1, 2]);
     }
 
     #[test]

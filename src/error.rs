@@ -38,6 +38,9 @@ pub enum Error {
     /// The weights manifest could not be parsed or is inconsistent.
     #[error("weights manifest {path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
+    /// No model was named and the shipped one was found nowhere; `tried` says, per place, why it was passed over.
+    #[error("no model found; tried:\n  {}\npass --model DIR (or set EMOARC_MODEL, or call EstimatorBuilder::model)", tried.join("\n  "))]
+    ModelNotFound { tried: Vec<String> },
     /// The model is not listed in the weights manifest, so its files cannot be verified.
     #[error("model {model:?} is not listed in the weights manifest {manifest}; add it (emoarc train does) or pass --manifest")]
     UnlistedModel { model: String, manifest: PathBuf },
@@ -68,6 +71,22 @@ pub enum Error {
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The chosen backend cannot run this model or this request (for example int16 on a GPU).
+    #[error("backend {backend}: {reason}")]
+    Backend { backend: String, reason: String },
+    /// An encoder `config.json` is not a BERT config this build can run.
+    #[error("encoder config {path}: {reason}")]
+    EncoderConfig { path: PathBuf, reason: String },
+    /// A tensor in a weights file, or a network output, has the wrong shape.
+    #[error("{tensor} has shape {actual:?}, expected {expected:?}")]
+    TensorShape {
+        tensor: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
+    /// A token sequence handed to an encoder is empty or longer than its position embeddings.
+    #[error("a sequence of {tokens} tokens; the encoder takes 1 to {max}")]
+    SequenceLength { tokens: usize, max: usize },
     /// A conversation could not be read, scored or paired; `at` names the conversation (id, line) and the turn.
     #[error("{at}: {problem}")]
     Conversation {

@@ -3,15 +3,16 @@
 //! call, and returns one result per input in input order. The same text gives the same vector whatever else
 //! is in its batch.
 
+use crate::backend::{Backend, Precision, TokenBatch};
 use crate::batch::{self, BatchLimits};
 use crate::error::{Error, InputProblem, Result};
 use crate::intensities::Intensities;
-pub use crate::model::Precision;
-use crate::model::EmotionModel;
-use crate::trajectory::Affect;
+use crate::model::{EmotionModel, ModelSpec};
 use crate::taxonomy::NUM_CATEGORIES;
+use crate::trajectory::Affect;
 use crate::weights::{ModelSource, Resolver, VerifiedModel};
 use candle_core::Device;
+use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,9 +77,31 @@ impl FromStr for DeviceChoice {
     }
 }
 
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceChoice::Auto => f.write_str("auto"),
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceChoice::Metal(n) => write!(f, "metal:{n}"),
+        }
+    }
+}
+
 impl DeviceChoice {
+    /// The first GPU this build can drive and that answers (CUDA, then Metal), if any.
+    pub fn first_gpu() -> Option<DeviceChoice> {
+        if candle_core::utils::cuda_is_available() && Device::new_cuda(0).is_ok() {
+            return Some(DeviceChoice::Cuda(0));
+        }
+        if candle_core::utils::metal_is_available() && Device::new_metal(0).is_ok() {
+            return Some(DeviceChoice::Metal(0));
+        }
+        None
+    }
+
     /// Opens the device; a device this build lacks is a typed error, never a silent fallback.
-    pub fn open(self) -> Result<Device> {
+    pub(crate) fn open(self) -> Result<Device> {
         let unavailable = |requested: String, e: candle_core::Error| Error::Device {
             requested,
             reason: e.to_string(),
@@ -87,19 +110,10 @@ impl DeviceChoice {
             DeviceChoice::Cpu => Ok(Device::Cpu),
             DeviceChoice::Cuda(n) => Device::new_cuda(n).map_err(|e| unavailable(format!("cuda:{n}"), e)),
             DeviceChoice::Metal(n) => Device::new_metal(n).map_err(|e| unavailable(format!("metal:{n}"), e)),
-            DeviceChoice::Auto => {
-                if candle_core::utils::cuda_is_available() {
-                    if let Ok(d) = Device::new_cuda(0) {
-                        return Ok(d);
-                    }
-                }
-                if candle_core::utils::metal_is_available() {
-                    if let Ok(d) = Device::new_metal(0) {
-                        return Ok(d);
-                    }
-                }
-                Ok(Device::Cpu)
-            }
+            DeviceChoice::Auto => match DeviceChoice::first_gpu() {
+                Some(gpu) => gpu.open(),
+                None => Ok(Device::Cpu),
+            },
         }
     }
 }
@@ -136,8 +150,9 @@ pub struct EstimatorBuilder {
     manifest: Option<PathBuf>,
     hub_cache: Option<PathBuf>,
     allow_download: Option<bool>,
+    backend: Option<Backend>,
     device: DeviceChoice,
-    precision: Option<Precision>,
+    precision: Precision,
     encoder_layers: Option<usize>,
     max_length: Option<usize>,
     token_budget: Option<usize>,
@@ -159,8 +174,9 @@ impl Default for EstimatorBuilder {
             manifest: None,
             hub_cache: None,
             allow_download: None,
+            backend: None,
             device: DeviceChoice::Auto,
-            precision: None,
+            precision: Precision::Auto,
             encoder_layers: None,
             max_length: None,
             token_budget: None,
@@ -207,14 +223,23 @@ impl EstimatorBuilder {
         self
     }
 
+    /// What runs the encoder (default [`Backend::Auto`]: the fastest measured for this machine). Wins over
+    /// [`device`](Self::device) and [`precision`](Self::precision).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Shorthand with [`precision`](Self::precision) for the CLI's `--device`: the two make a [`Backend`] with
+    /// [`Backend::from_flags`] when no backend is set.
     pub fn device(mut self, device: DeviceChoice) -> Self {
         self.device = device;
         self
     }
 
-    /// Encoder precision; defaults to f32 on CPU and f16 on GPUs. `Int16` is the fast CPU path.
+    /// Shorthand with [`device`](Self::device) for the CLI's `--precision` (default `Auto`).
     pub fn precision(mut self, precision: Precision) -> Self {
-        self.precision = Some(precision);
+        self.precision = precision;
         self
     }
 
@@ -254,46 +279,70 @@ impl EstimatorBuilder {
         self
     }
 
+    /// Finds and verifies the model. An explicit source (the builder's, else `EMOARC_MODEL`) is the only one
+    /// tried. Otherwise the shipped model is looked for in `./models/emoarc-minilm`, then in the checkout this
+    /// crate was built from, then on the hub; a place is used only if the model there verifies, and when none
+    /// does the error lists every place tried and why it was passed over.
+    fn resolve_model(&self) -> Result<VerifiedModel> {
+        let resolver = |source: ModelSource| {
+            let mut r = Resolver::new(source);
+            r.manifest = self.manifest.clone();
+            r.hub_cache = self.hub_cache.clone();
+            if let Some(allow) = self.allow_download {
+                r.allow_download = allow;
+            }
+            r
+        };
+        let explicit = match (&self.source, std::env::var(MODEL_ENV)) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Ok(v)) if !v.trim().is_empty() => Some(v.parse()?),
+            _ => None,
+        };
+        if let Some(source) = explicit {
+            return resolver(source).resolve();
+        }
+        let mut tried = Vec::new();
+        for source in default_sources() {
+            if let ModelSource::Dir(dir) = &source {
+                if !dir.join(crate::model::SPEC_FILE).is_file() {
+                    let why = if dir.is_dir() { "no emoarc.json there" } else { "not there" };
+                    tried.push(format!("{source}: {why}"));
+                    continue;
+                }
+            }
+            match resolver(source.clone()).resolve() {
+                Ok(verified) => return Ok(verified),
+                Err(e) => tried.push(format!("{source}: {e}")),
+            }
+        }
+        Err(Error::ModelNotFound { tried })
+    }
+
     /// Resolves and verifies the model, then loads it.
     pub fn build(self) -> Result<Estimator> {
-        let source = match self.source {
-            Some(s) => s,
-            None => default_source(),
+        let backend = match self.backend {
+            Some(b) => b,
+            None => Backend::from_flags(self.precision, self.device)?,
         };
-        let mut resolver = Resolver::new(source);
-        resolver.manifest = self.manifest;
-        resolver.hub_cache = self.hub_cache;
-        if let Some(allow) = self.allow_download {
-            resolver.allow_download = allow;
-        }
-        let verified = resolver.resolve()?;
-        let device = self.device.open()?;
-        let precision = self.precision.unwrap_or(if device.is_cpu() {
-            Precision::F32
-        } else {
-            Precision::F16
-        });
-        let model = EmotionModel::load(&verified, self.head.as_deref(), precision, &device, self.encoder_layers)?;
+        let verified = self.resolve_model()?;
+        let model = EmotionModel::load(&verified, self.head.as_deref(), backend, self.encoder_layers)?;
+        let model_max = model.spec().max_length;
         let max_length = match self.max_length {
-            None => model.spec.max_length,
-            Some(n) if (8..=model.spec.max_length).contains(&n) => n,
-            Some(n) => {
-                return Err(Error::Config(format!(
-                    "max length {n} must be between 8 and the model's {}",
-                    model.spec.max_length
-                )))
-            }
+            None => model_max,
+            Some(n) if (8..=model_max).contains(&n) => n,
+            Some(n) => return Err(Error::Config(format!("max length {n} must be between 8 and the model's {model_max}"))),
         };
         let limits = BatchLimits {
-            token_budget: self.token_budget.unwrap_or(if device.is_cpu() {
+            token_budget: self.token_budget.unwrap_or(if model.encoder_on_cpu() {
                 CPU_TOKEN_BUDGET
             } else {
                 GPU_TOKEN_BUDGET
             }),
             max_batch: self.max_batch,
+            batching: model.batching(),
         };
         limits.check(max_length)?;
-        let tokenizer_path = verified.file(&model.spec.encoder.tokenizer)?;
+        let tokenizer_path = verified.file(&model.spec().encoder.tokenizer)?;
         let mut tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| Error::Tokenizer(format!("{}: {e}", tokenizer_path.display())))?;
         // The shipped tokenizer.json pads and truncates to 128; batching and the long-input policy do both here.
@@ -308,7 +357,6 @@ impl EstimatorBuilder {
             verified,
             model,
             tokenizer,
-            device,
             max_length,
             limits,
             on_long: self.on_long,
@@ -320,20 +368,24 @@ impl EstimatorBuilder {
     }
 }
 
-/// The shipped model: `models/emoarc-minilm` under the working directory or the crate's own checkout,
-/// else its hub repository.
-fn default_source() -> ModelSource {
+/// The environment variable naming the model when the builder (or `--model`) does not.
+pub const MODEL_ENV: &str = "EMOARC_MODEL";
+
+/// Where the shipped model is looked for, in order: `models/emoarc-minilm` under the working directory, the
+/// same under the checkout this crate was built from (when that is another folder), then its hub repository.
+fn default_sources() -> Vec<ModelSource> {
     let relative = PathBuf::from("models").join(DEFAULT_MODEL_NAME);
     let in_checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(&relative);
-    for dir in [relative, in_checkout] {
-        if dir.is_dir() {
-            return ModelSource::Dir(dir);
-        }
+    let here = std::env::current_dir().map(|d| d.join(&relative)).ok();
+    let mut sources = vec![ModelSource::Dir(relative)];
+    if here.as_ref() != Some(&in_checkout) {
+        sources.push(ModelSource::Dir(in_checkout));
     }
-    ModelSource::Hub {
+    sources.push(ModelSource::Hub {
         repo: format!("emoarc/{DEFAULT_MODEL_NAME}"),
         revision: "main".into(),
-    }
+    });
+    sources
 }
 
 /// One input after tokenization: the token sequences to run (one, or several windows) and what was done.
@@ -348,7 +400,6 @@ pub struct Estimator {
     verified: VerifiedModel,
     model: EmotionModel,
     tokenizer: Tokenizer,
-    device: Device,
     max_length: usize,
     limits: BatchLimits,
     on_long: OnLong,
@@ -369,13 +420,13 @@ impl Estimator {
     }
 
     /// Intensities for each text, in input order.
-    pub fn estimate(&self, texts: &[&str]) -> Result<Vec<Intensities>> {
+    pub fn estimate<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Intensities>> {
         Ok(self.estimate_detailed(texts)?.into_iter().map(|e| e.intensities).collect())
     }
 
     /// Intensities plus token counts and truncation, for each text in input order. The first bad input fails
     /// the call with [`Error::BadInput`] naming its position.
-    pub fn estimate_detailed(&self, texts: &[&str]) -> Result<Vec<Estimate>> {
+    pub fn estimate_detailed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Estimate>> {
         self.estimate_each(texts)?
             .into_iter()
             .enumerate()
@@ -385,7 +436,7 @@ impl Estimator {
 
     /// Like [`estimate_detailed`](Self::estimate_detailed), but a bad input only fails its own slot: the outer
     /// error is a model failure, the inner one says why that input was refused. Good inputs are always scored.
-    pub fn estimate_each(&self, texts: &[&str]) -> Result<Vec<std::result::Result<Estimate, InputProblem>>> {
+    pub fn estimate_each<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<std::result::Result<Estimate, InputProblem>>> {
         let prepared = self.prepare(texts)?;
         let good: Vec<&Prepared> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
         let (_, scores) = self.run(&good)?;
@@ -408,7 +459,7 @@ impl Estimator {
 
     /// The encoder's mean-pooled embedding of each text (before the head), in input order. Chunked inputs get
     /// the mean of their windows' embeddings.
-    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+    pub fn embed<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
         let prepared = self
             .prepare(texts)?
             .into_iter()
@@ -439,19 +490,27 @@ impl Estimator {
     }
 
     /// The model's `emoarc.json`.
-    pub fn spec(&self) -> &crate::model::ModelSpec {
-        &self.model.spec
+    pub fn spec(&self) -> &ModelSpec {
+        self.model.spec()
     }
 
-    /// The model (for training and evaluation code that needs the encoder or head directly).
+    /// The loaded model: its head (a candle network), head name and encoder depth, for training and evaluation
+    /// code that needs them directly.
     pub fn model(&self) -> &EmotionModel {
         &self.model
     }
 
-    pub fn device(&self) -> &Device {
-        &self.device
+    /// The name of the head in use.
+    pub fn head_name(&self) -> &str {
+        self.model.head_name()
     }
 
+    /// What runs the encoder, for reports: `int16 (avx512-vnni)`, `candle f32 on cpu`, `candle f16 on cuda:0`.
+    pub fn backend_name(&self) -> String {
+        self.model.backend_name()
+    }
+
+    /// Maximum tokens per input (special tokens included).
     pub fn max_length(&self) -> usize {
         self.max_length
     }
@@ -466,12 +525,13 @@ impl Estimator {
 
     /// Validates and tokenizes all texts (in parallel), applying the long-input policy; each input gets its
     /// own verdict.
-    fn prepare(&self, texts: &[&str]) -> Result<Vec<std::result::Result<Prepared, InputProblem>>> {
+    fn prepare<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<std::result::Result<Prepared, InputProblem>>> {
         // Truncation needs at most max_length tokens; cutting absurdly long text first keeps tokenization bounded.
         let cut_at = self.max_length * 64;
         let mut verdicts: Vec<std::result::Result<bool, InputProblem>> = Vec::with_capacity(texts.len());
         let mut inputs: Vec<&str> = Vec::with_capacity(texts.len());
         for text in texts {
+            let text = text.as_ref();
             let verdict = if text.trim().is_empty() {
                 Err(InputProblem::Empty)
             } else if self.on_long == OnLong::Truncate && text.len() > cut_at {
@@ -565,21 +625,26 @@ impl Estimator {
                 seqs.push(w);
             }
         }
-        let hidden = self.model.encoder.hidden_size();
+        let hidden = self.model.hidden_size();
         let mut embeddings = vec![vec![0f32; hidden]; prepared.len()];
         let mut scores = vec![WindowScores::default(); prepared.len()];
         let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         for planned in batch::plan(&lengths, self.limits) {
             let batch_seqs: Vec<&[u32]> = planned.items.iter().map(|&i| seqs[i]).collect();
-            let (pooled, out) = self.model.forward(&batch_seqs, planned.padded_len, self.pad_id, &self.device)?;
+            let (pooled, out) = self.model.forward(&TokenBatch {
+                seqs: &batch_seqs,
+                pad_id: self.pad_id,
+            })?;
             let pooled = pooled.to_vec2::<f32>()?;
             let intensities = out.intensities.to_vec2::<f32>()?;
             let affect = out.affect.map(|a| a.to_vec2::<f32>()).transpose()?;
             self.batches.fetch_add(1, Ordering::Relaxed);
             self.sequences.fetch_add(planned.items.len() as u64, Ordering::Relaxed);
             for (k, ((&item, emb), row)) in planned.items.iter().zip(pooled).zip(intensities).enumerate() {
-                let row: [f32; NUM_CATEGORIES] = row.try_into().map_err(|r: Vec<f32>| {
-                    Error::Config(format!("head returned {} values, expected {NUM_CATEGORIES}", r.len()))
+                let row: [f32; NUM_CATEGORIES] = row.try_into().map_err(|r: Vec<f32>| Error::TensorShape {
+                    tensor: "head output".into(),
+                    expected: vec![NUM_CATEGORIES],
+                    actual: vec![r.len()],
                 })?;
                 let s = &mut scores[owners[item]];
                 s.intensities = if s.windows == 0 { Intensities::new(row) } else { s.intensities.max_with(&Intensities::new(row)) };

@@ -14,12 +14,12 @@
 //! # Ok::<(), emoarc::Error>(())
 //! ```
 
+pub mod backend;
 pub mod batch;
 pub mod data;
 pub mod error;
 pub mod estimator;
 pub mod eval;
-pub mod quantized;
 pub mod intensities;
 pub mod model;
 pub mod reward;
@@ -31,7 +31,8 @@ pub mod weights;
 pub mod zero_shot;
 
 pub use error::{Error, InputProblem, Result};
-pub use estimator::{DeviceChoice, Estimate, Estimator, EstimatorBuilder, OnLong, Precision};
+pub use backend::{Backend, FloatType, Precision};
+pub use estimator::{DeviceChoice, Estimate, Estimator, EstimatorBuilder, OnLong};
 pub use intensities::Intensities;
 pub use reward::{AccommodationGuard, RewardConfig, RewardFn, WeightedReward};
 pub use taxonomy::{Category, Family, NUM_CATEGORIES, TAXONOMY_VERSION};

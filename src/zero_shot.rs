@@ -6,6 +6,7 @@
 //! it folds into one linear layer on the L2-normalised pooled vector, stored as ordinary head weights, so a
 //! trained head replaces it without code changes.
 
+use crate::backend::{Backend, FloatType};
 use crate::error::{Error, Result};
 use crate::estimator::{DeviceChoice, Estimator};
 use crate::model::{Activation, EncoderSpec, HeadSpec, ModelSpec, Pooling, FORMAT_VERSION};
@@ -188,7 +189,7 @@ pub fn fit_head(estimator: &Estimator, opts: ZeroShotOptions) -> Result<(Vec<Vec
         e.iter_mut().for_each(|v| normalize(v));
         Ok(e)
     };
-    let hidden = estimator.model().encoder.hidden_size();
+    let hidden = estimator.model().hidden_size();
     let mut prototypes = Vec::with_capacity(NUM_CATEGORIES);
     let mut phrase_embeddings = Vec::with_capacity(NUM_CATEGORIES);
     for c in Category::ALL {
@@ -373,7 +374,11 @@ pub fn build_model(
             .model(crate::ModelSource::Dir(out_dir.to_path_buf()))
             .head(HEAD_NAME)
             .manifest(&provisional)
-            .device(DeviceChoice::Cpu)
+            // Fitted in f32, the reference every backend is checked against.
+            .backend(Backend::Candle {
+                dtype: FloatType::F32,
+                device: DeviceChoice::Cpu,
+            })
             .build()
     });
     let _ = std::fs::remove_file(&provisional);

@@ -194,7 +194,7 @@ fn empty_text_is_refused_by_position_and_others_survive() {
     assert_eq!(each[0], Err(InputProblem::Empty));
     assert!(each[1].is_ok());
     assert_eq!(each[2], Err(InputProblem::Empty));
-    assert!(e.estimate(&[]).unwrap().is_empty());
+    assert!(e.estimate::<&str>(&[]).unwrap().is_empty());
 }
 
 #[test]

@@ -1,12 +1,14 @@
-//! The quantized CPU path (`Precision::Int16`) against the f32 path on real text: the quality bar every faster
-//! path must meet (cosine of pooled embeddings at least 0.99 for every utterance, intensities within 0.02),
-//! batch invariance, and the portable kernel agreeing with the AVX-512 one.
+//! The int16 backend against the f32 reference on real text: the quality bar every faster path must meet
+//! (cosine of pooled embeddings at least 0.99 for every utterance, intensities within 0.02), batch invariance,
+//! and the portable kernel agreeing with the fast one. With `EMOARC_REQUIRE_FAST_KERNEL=1` (set it where the CPU
+//! has AVX-512 VNNI) a CPU without the fast kernel fails instead of skipping that comparison.
 
 mod common;
 
 use emoarc::data::{Corpus, Split};
-use emoarc::quantized::{Kernel, QuantizedEncoder};
-use emoarc::{DeviceChoice, Estimator, ModelSource, Precision};
+use emoarc::backend::int16::{Kernel, QuantizedEncoder};
+use emoarc::model::EncoderConfig;
+use emoarc::{Backend, DeviceChoice, Error, Estimator, ModelSource, Precision};
 use std::sync::OnceLock;
 
 fn quantized() -> &'static Estimator {
@@ -14,8 +16,7 @@ fn quantized() -> &'static Estimator {
     E.get_or_init(|| {
         Estimator::builder()
             .model(ModelSource::Dir(common::shipped_dir()))
-            .device(DeviceChoice::Cpu)
-            .precision(Precision::Int16)
+            .backend(Backend::Int16)
             .build()
             .expect("the shipped model loads in int16")
     })
@@ -85,18 +86,21 @@ fn portable_kernel_matches_the_fast_one_and_f32() {
     let head = &spec.heads[&spec.default_head];
     let mut weights = vec![dir.join(&spec.encoder.weights)];
     weights.extend(head.encoder_override.iter().map(|f| dir.join(f)));
-    let load = |k: Kernel| {
-        QuantizedEncoder::load(&dir.join(&spec.encoder.config), &weights, Some(head.encoder_layers), Some(k)).unwrap()
-    };
-    let portable = load(Kernel::Portable).embed(&seq_refs).unwrap();
+    let config = EncoderConfig::read(&dir.join(&spec.encoder.config)).unwrap();
+    let load = |k: Kernel| QuantizedEncoder::load(&config, &weights, Some(head.encoder_layers), Some(k)).unwrap();
+    let portable = load(Kernel::portable()).embed(&seq_refs).unwrap();
     let reference = e.embed(&refs).unwrap();
     let h = portable.len() / refs.len();
     for (i, row) in portable.chunks_exact(h).enumerate() {
         let c = cosine(row, &reference[i]);
         assert!(c >= 0.99, "portable kernel: cosine {c:.5} for {:?}", refs[i]);
     }
-    if Kernel::detect() == Kernel::Vnni {
-        let fast = load(Kernel::Vnni).embed(&seq_refs).unwrap();
+    let fast_kernel = Kernel::detect();
+    if std::env::var("EMOARC_REQUIRE_FAST_KERNEL").is_ok_and(|v| v == "1") {
+        assert!(fast_kernel.is_fast(), "EMOARC_REQUIRE_FAST_KERNEL=1 but this CPU gets the {fast_kernel} kernel");
+    }
+    if fast_kernel.is_fast() {
+        let fast = load(fast_kernel).embed(&seq_refs).unwrap();
         // Same integers; only the f32 code around them is compiled differently (vector widths).
         let worst = fast.iter().zip(&portable).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-4, "kernels differ by {worst}");
@@ -109,20 +113,40 @@ fn quantized_encoder_refuses_what_it_cannot_run() {
     let dir = common::shipped_dir();
     let spec = e.spec();
     let weights = vec![dir.join(&spec.encoder.weights)];
-    let enc = QuantizedEncoder::load(&dir.join(&spec.encoder.config), &weights, Some(2), None).unwrap();
+    let config = EncoderConfig::read(&dir.join(&spec.encoder.config)).unwrap();
+    let enc = QuantizedEncoder::load(&config, &weights, Some(2), None).unwrap();
     let too_long = vec![101u32; 600];
     let err = enc.embed(&[&too_long]).unwrap_err().to_string();
     assert!(err.contains("600 tokens"), "{err}");
     assert!(enc.embed(&[&[]]).is_err());
     let err = enc.embed(&[&[101, 999_999, 102]]).unwrap_err().to_string();
     assert!(err.contains("999999"), "{err}");
-    let err = QuantizedEncoder::load(&dir.join(&spec.encoder.config), &weights, Some(9), None).err().unwrap();
+    let err = QuantizedEncoder::load(&config, &weights, Some(9), None).err().unwrap();
     assert!(err.to_string().contains("encoder layers 9"), "{err}");
+}
+
+#[test]
+fn int16_on_a_gpu_is_refused_before_loading() {
+    let err = Estimator::builder()
+        .model(ModelSource::Dir(common::shipped_dir()))
+        .device(DeviceChoice::Cuda(0))
+        .precision(Precision::Int16)
+        .build()
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+    assert!(err.to_string().contains("--device cpu"), "{err}");
+}
+
+#[test]
+fn the_estimator_reports_the_backend_that_ran() {
+    assert!(quantized().backend_name().starts_with("int16 ("), "{}", quantized().backend_name());
+    assert_eq!(common::estimator().backend_name(), "candle f32 on cpu");
 }
 
 #[test]
 fn unknown_precisions_are_refused_with_the_choices() {
     assert_eq!("int16".parse::<Precision>().unwrap(), Precision::Int16);
     let err = "int8".parse::<Precision>().unwrap_err().to_string();
-    assert!(err.contains("f32, f16, bf16 or int16"), "{err}");
+    assert!(err.contains("auto, f32, f16, bf16 or int16"), "{err}");
 }

@@ -49,7 +49,7 @@ const MODEL: &str = "model";
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let estimator = args.model.load()?;
-    let head = estimator.model().head_name.clone();
+    let head = estimator.head_name().to_string();
     let baseline = if args.baseline != "none" && args.baseline != head {
         let mut baseline_args = args.model.clone();
         baseline_args.head = Some(args.baseline.clone());

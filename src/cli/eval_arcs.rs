@@ -63,7 +63,7 @@ pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
     }
     let report = evaluate_pairs(&pairs, &trajectories, &rewards, &config.accommodation);
     let baselines = trivial_baselines(&pairs, &conversations, &options.speaker);
-    let model = format!("{} (head {})", estimator.spec().name, estimator.model().head_name);
+    let model = format!("{} (head {})", estimator.spec().name, estimator.head_name());
     if args.json {
         let doc = json!({"data": args.data, "model": model, "reading": options.reading.name(), "speaker": options.speaker, "report": report, "baselines": baselines});
         println!("{}", serde_json::to_string_pretty(&rounded(doc))?);

@@ -61,9 +61,10 @@ pub struct ModelArgs {
     /// auto, cpu, cuda[:N] or metal[:N].
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Encoder precision: f32, f16, bf16, or int16 (the fast CPU path); default: f32 on CPU, f16 on GPU.
-    #[arg(long, alias = "dtype")]
-    pub precision: Option<Precision>,
+    /// Encoder precision: auto (the fastest measured for this machine: f16 on a GPU; int16 on CPUs with
+    /// integer dot products, else f32), f32, f16, bf16, or int16 (CPU only).
+    #[arg(long, alias = "dtype", default_value = "auto")]
+    pub precision: Precision,
     /// Run only the first K encoder layers (for training a head for a first-k-layers model).
     #[arg(long, value_name = "K")]
     pub encoder_layers: Option<usize>,
@@ -85,6 +86,7 @@ impl ModelArgs {
     pub fn load(&self) -> Result<Estimator> {
         let mut b = Estimator::builder()
             .device(self.device)
+            .precision(self.precision)
             .max_batch(self.max_batch)
             .on_long(self.on_long);
         if let Some(m) = &self.model {
@@ -98,9 +100,6 @@ impl ModelArgs {
         }
         if let Some(k) = self.encoder_layers {
             b = b.encoder_layers(k);
-        }
-        if let Some(d) = self.precision {
-            b = b.precision(d);
         }
         if let Some(n) = self.token_budget {
             b = b.token_budget(n);

@@ -124,10 +124,10 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     };
     let head = HeadSpec {
         weights: format!("head-{}.safetensors", args.head_name),
-        encoder_layers: estimator.model().encoder_layers,
+        encoder_layers: estimator.model().encoder_layers(),
         encoder_override,
         kind: "trained".into(),
-        inputs: estimator.model().encoder.hidden_size(),
+        inputs: estimator.model().hidden_size(),
         hidden: opts.hidden.clone(),
         activation: opts.activation,
         normalize: opts.normalize,

@@ -9,7 +9,7 @@ use crate::data::Example;
 use crate::estimator::Estimator;
 use crate::error::{Error, Result};
 use crate::intensities::Intensities;
-use crate::model::{mean_pool, Encoder, Head};
+use crate::model::{mean_pool, Encoder, EncoderConfig, Head};
 use crate::taxonomy::NUM_CATEGORIES;
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW};
@@ -119,6 +119,7 @@ fn cache_states(lower: &Encoder, sequences: &[Vec<u32>], pad_id: u32) -> Result<
     let limits = BatchLimits {
         token_budget: 2048,
         max_batch: 64,
+        batching: crate::backend::Batching::Padded,
     };
     for planned in batch::plan(&lengths, limits) {
         let seqs: Vec<&[u32]> = planned.items.iter().map(|&i| sequences[i].as_slice()).collect();
@@ -301,20 +302,13 @@ pub fn fine_tune_estimator(
 ) -> Result<FineTuned> {
     let spec = estimator.spec();
     let source = estimator.source();
-    let config_path = source.file(&spec.encoder.config)?;
-    let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
-    let config: serde_json::Value = serde_json::from_str(&text)?;
-    let field = |key: &str| {
-        config[key]
-            .as_f64()
-            .ok_or_else(|| Error::Config(format!("{} has no {key}", config_path.display())))
-    };
-    let depth = estimator.model().encoder_layers;
+    let config = EncoderConfig::read(&source.file(&spec.encoder.config)?)?;
+    let depth = estimator.model().encoder_layers();
     if ft.layers >= depth {
         return Err(Error::Config(format!("{} fine-tuned layers must be fewer than the encoder's {depth}", ft.layers)));
     }
     let weights = vec![source.file(&spec.encoder.weights)?];
-    let lower = Encoder::load(&config_path, &weights, Some(depth - ft.layers), DType::F32, &Device::Cpu)?;
+    let lower = Encoder::load(&config, &weights, Some(depth - ft.layers), DType::F32, &Device::Cpu)?;
     let tokens = |examples: &[&Example]| -> Result<(Vec<Vec<u32>>, Vec<Intensities>)> {
         let mut seqs = Vec::with_capacity(examples.len());
         for e in examples {
@@ -337,8 +331,8 @@ pub fn fine_tune_estimator(
         lower: &lower,
         encoder_weights: &weights,
         first_trainable: depth - ft.layers,
-        heads: field("num_attention_heads")? as usize,
-        layer_norm_eps: field("layer_norm_eps")?,
+        heads: config.shape().num_attention_heads,
+        layer_norm_eps: config.shape().layer_norm_eps,
         pad_id: estimator.pad_id(),
         warm_head,
     };

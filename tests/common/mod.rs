@@ -1,7 +1,7 @@
 //! Shared test helpers: the shipped model loaded once per test binary, and paths into the checkout.
 #![allow(dead_code)]
 
-use emoarc::{DeviceChoice, Estimator};
+use emoarc::{Backend, DeviceChoice, Estimator, FloatType};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -13,13 +13,19 @@ pub fn shipped_dir() -> PathBuf {
     root().join("models").join(emoarc::estimator::DEFAULT_MODEL_NAME)
 }
 
-/// The shipped model on CPU, loaded once (loading verifies ~45 MB of sha256).
+/// The f32 reference backend on the CPU (the default, `auto`, may pick int16 on CPUs with VNNI).
+pub const REFERENCE: Backend = Backend::Candle {
+    dtype: FloatType::F32,
+    device: DeviceChoice::Cpu,
+};
+
+/// The shipped model on the f32 reference backend, loaded once (loading verifies ~45 MB of sha256).
 pub fn estimator() -> &'static Estimator {
     static E: OnceLock<Estimator> = OnceLock::new();
     E.get_or_init(|| {
         Estimator::builder()
             .model(emoarc::ModelSource::Dir(shipped_dir()))
-            .device(DeviceChoice::Cpu)
+            .backend(REFERENCE)
             .build()
             .expect("the shipped model loads")
     })

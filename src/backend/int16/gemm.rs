@@ -20,11 +20,17 @@ const GROUP: usize = 2;
 /// Packed weights per tile and per group of inputs.
 const TILE_STEP: usize = TILE_N * GROUP;
 
-/// Which kernel computes the products.
+/// Which kernel computes the products. A value can only come from [`Kernel::detect`] (the fastest kernel this
+/// CPU runs) or [`Kernel::portable`], so safe code cannot ask for instructions the CPU lacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kernel {
+pub struct Kernel(Kind);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
     /// AVX-512 VNNI (`vpdpwssd`): 32 multiply-adds per instruction, twice f32 FMA's.
     Vnni,
+    /// AVX2 (`vpmaddwd` + `vpaddd`): 16 multiply-adds per pair of instructions, for CPUs without AVX-512.
+    Avx2,
     /// Plain Rust; the reference and the fallback for CPUs without VNNI.
     Portable,
 }
@@ -35,11 +41,48 @@ impl Kernel {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
             && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
         {
-            return Kernel::Vnni;
+            return Kernel(Kind::Vnni);
         }
-        Kernel::Portable
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Kernel(Kind::Avx2);
+        }
+        Kernel(Kind::Portable)
+    }
+
+    /// The plain-Rust reference kernel, which runs everywhere.
+    pub fn portable() -> Kernel {
+        Kernel(Kind::Portable)
+    }
+
+    /// Whether this is a vectorised integer kernel (what makes the int16 path faster than candle's f32).
+    pub fn is_fast(self) -> bool {
+        self.0 != Kind::Portable
+    }
+
+    /// Whether this is the AVX-512 VNNI kernel; true only on CPUs that have it.
+    pub(crate) fn is_vnni(self) -> bool {
+        self.0 == Kind::Vnni
+    }
+
+    /// Whether this is the AVX2 kernel; true only on CPUs with AVX2 and FMA.
+    pub(crate) fn is_avx2(self) -> bool {
+        self.0 == Kind::Avx2
+    }
+}
+
+impl std::fmt::Display for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Kind::Vnni => "avx512-vnni",
+            Kind::Avx2 => "avx2",
+            Kind::Portable => "portable",
+        })
     }
 }
 
@@ -147,15 +190,35 @@ impl QuantLinear {
             ldo: self.outputs,
             cols,
         };
-        match kernel {
+        match kernel.0 {
+            // SAFETY (the caller's): `Kind::Vnni` exists only where `Kernel::detect` found the instructions.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Vnni => match rows {
+            Kind::Vnni => match rows {
                 6 => vnni_block::<6>(&block),
                 5 => vnni_block::<5>(&block),
                 4 => vnni_block::<4>(&block),
                 3 => vnni_block::<3>(&block),
                 2 => vnni_block::<2>(&block),
                 _ => vnni_block::<1>(&block),
+            },
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => match rows {
+                // Six rows would need 24 accumulators: two calls of up to three rows each.
+                6 => {
+                    avx2_tile::<3>(&block, 0);
+                    avx2_tile::<3>(&block, 3)
+                }
+                5 => {
+                    avx2_tile::<3>(&block, 0);
+                    avx2_tile::<2>(&block, 3)
+                }
+                4 => {
+                    avx2_tile::<2>(&block, 0);
+                    avx2_tile::<2>(&block, 2)
+                }
+                3 => avx2_tile::<3>(&block, 0),
+                2 => avx2_tile::<2>(&block, 0),
+                _ => avx2_tile::<1>(&block, 0),
             },
             _ => portable_block(&block, rows),
         }
@@ -203,10 +266,13 @@ impl QuantRows {
         self.data.resize(rows * width, 0);
         self.scale.clear();
         self.scale.resize(rows, 0.0);
-        match kernel {
-            // SAFETY: `Kernel::Vnni` is only chosen when the CPU has AVX-512.
+        match kernel.0 {
+            // SAFETY: `Kind::Vnni` exists only where `Kernel::detect` found AVX-512.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Vnni => unsafe { quantize_avx512(x, cols, width, max_int, &mut self.data, &mut self.scale) },
+            Kind::Vnni => unsafe { quantize_avx512(x, cols, width, max_int, &mut self.data, &mut self.scale) },
+            // SAFETY: `Kind::Avx2` exists only where `Kernel::detect` found AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Kind::Avx2 => unsafe { quantize_avx2(x, cols, width, max_int, &mut self.data, &mut self.scale) },
             _ => quantize_rows(x, cols, width, max_int, &mut self.data, &mut self.scale),
         }
     }
@@ -216,6 +282,13 @@ impl QuantRows {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 unsafe fn quantize_avx512(x: &[f32], cols: usize, width: usize, max_int: f32, data: &mut [i16], scale: &mut [f32]) {
+    quantize_rows(x, cols, width, max_int, data, scale)
+}
+
+/// The same code compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_avx2(x: &[f32], cols: usize, width: usize, max_int: f32, data: &mut [i16], scale: &mut [f32]) {
     quantize_rows(x, cols, width, max_int, data, scale)
 }
 
@@ -309,6 +382,62 @@ unsafe fn vnni_block<const R: usize>(blk: &Block) {
     }
 }
 
+/// `R` rows (from `row`) by the tile's 64 columns with AVX2's 16 vector registers: the tile is done as two halves
+/// of 32 columns, each with `R x 4` accumulators of 8 columns. `vpmaddwd` multiplies a broadcast pair of
+/// activations with 8 columns' pairs of weights and sums each pair into i32, exactly as the portable kernel
+/// does (|a|, |w| <= 2^13, so no pair sum saturates), then `vpaddd` accumulates. The rescaling is a multiply and
+/// an add (no FMA), in the portable kernel's order, so both give the same floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_tile<const R: usize>(blk: &Block, row: usize) {
+    for half in 0..2 {
+        let col0 = half * 32;
+        if col0 >= blk.cols {
+            break;
+        }
+        let mut acc = [[_mm256_setzero_si256(); 4]; R];
+        let a = blk.a.as_ptr().add(row * blk.lda);
+        let mut b = blk.b.as_ptr().add(col0 * GROUP);
+        for g in 0..blk.groups {
+            let w0 = _mm256_loadu_si256(b as *const __m256i);
+            let w1 = _mm256_loadu_si256(b.add(16) as *const __m256i);
+            let w2 = _mm256_loadu_si256(b.add(32) as *const __m256i);
+            let w3 = _mm256_loadu_si256(b.add(48) as *const __m256i);
+            for (r, lanes) in acc.iter_mut().enumerate() {
+                let x = _mm256_set1_epi32((a.add(r * blk.lda + g * GROUP) as *const i32).read_unaligned());
+                lanes[0] = _mm256_add_epi32(lanes[0], _mm256_madd_epi16(x, w0));
+                lanes[1] = _mm256_add_epi32(lanes[1], _mm256_madd_epi16(x, w1));
+                lanes[2] = _mm256_add_epi32(lanes[2], _mm256_madd_epi16(x, w2));
+                lanes[3] = _mm256_add_epi32(lanes[3], _mm256_madd_epi16(x, w3));
+            }
+            b = b.add(TILE_STEP);
+        }
+        for (r, lanes) in acc.iter().enumerate() {
+            let rs = _mm256_set1_ps(blk.row_scale[row + r]);
+            let out = blk.out.add((row + r) * blk.ldo);
+            for (v, lane) in lanes.iter().enumerate() {
+                let col = col0 + v * 8;
+                if col >= blk.cols {
+                    break;
+                }
+                let s = _mm256_mul_ps(rs, _mm256_loadu_ps(blk.scale.as_ptr().add(col)));
+                let y = _mm256_add_ps(
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(*lane), s),
+                    _mm256_loadu_ps(blk.bias.as_ptr().add(col)),
+                );
+                let left = blk.cols - col;
+                if left >= 8 {
+                    _mm256_storeu_ps(out.add(col), y);
+                } else {
+                    let mut tmp = [0f32; 8];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), y);
+                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), out.add(col), left);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,13 +461,15 @@ mod tests {
         let x = pseudo_random(m * k, 3);
         let layer = QuantLinear::new(&w, &b, n, k);
         let mut q = QuantRows::default();
-        layer.quantize(&x, &mut q, Kernel::Portable);
+        layer.quantize(&x, &mut q, Kernel::portable());
         let mut portable = vec![0f32; m * n];
-        layer.forward(&q, &mut portable, Kernel::Portable, true);
-        if Kernel::detect() == Kernel::Vnni {
+        layer.forward(&q, &mut portable, Kernel::portable(), true);
+        let fast_kernel = Kernel::detect();
+        require_fast_if_asked(fast_kernel);
+        if fast_kernel.is_fast() {
             let mut fast = vec![0f32; m * n];
-            layer.forward(&q, &mut fast, Kernel::Vnni, false);
-            assert_eq!(fast, portable);
+            layer.forward(&q, &mut fast, fast_kernel, false);
+            assert_eq!(fast, portable, "{fast_kernel} against the portable kernel");
         }
         for i in 0..m {
             for j in 0..n {
@@ -347,6 +478,23 @@ mod tests {
                 assert!((got - exact).abs() < 0.02, "({i},{j}): {got} vs {exact}");
             }
         }
+    }
+
+    /// With `EMOARC_REQUIRE_FAST_KERNEL=1` (set where the CPU is known to have VNNI), a CPU without a fast
+    /// kernel fails the bit-exactness tests instead of skipping their fast half.
+    pub(crate) fn require_fast_if_asked(kernel: Kernel) {
+        if std::env::var("EMOARC_REQUIRE_FAST_KERNEL").is_ok_and(|v| v == "1") {
+            assert!(kernel.is_fast(), "EMOARC_REQUIRE_FAST_KERNEL=1 but this CPU gets the {kernel} kernel");
+        }
+    }
+
+    #[test]
+    fn kernels_cannot_be_forged() {
+        // The only constructors: the portable kernel, or what the CPU was found to run.
+        assert!(!Kernel::portable().is_fast());
+        assert_eq!(Kernel::portable().to_string(), "portable");
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(Kernel::detect().is_vnni(), is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512bw"));
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The quantized CPU encoder: the same BERT as [`crate::model::Encoder`], run by emoarc's own code instead of
+//! The int16 backend: the same BERT as [`super::candle::Encoder`], run by emoarc's own code instead of
 //! candle's so that the linear layers compute in 16-bit integers (AVX-512 VNNI where the CPU has it) and
 //! sequences are packed end to end with no padding. Weights are quantized per output channel when the model
 //! loads and activations per token as they flow, so an utterance's result never depends on what else is in its
 //! batch. Attention, layer norm, GELU and pooling stay in f32. This module owns that forward pass and nothing
 //! else: the model folder, the head and batching are [`crate::model`]'s and [`crate::estimator`]'s.
+//!
+//! The kernel is chosen by [`Kernel::detect`] or [`Kernel::portable`] only: a fast kernel cannot be asked for on
+//! a CPU without its instructions, so the `unsafe` calls into it below are sound by construction.
 
 mod gemm;
 mod ops;
@@ -11,33 +14,12 @@ mod ops;
 pub use gemm::Kernel;
 use gemm::{QuantLinear, QuantRows};
 
+use super::{Batching, EncoderBackend, TokenBatch};
 use crate::error::{Error, Result};
+use crate::model::EncoderConfig;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device};
-use serde::Deserialize;
-use std::path::{Path, PathBuf};
-
-/// The fields of a BERT `config.json` that this forward pass uses.
-#[derive(Debug, Clone, Deserialize)]
-struct BertShape {
-    hidden_size: usize,
-    num_attention_heads: usize,
-    intermediate_size: usize,
-    num_hidden_layers: usize,
-    max_position_embeddings: usize,
-    #[serde(default = "default_eps")]
-    layer_norm_eps: f64,
-    #[serde(default = "default_act")]
-    hidden_act: String,
-}
-
-fn default_eps() -> f64 {
-    1e-12
-}
-
-fn default_act() -> String {
-    "gelu".into()
-}
+use std::path::PathBuf;
 
 /// Fewer tokens than this per thread are not worth a thread of their own.
 const MIN_SHARE_TOKENS: usize = 128;
@@ -103,41 +85,36 @@ pub struct QuantizedEncoder {
 }
 
 impl QuantizedEncoder {
-    /// Loads `config.json` and the first `layers` layers from `weights` (later files' tensors replace earlier
-    /// ones', as for [`crate::model::Encoder::load`]) and quantizes them for `kernel` (None: the best this CPU has).
-    pub fn load(config_path: &Path, weights: &[PathBuf], layers: Option<usize>, kernel: Option<Kernel>) -> Result<Self> {
-        let text = std::fs::read_to_string(config_path).map_err(|e| Error::io(config_path, e))?;
-        let shape: BertShape = serde_json::from_str(&text)?;
+    /// Loads the first `layers` layers (all when `None`) from `weights` (later files' tensors replace earlier
+    /// ones', as for the candle encoder) and quantizes them for `kernel` (None: the best this CPU has).
+    pub fn load(config: &EncoderConfig, weights: &[PathBuf], layers: Option<usize>, kernel: Option<Kernel>) -> Result<Self> {
+        let shape = config.shape();
+        let unsupported = |reason: String| Error::Backend {
+            backend: "int16".into(),
+            reason,
+        };
         if shape.hidden_act != "gelu" {
-            return Err(Error::Config(format!(
-                "the quantized encoder implements BERT's erf GELU, not {:?}",
-                shape.hidden_act
-            )));
+            return Err(unsupported(format!("implements BERT's erf GELU, not {:?}", shape.hidden_act)));
         }
         // Attention is compiled for these head widths (MiniLM's and BERT-base's).
-        if shape.num_attention_heads == 0 || ![32, 64].contains(&(shape.hidden_size / shape.num_attention_heads)) {
-            return Err(Error::Config(format!(
-                "the quantized encoder runs heads of 32 or 64 values, not {} split into {} heads",
+        if ![32, 64].contains(&(shape.hidden_size / shape.num_attention_heads)) {
+            return Err(unsupported(format!(
+                "runs heads of 32 or 64 values, not {} split into {} heads",
                 shape.hidden_size, shape.num_attention_heads
             )));
         }
-        let depth = match layers {
-            None => shape.num_hidden_layers,
-            Some(k) if (1..=shape.num_hidden_layers).contains(&k) => k,
-            Some(k) => {
-                return Err(Error::Config(format!(
-                    "encoder layers {k} must be between 1 and {}",
-                    shape.num_hidden_layers
-                )))
-            }
-        };
+        let depth = config.depth(layers)?;
         // SAFETY: the files were verified against the manifest and are not modified while mapped.
         let tensors = unsafe { MmapedSafetensors::multi(weights)? };
         let h = shape.hidden_size;
         let read = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
             let t = tensors.load(name, &Device::Cpu)?;
             if t.dims() != dims {
-                return Err(Error::Config(format!("tensor {name} has shape {:?}, expected {dims:?}", t.dims())));
+                return Err(Error::TensorShape {
+                    tensor: name.to_string(),
+                    expected: dims.to_vec(),
+                    actual: t.dims().to_vec(),
+                });
             }
             Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
         };
@@ -182,7 +159,11 @@ impl QuantizedEncoder {
         let type_rows = rows("embeddings.token_type_embeddings.weight")?;
         let token_type = read("embeddings.token_type_embeddings.weight", &[type_rows, h])?
             .get(..h)
-            .ok_or_else(|| Error::Config("embeddings.token_type_embeddings.weight has no rows".into()))?
+            .ok_or_else(|| Error::TensorShape {
+                tensor: "embeddings.token_type_embeddings.weight".into(),
+                expected: vec![1, h],
+                actual: vec![0, h],
+            })?
             .to_vec();
         Ok(QuantizedEncoder {
             kernel: kernel.unwrap_or_else(Kernel::detect),
@@ -202,6 +183,7 @@ impl QuantizedEncoder {
         })
     }
 
+    /// Width of the pooled vectors.
     pub fn hidden_size(&self) -> usize {
         self.hidden
     }
@@ -216,11 +198,10 @@ impl QuantizedEncoder {
         let vocab = self.word.len() / self.hidden;
         for s in seqs {
             if s.is_empty() || s.len() > self.max_positions {
-                return Err(Error::Config(format!(
-                    "a sequence of {} tokens; the encoder takes 1 to {}",
-                    s.len(),
-                    self.max_positions
-                )));
+                return Err(Error::SequenceLength {
+                    tokens: s.len(),
+                    max: self.max_positions,
+                });
             }
             if let Some(bad) = s.iter().find(|&&id| id as usize >= vocab) {
                 return Err(Error::Tokenizer(format!("token id {bad} is outside the vocabulary of {vocab}")));
@@ -243,12 +224,18 @@ impl QuantizedEncoder {
     fn embed_share(&self, seqs: &[&[u32]], parallel: bool) -> Vec<f32> {
         let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let mut x = self.embeddings(seqs);
-        match self.kernel {
-            // SAFETY: `Kernel::Vnni` is only chosen when the CPU has AVX-512 VNNI.
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Vnni => unsafe { self.layers_avx512(&mut x, &lens, parallel) },
-            _ => self.layers(&mut x, &lens, parallel),
+        #[cfg(target_arch = "x86_64")]
+        if self.kernel.is_vnni() {
+            // SAFETY: a VNNI kernel exists only where `Kernel::detect` found AVX-512 VNNI (its constructor is
+            // private).
+            unsafe { self.layers_avx512(&mut x, &lens, parallel) };
+            return self.mean_pool(&x, &lens);
+        } else if self.kernel.is_avx2() {
+            // SAFETY: an AVX2 kernel exists only where `Kernel::detect` found AVX2 and FMA.
+            unsafe { self.layers_avx2(&mut x, &lens, parallel) };
+            return self.mean_pool(&x, &lens);
         }
+        self.layers(&mut x, &lens, parallel);
         self.mean_pool(&x, &lens)
     }
 
@@ -269,6 +256,13 @@ impl QuantizedEncoder {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
     unsafe fn layers_avx512(&self, x: &mut Vec<f32>, lens: &[usize], parallel: bool) {
+        self.layers(x, lens, parallel)
+    }
+
+    /// The same layers compiled for AVX2 (attention, layer norm and GELU vectorise 8 wide).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn layers_avx2(&self, x: &mut Vec<f32>, lens: &[usize], parallel: bool) {
         self.layers(x, lens, parallel)
     }
 
@@ -323,3 +317,24 @@ impl QuantizedEncoder {
     }
 }
 
+impl EncoderBackend for QuantizedEncoder {
+    fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    fn batching(&self) -> Batching {
+        Batching::Packed
+    }
+
+    fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        QuantizedEncoder::embed(self, batch.seqs)
+    }
+
+    fn describe(&self) -> String {
+        format!("int16 ({})", self.kernel)
+    }
+
+    fn on_cpu(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,102 @@
+//! The candle backend: candle-transformers' BERT in f32, f16 or bf16 on the CPU, CUDA or Metal, with mean
+//! pooling over the attention mask. Batches are padded to their longest member; padding is masked out of
+//! attention and pooling, so it never changes a result.
+
+use super::{Batching, EncoderBackend, TokenBatch};
+use crate::error::Result;
+use crate::model::EncoderConfig;
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::BertModel;
+use std::path::PathBuf;
+
+/// Mean of token vectors over the mask: `hidden [b, s, h]`, `mask [b, s]` (1 for real tokens) -> `[b, h]`.
+pub fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mask = mask.to_dtype(hidden.dtype())?.unsqueeze(D::Minus1)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+    summed.broadcast_div(&counts)
+}
+
+/// The BERT encoder with mean pooling, loaded from a model folder.
+pub struct Encoder {
+    bert: BertModel,
+    /// The dtype the encoder computes in; pooled vectors are always returned as f32.
+    dtype: DType,
+    device: Device,
+    hidden_size: usize,
+}
+
+impl Encoder {
+    /// Loads the first `layers` layers (all when `None`) from `weights`, converting them to `dtype`. Tensors of
+    /// later files in `weights` replace those of earlier ones (fine-tuned layers over the shared encoder).
+    pub fn load(
+        config: &EncoderConfig,
+        weights: &[PathBuf],
+        layers: Option<usize>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let depth = config.depth(layers)?;
+        // SAFETY: the files were verified against the manifest and are not modified while mapped; mmap means
+        // nothing is read until a tensor is touched, which keeps start-up cheap.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device)? };
+        let bert = BertModel::load(vb, &config.candle(depth)?)?;
+        Ok(Encoder {
+            bert,
+            dtype,
+            device: device.clone(),
+            hidden_size: config.shape().hidden_size,
+        })
+    }
+
+    /// Width of the pooled vectors.
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// The last loaded layer's token vectors `[b, s, hidden]` for a padded batch (`ids`, `mask`: `[b, s]` u32).
+    pub fn hidden_states(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let type_ids = ids.zeros_like()?;
+        Ok(self.bert.forward(ids, &type_ids, Some(mask))?)
+    }
+
+    /// Pooled utterance vectors `[b, hidden]` in f32 for a padded batch: `ids` and `mask` are `[b, s]` u32.
+    pub fn embed_padded(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let pooled = mean_pool(&self.hidden_states(ids, mask)?, mask)?;
+        Ok(pooled.to_dtype(DType::F32)?)
+    }
+
+    /// The dtype the encoder computes in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+}
+
+impl EncoderBackend for Encoder {
+    fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    fn batching(&self) -> Batching {
+        Batching::Padded
+    }
+
+    fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
+        let (ids, mask) = crate::batch::pad(batch.seqs, batch.max_len(), batch.pad_id, &self.device)?;
+        Ok(self.embed_padded(&ids, &mask)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    fn describe(&self) -> String {
+        let device = match self.device.location() {
+            candle_core::DeviceLocation::Cpu => "cpu".to_string(),
+            candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+            candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+        };
+        format!("candle {:?} on {device}", self.dtype).to_lowercase()
+    }
+
+    fn on_cpu(&self) -> bool {
+        self.device.is_cpu()
+    }
+}

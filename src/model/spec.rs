@@ -1,0 +1,206 @@
+//! The model folder's format: `emoarc.json`, described by [`ModelSpec`] (one encoder and one or more named
+//! heads, so a trained head and the zero-shot one share the encoder's weights on disk), and the one answer to
+//! "which files does this head need".
+
+use crate::error::{Error, Result};
+use crate::taxonomy::{Category, NUM_CATEGORIES, TAXONOMY_VERSION};
+use crate::weights::VerifiedModel;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The current version of the `emoarc.json` format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The file every model folder has.
+pub const SPEC_FILE: &str = "emoarc.json";
+
+/// How token vectors become one utterance vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean of the last layer's token vectors over the attention mask (what all-MiniLM-L6-v2 was trained for).
+    Mean,
+}
+
+/// The encoder part of a model folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderSpec {
+    /// Architecture; only `bert` today.
+    pub arch: String,
+    /// BERT `config.json`.
+    pub config: String,
+    /// `tokenizer.json` (Hugging Face tokenizers format).
+    pub tokenizer: String,
+    /// Encoder weights (safetensors, tensor names without a `bert.` prefix).
+    pub weights: String,
+}
+
+/// The activation between hidden layers of the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Gelu,
+    Relu,
+}
+
+/// The head: `[l2-normalise] -> (Linear -> act)* -> Linear -> sigmoid`, tensors `layers.{i}.weight/bias`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadSpec {
+    /// Head weights (safetensors).
+    pub weights: String,
+    /// How many encoder layers feed this head; fewer than the encoder has is a "first k layers" model.
+    pub encoder_layers: usize,
+    /// Safetensors whose tensors replace the encoder's for this head (its fine-tuned top layers), so heads
+    /// with and without fine-tuning share one encoder file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_override: Option<String>,
+    /// `zero-shot` (prototype similarities) or `trained`; informational.
+    pub kind: String,
+    /// Input width (the encoder's hidden size).
+    pub inputs: usize,
+    /// Widths of hidden layers; empty for a linear head.
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+    pub activation: Activation,
+    /// Whether the pooled vector is L2-normalised first (a cosine head).
+    pub normalize: bool,
+    /// Output width; always 40.
+    pub outputs: usize,
+    /// Whether the head also predicts valence and arousal (`affect.weight` `[2, width]` and `affect.bias`, read
+    /// from the last hidden layer, each through a sigmoid), learned from human ratings (EmoBank). Heads without
+    /// it leave affect to the documented table (`trajectory::affect`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub affect: bool,
+}
+
+/// `emoarc.json`: everything needed to run a model folder, besides the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub format: u32,
+    pub name: String,
+    pub taxonomy: String,
+    /// The 40 category names in head column order; must equal the crate's canonical order.
+    pub categories: Vec<String>,
+    pub pooling: Pooling,
+    /// Maximum tokens per input, special tokens included.
+    pub max_length: usize,
+    pub encoder: EncoderSpec,
+    /// Heads by name; each reads the pooled output of its own number of encoder layers.
+    pub heads: std::collections::BTreeMap<String, HeadSpec>,
+    /// The head used when none is asked for.
+    pub default_head: String,
+}
+
+impl ModelSpec {
+    /// Reads and checks `emoarc.json` from a verified model folder.
+    pub fn load(model: &VerifiedModel) -> Result<Self> {
+        let path = model.file(SPEC_FILE)?;
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let spec: ModelSpec = serde_json::from_str(&text).map_err(|e| Error::ModelFormat {
+            model: model.entry.name.clone(),
+            reason: format!("{SPEC_FILE}: {e}"),
+        })?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// The head called `name`, or the default head; a typed error lists the heads there are.
+    pub fn head(&self, name: Option<&str>) -> Result<(&str, &HeadSpec)> {
+        let name = name.unwrap_or(&self.default_head);
+        self.heads
+            .get_key_value(name)
+            .map(|(k, v)| (k.as_str(), v))
+            .ok_or_else(|| Error::ModelFormat {
+                model: self.name.clone(),
+                reason: format!(
+                    "no head {name:?}; this model has {}",
+                    self.heads.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            })
+    }
+
+    /// The encoder weight files the head `name` runs on, in load order: the shared encoder, then the head's own
+    /// fine-tuned layers (whose tensors replace the shared ones).
+    pub fn encoder_weights(&self, model: &VerifiedModel, head: &HeadSpec) -> Result<Vec<PathBuf>> {
+        let mut files = vec![model.file(&self.encoder.weights)?];
+        if let Some(extra) = &head.encoder_override {
+            files.push(model.file(extra)?);
+        }
+        Ok(files)
+    }
+
+    /// Every file of the model folder: what the manifest must list.
+    pub fn files(&self) -> Vec<String> {
+        let mut files = vec![
+            SPEC_FILE.to_string(),
+            self.encoder.config.clone(),
+            self.encoder.tokenizer.clone(),
+            self.encoder.weights.clone(),
+        ];
+        for h in self.heads.values() {
+            files.push(h.weights.clone());
+            files.extend(h.encoder_override.clone());
+        }
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    /// Reads `emoarc.json` from a folder being built or updated (unverified: only writers use this).
+    pub fn read_unverified(dir: &std::path::Path) -> Result<Option<Self>> {
+        let path = dir.join(SPEC_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let spec: ModelSpec = serde_json::from_str(&text)?;
+                spec.check()?;
+                Ok(Some(spec))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Writes `emoarc.json` into a folder atomically.
+    pub fn save(&self, dir: &std::path::Path) -> Result<()> {
+        crate::weights::write_atomically(&dir.join(SPEC_FILE), serde_json::to_string_pretty(self)?.as_bytes())
+    }
+
+    /// The category names in canonical order, as the spec records them.
+    pub fn canonical_categories() -> Vec<String> {
+        Category::ALL.iter().map(|c| c.name().to_string()).collect()
+    }
+
+    fn check(&self) -> Result<()> {
+        let fail = |reason: String| {
+            Err(Error::ModelFormat {
+                model: self.name.clone(),
+                reason,
+            })
+        };
+        if self.format != FORMAT_VERSION {
+            return fail(format!("format {} is not supported (this build reads {FORMAT_VERSION})", self.format));
+        }
+        if self.taxonomy != TAXONOMY_VERSION || self.categories != Self::canonical_categories() {
+            return fail(format!(
+                "taxonomy {:?} with {} categories does not match this build's {TAXONOMY_VERSION}",
+                self.taxonomy,
+                self.categories.len()
+            ));
+        }
+        if !self.heads.contains_key(&self.default_head) {
+            return fail(format!("default head {:?} is not among the heads", self.default_head));
+        }
+        for (name, head) in &self.heads {
+            if head.outputs != NUM_CATEGORIES {
+                return fail(format!("head {name:?} has {} outputs, expected {NUM_CATEGORIES}", head.outputs));
+            }
+        }
+        if self.encoder.arch != "bert" {
+            return fail(format!("encoder architecture {:?} is not supported", self.encoder.arch));
+        }
+        if self.max_length < 8 {
+            return fail(format!("max_length {} is too small", self.max_length));
+        }
+        Ok(())
+    }
+}
