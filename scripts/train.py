@@ -431,6 +431,10 @@ def main():
     ap.add_argument("--rows-per-epoch", type=int, default=65000)
     ap.add_argument("--init", default=None, help="start from this checkpoint.pt's model weights (fresh optimiser)")
     ap.add_argument("--va-weight", type=float, default=10.0)
+    ap.add_argument("--rank-weight", type=float, default=0.0,
+                    help="weight of the intensity ranking loss on contrast groups of corpus rows (0: off)")
+    ap.add_argument("--contrast-rows", type=int, default=8,
+                    help="corpus rows in each step's contrast group: one category, present at different levels")
     ap.add_argument("--xed", type=int, default=0, help="also train on XED subtitles (licence doubt on the text, see the datasets README)")
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--token-budget", type=int, default=2048)
@@ -518,6 +522,33 @@ def main():
         print(f"resumed at step {step}", flush=True)
 
     T = lambda a: torch.from_numpy(np.stack(a))
+
+    # Contrast groups: a batch of mixed sources rarely holds two texts with the same category present at different
+    # levels, so per-category intensity order (Spearman given presence, the intensity pairs) gets almost no signal
+    # from the batch. Each step therefore also reads a few corpus rows that share one present category at several
+    # levels and adds a pairwise logistic loss on that category's logits.
+    graded = {}
+    for i in source_rows.get("corpus", []):
+        for k in np.nonzero(train_rows[i].target > 0)[0]:
+            graded.setdefault(int(k), []).append(i)
+    graded = {k: v for k, v in graded.items() if len({float(train_rows[i].target[k]) for i in v}) > 1}
+    graded_keys = sorted(graded)
+    if args.rank_weight > 0:
+        print(f"contrast groups over {len(graded_keys)} categories", flush=True)
+
+    def rank_loss(step):
+        r = random.Random(f"{args.seed}-rank-{step}")
+        k = r.choice(graded_keys)
+        idx = r.sample(graded[k], min(args.contrast_rows, len(graded[k])))
+        ids, mask = collate(seqs, idx)
+        logits, _ = model(ids, mask, args.dropout)
+        lk = logits[:, k]
+        tk = torch.tensor([float(train_rows[i].target[k]) for i in idx])
+        diff = tk[:, None] - tk[None, :]
+        pairs = (diff >= 0.2).float()
+        if pairs.sum() == 0:
+            return None
+        return (F.softplus(-(lk[:, None] - lk[None, :])) * pairs).sum() / pairs.sum()
     eval_every = args.eval_every or steps_per_epoch
     model.train()
     t_start, t_steps = time.time(), 0
@@ -536,6 +567,10 @@ def main():
             if vam.sum() > 0:
                 va = T([r.va for r in rows])
                 loss = loss + args.va_weight * (((aff - va) ** 2).sum(1) * vam).sum() / vam.sum()
+            if args.rank_weight > 0 and graded_keys:
+                rl = rank_loss(step)
+                if rl is not None:
+                    loss = loss + args.rank_weight * rl
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(enc_params + head_params, 1.0)
