@@ -146,7 +146,7 @@ impl IntoResponse for ApiError {
                 field: self.field_name(),
             },
         };
-        let mut response = super::routes::json_response(self.status(), &body);
+        let mut response = super::json::json_response(self.status(), &body);
         let headers = response.headers_mut();
         match &self {
             ApiError::Overloaded { retry_after, .. } => {

@@ -23,6 +23,7 @@
 mod auth;
 mod cache;
 mod error;
+mod json;
 mod metrics;
 mod protocol;
 mod queue;
