@@ -18,7 +18,9 @@ use std::collections::HashMap;
 pub struct ArcOptions {
     /// Whose turns form the arc (default `user`).
     pub speaker: String,
+    /// Whether a turn is read clause by clause (default) or as one text.
     pub reading: TurnReading,
+    /// How intensities become valence, arousal and well-being (default: the documented table).
     pub affect: AffectModel,
 }
 
@@ -58,6 +60,7 @@ pub struct ArcTracker<'e> {
 }
 
 impl<'e> ArcTracker<'e> {
+    /// An empty conversation `id` scored with `estimator`, with a clause cache of [`DEFAULT_CACHE_CAPACITY`].
     pub fn new(estimator: &'e Estimator, options: ArcOptions, id: impl Into<String>) -> ArcTracker<'e> {
         let trajectory = Trajectory::new(id, options.speaker.clone());
         ArcTracker {
