@@ -91,8 +91,9 @@ pub struct SuiteConfig {
     pub tfidf: bool,
 }
 
-/// Something worth telling the user while the suite runs.
+/// Something worth telling the user while the suite runs. More kinds may come, so matches need a wildcard arm.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// What is being done now.
     Step(&'a str),

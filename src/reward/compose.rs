@@ -10,9 +10,11 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The built-in terms by name: the keys of `[terms]` in a [`RewardConfig`] and of a `--reward` list.
+/// The built-in terms by name: the keys of `[terms]` in a [`RewardConfig`] and of a `--reward` list. More
+/// built-ins may come, so matches need a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum TermName {
     /// `terminal`: [`Terminal`], the final well-being.
     Terminal,

@@ -11,8 +11,9 @@ use crate::intensities::Intensities;
 use crate::taxonomy::NUM_CATEGORIES;
 use std::collections::{HashMap, HashSet};
 
-/// How a turn is read.
+/// How a turn is read. More readings may come, so matches need a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum TurnReading {
     /// Split into clauses (sentences, and at a contrastive "but"), score each, and take a weighted mean:
     /// clause `k` of `n` (0-based) weighs `k + 1`, so later clauses count more; a clause that opens with "but"
