@@ -18,8 +18,11 @@ pub const SCALE: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
 /// Which part of the corpus an example belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Split {
+    /// Hash buckets 0-64 (about 65% of ids): what models are fitted on.
     Train,
+    /// Hash buckets 65-79 (about 15%): for choosing thresholds, epochs and other settings.
     Dev,
+    /// Hash buckets 80-99 (about 20%): held out for the reported numbers only.
     Test,
 }
 
@@ -36,6 +39,7 @@ impl Split {
         }
     }
 
+    /// The lower-case name used in reports and on the command line: `train`, `dev` or `test`.
     pub fn name(self) -> &'static str {
         match self {
             Split::Train => "train",
@@ -48,9 +52,13 @@ impl Split {
 /// One labelled utterance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {
+    /// The example's unique id; it alone decides the split (see [`Split::of`]).
     pub id: String,
+    /// The utterance, as written (never blank).
     pub text: String,
+    /// The annotated intensity of each category, each on the guide's [`SCALE`] (0 for categories not listed).
     pub labels: Intensities,
+    /// The split its id hashes to.
     pub split: Split,
     /// Where it was read from, for messages.
     pub origin: String,
@@ -59,7 +67,9 @@ pub struct Example {
 /// A problem found in the data, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
+    /// Where: `file:line` for a line of a file, or `corpus` for a requirement of the whole corpus.
     pub origin: String,
+    /// What is wrong, for a person to read.
     pub message: String,
 }
 
@@ -80,7 +90,9 @@ struct RawExample {
 /// The corpus: every example that parsed, and the problems of every line that did not.
 #[derive(Debug, Clone, Default)]
 pub struct Corpus {
+    /// Every example that parsed, in file then line order.
     pub examples: Vec<Example>,
+    /// One finding per line that did not parse (the line is left out of `examples`).
     pub problems: Vec<Finding>,
 }
 
@@ -171,9 +183,13 @@ fn parse_example(raw: &[u8]) -> std::result::Result<Example, String> {
 /// One pair of `data/intensity-pairs.jsonl`: two utterances of one category, the second clearly stronger.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct IntensityPair {
+    /// The pair's unique id.
     pub id: String,
+    /// The category both utterances express.
     pub category: Category,
+    /// The utterance with the weaker intensity of `category`.
     pub weaker: String,
+    /// The utterance with the clearly stronger intensity of `category`.
     pub stronger: String,
 }
 
@@ -226,11 +242,17 @@ pub const NEAR_DUPLICATE: f64 = 0.6;
 /// Coverage requirements of the corpus (from the corpus issue).
 #[derive(Debug, Clone, Copy)]
 pub struct Requirements {
+    /// Fewest examples in the whole corpus (default 2,400).
     pub min_examples: usize,
+    /// Fewest examples carrying each category at any non-zero level (default 60).
     pub min_per_category: usize,
+    /// Fewest distinct non-zero levels (of 0.25, 0.5, 0.75, 1) each category must be seen at (default 3).
     pub min_levels_per_category: usize,
+    /// Smallest share, 0 to 1, of neutral examples as [`is_neutral`] defines them (default 0.15).
     pub min_neutral_share: f64,
+    /// Smallest share, 0 to 1, of examples with two or more non-zero labels (default 0.20).
     pub min_multi_share: f64,
+    /// Smallest share, 0 to 1, of examples in the test split (default 0.15).
     pub min_test_share: f64,
     /// Largest |Pearson r| allowed between a file's text length and its strongest label (0 for neutral lines),
     /// so that length alone cannot predict intensity. Files in [`LENGTH_TIED_FILES`] are reported, not failed.
@@ -251,7 +273,9 @@ pub const LENGTH_TIED_FILES: [&str; 5] = [
 /// One corpus file's correlation between text length (characters) and its strongest label.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LengthCorrelation {
+    /// The file name as in the examples' origin, or `all` for the whole corpus.
     pub file: String,
+    /// How many examples the correlation is over.
     pub examples: usize,
     /// `None` when every length or every strongest label is the same.
     pub r: Option<f64>,
@@ -300,6 +324,7 @@ impl Default for Requirements {
 /// Per category: how many examples carry it and how many at each non-zero level.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CategoryCount {
+    /// How many examples carry the category at any non-zero level.
     pub examples: usize,
     /// Counts at 0.25, 0.5, 0.75 and 1.0.
     pub levels: [usize; 4],
@@ -308,11 +333,15 @@ pub struct CategoryCount {
 /// What `emoarc data check` found.
 #[derive(Debug, Clone, Default)]
 pub struct CheckReport {
+    /// Examples that parsed.
     pub examples: usize,
+    /// Examples per split, keyed by [`Split::name`].
     pub per_split: BTreeMap<&'static str, usize>,
+    /// Coverage of every category, in taxonomy order.
     pub per_category: Vec<(Category, CategoryCount)>,
     /// Share of examples with no label above 0.25 and at most one label.
     pub neutral_share: f64,
+    /// Share, 0 to 1, of examples with two or more non-zero labels.
     pub multi_share: f64,
     /// Length against strongest label, per file and overall.
     pub length_correlation: Vec<LengthCorrelation>,
@@ -323,6 +352,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// Whether the corpus passes: no errors (warnings do not count).
     pub fn ok(&self) -> bool {
         self.errors.is_empty()
     }

@@ -15,16 +15,26 @@ pub const NUM_CATEGORIES: usize = 40;
 /// The seven families the taxonomy groups categories into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Family {
+    /// "Positive High-Energy": amusement, elation, pleasure/ecstasy, hope, triumph, interest, awe, surprise,
+    /// teasing (9).
     PositiveHighEnergy,
+    /// "Positive Low-Energy": contentment, gratitude, affection, pride, contemplation, relief (6).
     PositiveLowEnergy,
+    /// "Negative High-Energy": irritability, fear, distress, disgust, anger, malice (6).
     NegativeHighEnergy,
+    /// "Negative Low-Energy": doubt, embarrassment, shame, disappointment, sadness, bitterness, contempt,
+    /// helplessness, emotional numbness, jealousy & envy (10).
     NegativeLowEnergy,
+    /// "Cognitive States and Processes": concentration, confusion (2).
     Cognitive,
+    /// "Physical and Exhaustive States": sourness, pain, fatigue/exhaustion, intoxication/altered states (4).
     PhysicalExhaustive,
+    /// "Longing & Lust": infatuation, longing, sexual lust (3).
     LongingLust,
 }
 
 impl Family {
+    /// The seven families in the taxonomy's order (the order of the variants, and of [`Ord`]).
     pub const ALL: [Family; 7] = [
         Family::PositiveHighEnergy,
         Family::PositiveLowEnergy,

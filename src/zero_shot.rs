@@ -23,9 +23,11 @@ pub const BASE_ENCODER_NAME: &str = "all-minilm-l6-v2";
 /// Files of the base encoder folder that are used.
 pub const BASE_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
-/// File names inside a model folder.
+/// The encoder's weights inside a model folder: the base encoder's `model.safetensors` converted to f16.
 pub const ENCODER_FILE: &str = "encoder.safetensors";
+/// The encoder's configuration (hidden size, layers, heads) inside a model folder, copied from the base encoder.
 pub const CONFIG_FILE: &str = "config.json";
+/// The tokenizer inside a model folder, copied from the base encoder.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 
 /// The name of the zero-shot head in a model folder.
@@ -147,12 +149,16 @@ impl Default for ZeroShotOptions {
 /// Per category, what the calibration saw; returned so a caller can report it.
 #[derive(Debug, Clone)]
 pub struct CategoryFit {
+    /// The category this row of the head scores.
     pub category: Category,
     /// Highest centred similarity among the neutral sentences.
     pub neutral_max: f32,
     /// Mean centred similarity of the category's own phrasings.
     pub phrase_mean: f32,
+    /// The head row's slope on the centred similarity: maps `neutral_max` to the logit of
+    /// [`ZeroShotOptions::neutral_target`] and `phrase_mean` to that of [`ZeroShotOptions::phrase_target`].
     pub scale: f32,
+    /// The head row's bias (a logit), completing that map.
     pub offset: f32,
 }
 
@@ -241,8 +247,11 @@ pub fn fit_head(estimator: &Estimator, opts: ZeroShotOptions) -> Result<(Vec<Vec
 /// What [`build_model`] did.
 #[derive(Debug, Clone)]
 pub struct BuildReport {
+    /// The model folder that was written.
     pub dir: PathBuf,
+    /// The calibration of each category, in canonical order.
     pub fits: Vec<CategoryFit>,
+    /// Size of the written encoder file ([`ENCODER_FILE`]), in bytes.
     pub encoder_bytes: u64,
 }
 

@@ -73,6 +73,8 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let report = suite::run(&cfg, &scorers, &mut |event| match event {
         Event::Step(s) => eprintln!("[{:>6.1}s] {s}", started.elapsed().as_secs_f64()),
         Event::Warning(w) => eprintln!("warning: {w}"),
+        // Events added later are progress detail this command does not show.
+        _ => {}
     })?;
     let model = format!("{} (head {head})", estimator.spec().name);
     if args.json {

@@ -11,9 +11,13 @@ use std::collections::BTreeMap;
 /// strictly lower, a tie otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct RuleAgreement {
+    /// Pairs scored.
     pub pairs: usize,
+    /// Pairs where the better conversation scores strictly higher.
     pub right: usize,
+    /// Pairs where the worse conversation scores strictly higher.
     pub wrong: usize,
+    /// Pairs where both score the same (common for the 0/1 "thank" rule).
     pub ties: usize,
     /// `right / pairs` (0 without pairs).
     pub share: f64,
@@ -36,10 +40,15 @@ impl RuleAgreement {
 /// One rule's results: overall, on the halves `eval-arcs` reports (A: 1st, 3rd, ... pair), per failure kind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrivialBaseline {
+    /// What the rule is, for a person to read (as [`rules`] names it).
     pub rule: String,
+    /// Over every pair.
     pub all: RuleAgreement,
+    /// Over the 1st, 3rd, 5th ... pair.
     pub half_a: RuleAgreement,
+    /// Over the 2nd, 4th, 6th ... pair.
     pub half_b: RuleAgreement,
+    /// Per failure kind of the worse conversation (its `meta.failure`; `unspecified` without one).
     pub by_failure: BTreeMap<String, RuleAgreement>,
 }
 

@@ -16,6 +16,7 @@ pub struct PresenceSet {
     pub name: String,
     /// The file(s) read.
     pub source: String,
+    /// The rows' texts (never empty), in file order.
     pub texts: Vec<String>,
     /// The scored categories, in canonical order.
     pub categories: Vec<Category>,
@@ -65,20 +66,28 @@ pub struct RatingTarget {
     pub name: String,
     /// The category the label map gives it, when it has one.
     pub category: Option<Category>,
+    /// The rating of each row, in the order of [`RatingSet::texts`], on the source's own scale (EmoBank's V
+    /// and A 1 to 5, Empathic Reactions' 1 to 7).
     pub gold: Vec<f64>,
 }
 
 /// Rows with continuous ratings.
 #[derive(Debug, Clone)]
 pub struct RatingSet {
+    /// For reports, such as "EmoBank dev".
     pub name: String,
+    /// The file(s) read.
     pub source: String,
+    /// The rows' texts (never empty), in file order.
     pub texts: Vec<String>,
+    /// Every rating the source gives, each with one value per row.
     pub targets: Vec<RatingTarget>,
+    /// Rows left out because their text was empty.
     pub dropped: usize,
 }
 
 impl RatingSet {
+    /// The rating called `name` (as in [`RatingTarget::name`]), if the source has it.
     pub fn target(&self, name: &str) -> Option<&RatingTarget> {
         self.targets.iter().find(|t| t.name == name)
     }

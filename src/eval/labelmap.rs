@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 /// What a row's labels say about one scored category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Presence {
+    /// A present label maps to the category as primary: the row counts as a positive for it.
     Positive,
+    /// No present label maps to the category at all (or the row is neutral): the row counts as a negative.
     Negative,
     /// The row says nothing reliable about it (only a secondary mapping reaches it): left out.
     Skipped,
@@ -28,6 +30,7 @@ pub enum Presence {
 /// One line of a label map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelMapping {
+    /// The dataset's own label, as its files spell it (`joy`, `admiration`).
     pub label: String,
     /// Categories the label names directly, with their training target.
     pub primary: Vec<(Category, f32)>,
@@ -35,6 +38,7 @@ pub struct LabelMapping {
     pub secondary: Vec<(Category, f32)>,
     /// The neutral label (`primary` = `neutral`): every scored category is 0.
     pub neutral: bool,
+    /// Why the label is mapped this way, for a person reviewing the map.
     pub reason: String,
     /// 1-based line in the file.
     pub line: usize,
@@ -43,7 +47,9 @@ pub struct LabelMapping {
 /// A whole label map, in file order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelMap {
+    /// The file it was read from, for messages.
     pub path: PathBuf,
+    /// One mapping per line, each label once.
     pub labels: Vec<LabelMapping>,
 }
 

@@ -11,10 +11,12 @@ use rayon::prelude::*;
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator whose stream is fixed by `seed` (any value, 0 included).
     pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
 
+    /// The next 64 uniformly distributed bits of the stream.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix64(self.0)
@@ -138,12 +140,17 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> Option<f64> {
 /// True positives, false positives and false negatives, weighted.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Confusion {
+    /// Weight of rows predicted positive that are positive.
     pub tp: f64,
+    /// Weight of rows predicted positive that are negative.
     pub fp: f64,
+    /// Weight of rows predicted negative that are positive (`fn` is a keyword).
     pub fn_: f64,
 }
 
 impl Confusion {
+    /// Counts one row with its bootstrap multiplicity `weight` (1 outside the bootstrap); a true negative
+    /// counts nowhere, as F1 does not use it.
     pub fn add(&mut self, predicted: bool, actual: bool, weight: f64) {
         match (predicted, actual) {
             (true, true) => self.tp += weight,
@@ -247,7 +254,9 @@ pub fn mean_of(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
 /// do not depend on thread count), and the 2.5th and 97.5th percentiles of a statistic over them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bootstrap {
+    /// How many resamples to draw (default 1,000); 0 turns intervals off.
     pub resamples: usize,
+    /// The seed every resample's stream is derived from (default [`DEFAULT_BOOTSTRAP_SEED`]).
     pub seed: u64,
 }
 

@@ -27,18 +27,33 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EvalError {
+    /// A file could not be opened or read.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the operating system reported.
         #[source]
         source: std::io::Error,
     },
     /// One line of a file is wrong; `line` is 1-based.
     #[error("{}:{line}: {problem}", path.display())]
-    Line { path: PathBuf, line: usize, problem: LineProblem },
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// The line, counting from 1 (for CSV, the line the record starts on).
+        line: usize,
+        /// What is wrong with it.
+        problem: LineProblem,
+    },
     /// A file as a whole is wrong (empty, no header).
     #[error("{}: {reason}", path.display())]
-    File { path: PathBuf, reason: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it, for a person to read.
+        reason: String,
+    },
     /// Loading or running the model failed.
     #[error(transparent)]
     Model(#[from] crate::Error),
@@ -48,16 +63,39 @@ pub enum EvalError {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LineProblem {
+    /// A name that is not one of the 40 EmoNet categories (as [`Category::from_name`] reads names).
     #[error("unknown category {0:?}")]
     UnknownCategory(String),
+    /// A value that does not parse or is out of range.
     #[error("bad {field} {value:?}: {reason}")]
-    BadValue { field: String, value: String, reason: String },
+    BadValue {
+        /// The column or field it is in (a label map's `primary`, a dataset's rating column).
+        field: String,
+        /// The offending text, as found.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The line has the wrong number of tab-separated columns.
     #[error("expected {expected} tab-separated columns, found {found}")]
-    Columns { expected: usize, found: usize },
+    Columns {
+        /// How many the format has.
+        expected: usize,
+        /// How many the line has.
+        found: usize,
+    },
+    /// A label map lists the same dataset label twice.
     #[error("label {label:?} already on line {first}")]
-    DuplicateLabel { label: String, first: usize },
+    DuplicateLabel {
+        /// The repeated label.
+        label: String,
+        /// The line (1-based) that first mapped it.
+        first: usize,
+    },
+    /// A dataset line uses a label id its label list does not define.
     #[error("unknown label id {0:?}")]
     UnknownLabel(String),
+    /// Anything else about the line's form (a broken CSV quote, a wrong header, an empty label), described.
     #[error("{0}")]
     Malformed(String),
 }
@@ -133,43 +171,61 @@ fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| s / n as f64)
 }
 
+/// One category's agreement with the labels of the test split, as [`evaluate`] measures it.
 #[derive(Debug, Clone, Serialize)]
 pub struct CategoryMetrics {
+    /// The category measured.
     pub category: Category,
     /// Test examples where the category is present.
     pub positives: usize,
+    /// Spearman's rank correlation of predictions with labels over every test example, `-1..=1`; `None` when
+    /// no test example carries the category (the labels are constant).
     pub spearman: Option<f64>,
+    /// Pearson's correlation of predictions with labels, `-1..=1`; `None` as for `spearman`.
     pub pearson: Option<f64>,
+    /// Mean absolute error of the predicted intensity, on the 0 to 1 scale.
     pub mae: f64,
 }
 
+/// One level of the calibration table: what the model predicts, on average, where the label is that level.
 #[derive(Debug, Clone, Serialize)]
 pub struct CalibrationRow {
     /// The labelled level (0, 0.25, 0.5, 0.75, 1).
     pub label: f32,
     /// (utterance, category) cells at that level.
     pub cells: usize,
+    /// Mean predicted intensity over those cells, 0 to 1 (NaN when there are none); a calibrated model's is
+    /// close to `label`.
     pub mean_prediction: f64,
 }
 
 /// Everything `emoarc eval` reports for one head.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
+    /// The name of the head evaluated.
     pub head: String,
+    /// Examples in the test split.
     pub test_examples: usize,
+    /// Every category's metrics, in canonical order.
     pub per_category: Vec<CategoryMetrics>,
+    /// Mean of the defined per-category Spearman coefficients (NaN when none is).
     pub macro_spearman: f64,
     /// What a perfect model scores on this test split when absent categories get tiny distinct values, as any
     /// continuous output does: most labels are tied zeros, so this, not 1, is the attainable ceiling.
     pub ceiling_macro_spearman: f64,
+    /// Mean of the defined per-category Pearson coefficients (NaN when none is).
     pub macro_pearson: f64,
+    /// Mean of the per-category mean absolute errors.
     pub macro_mae: f64,
     /// Share of intensity pairs whose stronger utterance scores higher on the pair's category.
     pub pair_accuracy: f64,
+    /// Intensity pairs scored.
     pub pairs: usize,
     /// Share of neutral utterances with any intensity above 0.5.
     pub neutral_false_positive_rate: f64,
+    /// Neutral utterances scored.
     pub neutral: usize,
+    /// One row per level of the annotation scale, 0 to 1.
     pub calibration: Vec<CalibrationRow>,
 }
 

@@ -48,6 +48,7 @@ const RIDGE_MAX_ITER: usize = 300;
 /// One text's outputs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
+    /// The 40 category intensities, each 0 to 1.
     pub intensities: Intensities,
     /// The model's learned valence/arousal output, when it has one.
     pub affect: Option<Affect>,
@@ -55,6 +56,7 @@ pub struct Scored {
 
 /// Anything that turns texts into intensities (a loaded head, usually).
 pub trait TextScorer {
+    /// Scores `texts`, one [`Scored`] per text in the same order; an error stops the evaluation.
     fn score(&self, texts: &[&str]) -> Result<Vec<Scored>, EvalError>;
 }
 
@@ -83,13 +85,15 @@ pub struct SuiteConfig {
     pub data: PathBuf,
     /// The public datasets' folder (goemotions/, emobank/, xed/, empathic_reactions/).
     pub datasets: PathBuf,
+    /// Resamples and seed of the 95% intervals (`resamples` 0 reports no intervals).
     pub bootstrap: Bootstrap,
     /// Fit and report the TF-IDF baseline.
     pub tfidf: bool,
 }
 
-/// Something worth telling the user while the suite runs.
+/// Something worth telling the user while the suite runs. More kinds may come, so matches need a wildcard arm.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// What is being done now.
     Step(&'a str),
@@ -100,8 +104,11 @@ pub enum Event<'a> {
 /// One value of one column, with its interval when bootstrapped.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cell {
+    /// The column (one of [`SuiteReport::columns`]).
     pub column: String,
+    /// The metric's value; `None` when it is undefined for this column (no positives, a constant output).
     pub value: Option<f64>,
+    /// The bootstrap 95% percentile interval `[low, high]`, for the first column's headline metrics only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ci: Option<[f64; 2]>,
 }
@@ -116,6 +123,7 @@ pub struct MetricRow {
     /// How many categories, cells or rows it rests on, and how it was computed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// One cell per column, in the order of [`SuiteReport::columns`].
     pub values: Vec<Cell>,
 }
 
@@ -129,20 +137,29 @@ impl MetricRow {
 /// Per category and column: AUC, AP and F1.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoryCell {
+    /// The column (one of [`SuiteReport::columns`]).
     pub column: String,
+    /// Presence ROC-AUC, 0 to 1 (0.5 is chance); `None` without both positives and negatives.
     pub auc: Option<f64>,
+    /// Average precision, 0 to 1 (chance is the share of positives); `None` without positives.
     pub ap: Option<f64>,
+    /// F1 at the chosen threshold (dev-chosen, or two-fold where the dataset has no dev split), 0 to 1;
+    /// `None` without positives.
     pub f1: Option<f64>,
 }
 
 /// One scored category of a presence dataset.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoryRow {
+    /// The scored category.
     pub category: Category,
+    /// Rows where it is present ([`Presence::Positive`]).
     pub positives: usize,
+    /// Rows where it is absent ([`Presence::Negative`]); skipped rows count in neither.
     pub negatives: usize,
     /// Whether it counts in the macro averages (enough positives).
     pub in_macro: bool,
+    /// One cell per column, in the order of [`SuiteReport::columns`].
     pub values: Vec<CategoryCell>,
 }
 
@@ -151,15 +168,21 @@ pub struct CategoryRow {
 pub struct DatasetReport {
     /// "own test", "GoEmotions dev", ...
     pub name: String,
+    /// The file(s) read.
     pub source: String,
+    /// Rows (texts) evaluated.
     pub rows: usize,
+    /// Facts a reader needs to interpret the block (label scale, threshold method, rows dropped).
     pub notes: Vec<String>,
+    /// The dataset's metrics, one row each.
     pub metrics: Vec<MetricRow>,
+    /// Per category metrics, for presence datasets only (empty otherwise).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub per_category: Vec<CategoryRow>,
 }
 
 impl DatasetReport {
+    /// The metric row with this [`MetricRow::key`], if the dataset has it.
     pub fn metric(&self, key: &str) -> Option<&MetricRow> {
         self.metrics.iter().find(|m| m.key == key)
     }
@@ -170,9 +193,13 @@ impl DatasetReport {
 pub struct SuiteReport {
     /// Column names, in order: the scorers, then `length`, then `tf-idf` when fitted.
     pub columns: Vec<String>,
+    /// Bootstrap resamples behind the intervals (0: none).
     pub bootstrap_resamples: usize,
+    /// The bootstrap's seed, so the intervals can be reproduced.
     pub bootstrap_seed: u64,
+    /// Datasets skipped and labels missing from a label map, as reported through [`Event::Warning`].
     pub warnings: Vec<String>,
+    /// One block per dataset evaluated, own test first.
     pub datasets: Vec<DatasetReport>,
 }
 
@@ -261,11 +288,18 @@ pub fn run(
 
 /// The project's own evaluation data.
 pub struct OwnData {
+    /// The authored corpus (`corpus/*.jsonl`): its test split is scored, dev chooses thresholds, train fits
+    /// the TF-IDF baseline.
     pub corpus: Corpus,
+    /// `intensity-pairs.jsonl`.
     pub pairs: Vec<IntensityPair>,
+    /// `neutral.txt`, one utterance per entry.
     pub neutral: Vec<String>,
+    /// Where the corpus was read from, for the report's `source`.
     pub corpus_dir: PathBuf,
+    /// Where the pairs were read from.
     pub pairs_path: PathBuf,
+    /// Where the neutral utterances were read from.
     pub neutral_path: PathBuf,
 }
 

@@ -105,6 +105,7 @@ impl Tfidf {
         row
     }
 
+    /// [`transform`](Self::transform) of every text, in parallel, in the same order.
     pub fn transform_all<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<SparseVec> {
         use rayon::prelude::*;
         texts.par_iter().map(|t| self.transform(t.as_ref())).collect()
@@ -114,7 +115,9 @@ impl Tfidf {
 /// Weights and bias of a linear model over sparse rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearModel {
+    /// One weight per vocabulary term, indexed like the rows' term ids.
     pub weights: Vec<f32>,
+    /// The intercept `b`.
     pub bias: f32,
 }
 
@@ -133,11 +136,13 @@ impl LinearModel {
 /// Settings of the logistic regression's SGD.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SgdConfig {
+    /// Full passes over the rows (default 6).
     pub epochs: usize,
     /// The first step, `eta0`; step `t` is `eta0 / (1 + eta0 * l2 * t)`.
     pub learning_rate: f64,
     /// L2 penalty `alpha` (the objective is the mean log loss plus `alpha / 2 * ||w||^2`).
     pub l2: f64,
+    /// Seed of the row order, shuffled every epoch, so a fit is reproducible (default 17).
     pub seed: u64,
 }
 

@@ -56,6 +56,7 @@ impl Default for Discounted {
 }
 
 impl Discounted {
+    /// A discounted reward with factor `gamma`; [`Error::Config`] unless `gamma` is in `(0, 1]`.
     pub fn new(gamma: f32) -> Result<Discounted> {
         let d = Discounted { gamma };
         d.check()?;
@@ -148,7 +149,9 @@ impl RewardFn for Trend {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Target {
+    /// Categories the speaker's intensity should fall in (a fall counts positive).
     pub down: Vec<Category>,
+    /// Categories the speaker's intensity should rise in.
     pub up: Vec<Category>,
 }
 
@@ -162,6 +165,7 @@ impl Default for Target {
 }
 
 impl Target {
+    /// A target reward; [`Error::Config`] when both lists are empty or a category is in both.
     pub fn new(down: Vec<Category>, up: Vec<Category>) -> Result<Target> {
         let t = Target { down, up };
         t.check()?;

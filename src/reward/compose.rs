@@ -10,19 +10,28 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The built-in terms by name.
+/// The built-in terms by name: the keys of `[terms]` in a [`RewardConfig`] and of a `--reward` list. More
+/// built-ins may come, so matches need a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum TermName {
+    /// `terminal`: [`Terminal`], the final well-being.
     Terminal,
+    /// `delta`: [`Delta`], the change in well-being from first to last turn.
     Delta,
+    /// `discounted`: [`Discounted`], the discounted sum of per-turn changes.
     Discounted,
+    /// `trend`: [`Trend`], level plus recent slope minus volatility.
     Trend,
+    /// `target`: [`Target`], named categories moved the wanted way.
     Target,
+    /// `accommodation`: the [`AccommodationGuard`] penalty for soothing without helping.
     Accommodation,
 }
 
 impl TermName {
+    /// Every built-in term, in the order of the variants.
     pub const ALL: [TermName; 6] = [
         TermName::Terminal,
         TermName::Delta,
@@ -32,6 +41,7 @@ impl TermName {
         TermName::Accommodation,
     ];
 
+    /// The lower-case name used in TOML, on the command line and as [`RewardFn::name`].
     pub const fn name(self) -> &'static str {
         match self {
             TermName::Terminal => "terminal",
@@ -62,6 +72,7 @@ pub struct WeightedReward {
 }
 
 impl WeightedReward {
+    /// A reward with no terms, worth 0 until terms are added with [`with`](Self::with).
     pub fn new() -> WeightedReward {
         WeightedReward::default()
     }
@@ -119,18 +130,26 @@ impl RewardFn for WeightedReward {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RewardConfig {
+    /// Each term's weight (finite; negative subtracts); empty means `terminal = 1`.
     pub terms: BTreeMap<TermName, f32>,
+    /// Parameters of the `discounted` term (used only if it is listed in `terms`).
     pub discounted: Discounted,
+    /// Parameters of the `trend` term.
     pub trend: Trend,
+    /// Parameters of the `target` term.
     pub target: Target,
+    /// Parameters of the `accommodation` term.
     pub accommodation: AccommodationGuard,
 }
 
 impl RewardConfig {
+    /// Parses a TOML configuration; a syntax error or unknown key is an [`Error::Config`]. Parameters are
+    /// checked by [`build`](Self::build), not here.
     pub fn from_toml(text: &str) -> Result<RewardConfig> {
         parse_toml(text, "reward config")
     }
 
+    /// Reads and parses a TOML file, as [`from_toml`](Self::from_toml); the error names the file.
     pub fn load(path: &Path) -> Result<RewardConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         parse_toml(&text, &path.display().to_string())

@@ -33,9 +33,11 @@ impl Default for AccommodationGuard {
 pub struct ReplyAccommodation {
     /// The reply's position in the conversation (0-based).
     pub turn: usize,
+    /// The reply's valence, `-1..=1`.
     pub reply_valence: f32,
     /// The speaker's valence at their latest turn before the reply.
     pub speaker_valence: f32,
+    /// `max(0, reply_valence - speaker_valence - margin)`, in `[0, 2]`.
     pub excess: f32,
 }
 
@@ -46,7 +48,9 @@ pub struct AccommodationReport {
     pub mean: f32,
     /// Largest excess and the reply where it was.
     pub max: f32,
+    /// The conversation turn (0-based) of the largest excess, the first on a tie; `None` without replies.
     pub max_turn: Option<usize>,
+    /// Every reply's measurement, in conversation order.
     pub replies: Vec<ReplyAccommodation>,
 }
 

@@ -24,7 +24,7 @@ mod compose;
 mod guard;
 mod pairs;
 
-use crate::trajectory::Trajectory;
+use crate::trajectory::{ArcTracker, Trajectory};
 
 pub use builtin::{Delta, Discounted, Target, Terminal, Trend};
 pub use compose::{RewardConfig, TermName, WeightedReward};
@@ -46,5 +46,14 @@ impl<R: RewardFn + ?Sized> RewardFn for Box<R> {
     }
     fn reward(&self, trajectory: &Trajectory) -> f32 {
         (**self).reward(trajectory)
+    }
+}
+
+/// Rewards of a conversation in progress. Defined here rather than in [`crate::trajectory`] so that the
+/// trajectory side does not depend on rewards.
+impl ArcTracker<'_> {
+    /// The reward of the conversation so far; `None` until the speaker has a turn.
+    pub fn reward(&self, reward: &dyn RewardFn) -> Option<f32> {
+        (!self.arc().is_empty()).then(|| reward.reward(self.trajectory()))
     }
 }

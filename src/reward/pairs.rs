@@ -15,10 +15,13 @@ use std::collections::BTreeMap;
 /// A better/worse pair: indices into the conversation list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationPair {
+    /// The pair's name: the conversations' shared `pair` field.
     pub pair: String,
     /// How the worse conversation fails (`dismissed`, `lectured`, ...), when the data says.
     pub failure: Option<String>,
+    /// Index of the conversation with `"outcome": "better"`.
     pub better: usize,
+    /// Index of the conversation with `"outcome": "worse"`.
     pub worse: usize,
 }
 
@@ -69,8 +72,11 @@ pub fn find_pairs(conversations: &[Conversation]) -> Result<Vec<ConversationPair
 /// How often the better conversation scored strictly higher.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Agreement {
+    /// Pairs scored.
     pub pairs: usize,
+    /// Pairs where the better conversation's reward is strictly higher.
     pub better_higher: usize,
+    /// Pairs where both rewards are equal (counted as not agreeing).
     pub ties: usize,
     /// `better_higher / pairs` (0 when there are no pairs).
     pub share: f64,
@@ -88,37 +94,49 @@ impl Agreement {
 /// One reward's agreement with the pairs: overall, on each half, and per failure kind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RewardAgreement {
+    /// The reward's [`RewardFn::name`].
     pub reward: String,
+    /// Over every pair.
     pub all: Agreement,
     /// Pairs at odd positions in the file (1st, 3rd, ...).
     pub half_a: Agreement,
     /// Pairs at even positions (2nd, 4th, ...).
     pub half_b: Agreement,
+    /// Per failure kind of the worse conversation ([`ConversationPair::failure`]; `unspecified` without one).
     pub by_failure: BTreeMap<String, Agreement>,
 }
 
 /// The guard's mean accommodation on better and worse conversations.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct GuardMeans {
+    /// Mean accommodation ([`AccommodationReport::mean`](super::AccommodationReport::mean)) of the better
+    /// conversations, `0..=2`.
     pub better: f32,
+    /// Mean accommodation of the worse conversations, `0..=2`.
     pub worse: f32,
     /// Pairs where the worse conversation's accommodation is strictly higher.
     pub worse_higher: usize,
+    /// Pairs measured.
     pub pairs: usize,
 }
 
 /// The guard's means overall and per failure kind.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GuardComparison {
+    /// Over every pair.
     pub all: GuardMeans,
+    /// Per failure kind of the worse conversation (`unspecified` without one).
     pub by_failure: BTreeMap<String, GuardMeans>,
 }
 
 /// Everything `emoarc eval-arcs` reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PairReport {
+    /// Pairs scored.
     pub pairs: usize,
+    /// One row per reward, in the order they were given.
     pub rewards: Vec<RewardAgreement>,
+    /// How the accommodation guard reads the better and the worse conversations.
     pub guard: GuardComparison,
 }
 

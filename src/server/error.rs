@@ -14,7 +14,10 @@ use std::time::Duration;
 pub enum ApiError {
     /// The body is larger than `--max-body-bytes`.
     #[error("request body exceeds the limit of {limit} bytes")]
-    BodyTooLarge { limit: usize },
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// The body could not be read (the client went away mid-body, or sent a broken chunked encoding).
     #[error("cannot read the request body: {0}")]
     BodyUnreadable(String),
@@ -23,35 +26,73 @@ pub enum ApiError {
     MalformedJson(String),
     /// The JSON has the wrong shape: a missing field, a wrong type, an unknown field.
     #[error("{field}: {message}")]
-    InvalidField { field: String, message: String },
+    InvalidField {
+        /// The field's path in the body (`texts[3]`, `conversations[1].turns[2].text`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A list is longer than the server allows.
     #[error("{field}: {count} items exceed the limit of {max} per request")]
-    TooManyItems { field: String, count: usize, max: usize },
+    TooManyItems {
+        /// The list's path in the body, or `turns (all conversations together)` for the turn limit.
+        field: String,
+        /// How many items there are.
+        count: usize,
+        /// The most allowed ([`Limits::max_items`](super::Limits::max_items) or `max_turns`).
+        max: usize,
+    },
     /// A text is longer than the server allows.
     #[error("{field}: {bytes} bytes exceed the limit of {max} bytes per text")]
-    TextTooLong { field: String, bytes: usize, max: usize },
+    TextTooLong {
+        /// The text's path in the body.
+        field: String,
+        /// Its length in bytes (UTF-8).
+        bytes: usize,
+        /// The most allowed, [`Limits::max_text_bytes`](super::Limits::max_text_bytes).
+        max: usize,
+    },
     /// Well-formed but unusable: an empty text, a conversation without the speaker, an unknown reward.
     #[error("{field}: {message}")]
-    Unprocessable { field: String, message: String },
+    Unprocessable {
+        /// The field's path in the body.
+        field: String,
+        /// Why it cannot be used.
+        message: String,
+    },
     /// Missing or wrong bearer token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
     /// No such endpoint.
     #[error("no endpoint {path}")]
-    NotFound { path: String },
+    NotFound {
+        /// The request's path.
+        path: String,
+    },
     /// The endpoint exists but not with this method.
     #[error("method {method} is not allowed here")]
-    MethodNotAllowed { method: String },
+    MethodNotAllowed {
+        /// The request's method (`GET`, `PUT`, ...).
+        method: String,
+    },
     /// The batching queue is full, or too many requests are in flight: the client should retry after
     /// `retry_after`.
     #[error("the server is at capacity ({what}); retry after {} s", retry_after.as_secs().max(1))]
-    Overloaded { what: String, retry_after: Duration },
+    Overloaded {
+        /// What is full (the batching queue, the requests in flight), for the message.
+        what: String,
+        /// How long the client should wait; sent as `Retry-After` in whole seconds, at least 1.
+        retry_after: Duration,
+    },
     /// The server is shutting down and takes no new work.
     #[error("the server is shutting down")]
     ShuttingDown,
     /// The request took longer than `--timeout`.
     #[error("the request took longer than {} ms", timeout.as_millis())]
-    Timeout { timeout: Duration },
+    Timeout {
+        /// The server's request timeout ([`ServerConfig::request_timeout`](super::ServerConfig::request_timeout)).
+        timeout: Duration,
+    },
     /// The model failed on a batch (an internal fault, not the client's).
     #[error("model failure: {0}")]
     Model(String),
@@ -74,6 +115,8 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status the error is answered with: 400 for malformed requests, 401, 404, 405, 413, 422 for
+    /// well-formed but unusable ones, 503 when overloaded or shutting down, 504 on timeout, 500 on model failure.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -146,7 +189,7 @@ impl IntoResponse for ApiError {
                 field: self.field_name(),
             },
         };
-        let mut response = super::routes::json_response(self.status(), &body);
+        let mut response = super::json::json_response(self.status(), &body);
         let headers = response.headers_mut();
         match &self {
             ApiError::Overloaded { retry_after, .. } => {
@@ -181,10 +224,18 @@ pub enum ServerError {
         "refusing to listen on {addr} without authentication: it is not a loopback address; \
          pass --api-key-file, or --allow-unauthenticated if the network is trusted"
     )]
-    Exposed { addr: std::net::SocketAddr },
+    Exposed {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+    },
     /// The API key file could not be read or is empty.
     #[error("api key file {path}: {reason}")]
-    ApiKey { path: std::path::PathBuf, reason: String },
+    ApiKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// Accepting connections failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),

@@ -1,7 +1,8 @@
 //! The reward server behind `emoarc serve`: an HTTP service that RL rollout workers call for scores and
-//! rewards, built to stay up whatever they send. Handlers parse and check requests ([`protocol`]'s limits name
-//! the bad field), look utterances up in an LRU cache, and queue the rest on a bounded batching queue that one
-//! model thread drains in coalesced estimator calls (`queue`); a full queue answers 503 instead of growing.
+//! rewards, built to stay up whatever they send. Handlers parse and check requests against the [`Limits`] (a
+//! refusal names the bad field), look utterances up in an LRU cache, and queue the rest on a bounded batching
+//! queue that one model thread drains in coalesced estimator calls (`queue`); a full queue answers 503 instead
+//! of growing.
 //! This module owns the server's configuration and [`serve`], which runs it on a listener until a shutdown
 //! future resolves, then finishes every request in flight.
 //!
@@ -23,6 +24,7 @@
 mod auth;
 mod cache;
 mod error;
+mod json;
 mod metrics;
 mod protocol;
 mod queue;
@@ -73,7 +75,9 @@ impl Default for Limits {
 /// Everything the server can be told. `Default` is what `emoarc serve` uses without options.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// What one request may carry, and how many may be handled at once.
     pub limits: Limits,
+    /// How queued texts are coalesced into estimator calls, and when the queue refuses more.
     pub batching: Batching,
     /// Utterance scores kept in the LRU cache (0 turns it off).
     pub cache_capacity: usize,

@@ -4,6 +4,7 @@
 
 use super::auth::ApiKey;
 use super::error::ApiError;
+use super::json::json_response;
 use super::metrics::{Endpoint, Metrics, Snapshot};
 use super::protocol::{Defaults, GetRewardRequest, RewardRequest, ScoreRequest};
 use super::queue::Scorer;
@@ -12,7 +13,6 @@ use crate::estimator::{Estimate, Estimator};
 use crate::intensities::Intensities;
 use crate::reward::{RewardFn, WeightedReward};
 use crate::trajectory::{ArcOptions, ArcSummary, ClauseScore, Conversation, Trajectory, TurnReading, DEFAULT_TREND_WINDOW};
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -137,21 +137,6 @@ async fn read_json(request: Request, limit: usize) -> Result<Value, ApiError> {
         return Err(ApiError::BodyTooLarge { limit });
     }
     serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
-}
-
-/// A JSON response. Serialising the server's own response types cannot fail (string keys, no maps keyed by
-/// non-strings); if it ever did, the client gets a 500 rather than a half-written body.
-pub(crate) fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => {
-            let mut response = (status, Body::from(bytes)).into_response();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot serialise the response: {e}")).into_response(),
-    }
 }
 
 #[derive(Serialize)]

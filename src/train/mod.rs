@@ -20,15 +20,22 @@ use std::collections::HashMap;
 pub struct TrainOptions {
     /// Hidden layer widths; empty for a linear head.
     pub hidden: Vec<usize>,
+    /// Activation after each hidden layer (default GELU); unused by a linear head.
     pub activation: Activation,
     /// L2-normalise the pooled vector first (what the zero-shot head does too).
     pub normalize: bool,
+    /// Most epochs to run (default 200); early stopping usually ends sooner.
     pub epochs: usize,
+    /// Examples per AdamW step (default 64).
     pub batch_size: usize,
+    /// AdamW's learning rate for the head (default 2e-3).
     pub learning_rate: f64,
+    /// AdamW's decoupled weight decay (default 1e-2).
     pub weight_decay: f64,
     /// Epochs without a better dev score before stopping.
     pub patience: usize,
+    /// Seed of the initialisation and of the minibatch order (default 42): the same seed and data give the same
+    /// weights.
     pub seed: u64,
     /// Loss weight of cells where the category is present, relative to absent ones. Almost all cells are
     /// absent (a category is in ~3% of utterances), so without it the head learns to say "absent" quietly
@@ -56,9 +63,13 @@ impl Default for TrainOptions {
 /// One epoch's record.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EpochLog {
+    /// The epoch, counting from 1.
     pub epoch: usize,
+    /// Mean over the epoch's minibatches of the weighted soft-label loss ([`soft_bce_with_logits`]).
     pub train_loss: f64,
+    /// The same loss over the whole dev split after the epoch.
     pub dev_loss: f64,
+    /// Mean per-category Spearman correlation on the dev split, `-1..=1`: what early stopping maximises.
     pub dev_macro_spearman: f64,
 }
 
@@ -93,9 +104,13 @@ impl<T> BestEpoch<T> {
 
 /// A trained head: its tensors by name (`layers.{i}.weight/bias`) and the run's history.
 pub struct Trained {
+    /// The best epoch's weights by name, ready to be saved as the head's safetensors.
     pub tensors: HashMap<String, Tensor>,
+    /// The same weights as a head that can score embeddings.
     pub head: Head,
+    /// The epoch (from 1) whose weights were kept: the one with the best dev macro Spearman.
     pub best_epoch: usize,
+    /// Every epoch run, in order, including those after the best.
     pub history: Vec<EpochLog>,
 }
 
@@ -105,10 +120,12 @@ pub struct Trained {
 pub struct SeededRng(u64);
 
 impl SeededRng {
+    /// A generator whose stream is fixed by `seed` (any value, 0 included).
     pub fn new(seed: u64) -> Self {
         SeededRng(seed)
     }
 
+    /// The next 64 uniformly distributed bits of the stream.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

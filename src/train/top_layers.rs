@@ -35,7 +35,8 @@ const LAYER_TENSORS: [&str; 16] = [
     "output.LayerNorm.bias",
 ];
 
-/// One BERT layer built from elementary ops with trainable weights (in [`LAYER_TENSORS`] order).
+/// One BERT layer built from elementary ops with trainable weights: the layer's 16 tensors (attention query,
+/// key, value and output, their layer norm, the feed-forward pair and its layer norm, each weight and bias).
 pub struct TrainableLayer {
     index: usize,
     vars: Vec<Var>,
@@ -107,6 +108,7 @@ pub struct FineTuneOptions {
     pub layers: usize,
     /// Learning rate of the encoder layers (the head keeps its own).
     pub encoder_learning_rate: f64,
+    /// Most epochs to run (the [`TrainOptions`] epochs are not used); early stopping may end sooner.
     pub epochs: usize,
 }
 
@@ -149,21 +151,33 @@ fn pad_states(states: &[&CachedStates]) -> Result<(Tensor, Tensor, Tensor)> {
 
 /// What fine-tuning produced: the head, the fine-tuned layers' tensors (f16, encoder names) and the history.
 pub struct FineTuned {
+    /// The head of the best epoch, with the run's history.
     pub trained: Trained,
+    /// The fine-tuned layers' tensors of the best epoch, in f16, named as in the encoder file
+    /// (`encoder.layer.{i}.*`) so they can replace those of the shipped encoder.
     pub layer_tensors: HashMap<String, Tensor>,
 }
 
 /// Everything fine-tuning reads: token sequences (already truncated) and labels of both splits, the frozen
 /// lower encoder, the encoder files to take the top layers from, and the warm-start head.
 pub struct FineTuneData<'a> {
+    /// The train split: token ids (special tokens included) and the labels, one per sequence.
     pub train: (&'a [Vec<u32>], &'a [Intensities]),
+    /// The dev split, as `train`; it decides the best epoch.
     pub dev: (&'a [Vec<u32>], &'a [Intensities]),
+    /// The encoder's frozen lower layers (embeddings up to `first_trainable`), run once per sequence.
     pub lower: &'a Encoder,
+    /// The safetensors file(s) holding the full encoder, from which the trainable layers are loaded.
     pub encoder_weights: &'a [std::path::PathBuf],
+    /// Index (from 0) of the lowest layer to train: the fine-tuned layers are `first_trainable..` to the top.
     pub first_trainable: usize,
+    /// Attention heads per layer, from the encoder's config.
     pub heads: usize,
+    /// The layer norms' epsilon, from the encoder's config.
     pub layer_norm_eps: f64,
+    /// The tokenizer's padding id.
     pub pad_id: u32,
+    /// The head to start from (`layers.{i}.weight/bias`), usually the one trained on frozen embeddings.
     pub warm_head: &'a HashMap<String, Tensor>,
 }
 

@@ -10,6 +10,7 @@ use crate::taxonomy::{Category, Family, NUM_CATEGORIES};
 /// Where a category sits on the circumplex of affect, and why there.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CategoryAffect {
+    /// The category placed (rows of [`AFFECT_TABLE`] are in canonical order).
     pub category: Category,
     /// Unpleasant (-1) to pleasant (+1).
     pub valence: f32,

@@ -44,10 +44,12 @@ impl EmotionArc {
         self.wellbeing.push(affect.wellbeing);
     }
 
+    /// How many points (speaker turns) the arc has.
     pub fn len(&self) -> usize {
         self.turns.len()
     }
 
+    /// Whether the speaker has no turn yet; rewards and summaries need at least one point.
     pub fn is_empty(&self) -> bool {
         self.turns.is_empty()
     }
@@ -57,6 +59,7 @@ impl EmotionArc {
         &self.turns
     }
 
+    /// The 40 intensities (each 0 to 1) of each point, as the turn was read.
     pub fn intensities(&self) -> &[Intensities] {
         &self.intensities
     }
@@ -111,12 +114,16 @@ pub const DEFAULT_TREND_WINDOW: usize = 3;
 /// The arc in a few numbers, well-being in points of the 0–100 scale.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ArcSummary {
+    /// Well-being at the speaker's first turn.
     pub start: f32,
+    /// Well-being at the speaker's last turn.
     pub end: f32,
     /// `end - start`.
     pub change: f32,
     /// The lowest well-being and the conversation turn where it was.
     pub min: f32,
+    /// The conversation turn (0-based, counting every role's turns) of the lowest well-being; the first such
+    /// turn on a tie.
     pub min_turn: usize,
     /// Least-squares slope of well-being per speaker turn over the last `window` points (0 for one point).
     pub trend: f32,
@@ -179,8 +186,11 @@ fn category_changes(first: &Intensities, last: &Intensities) -> Vec<(Category, f
 /// One scored turn of any role.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoredTurn {
+    /// Who spoke, as the conversation names the role (`user`, `assistant`, ...).
     pub role: String,
+    /// The turn's 40 intensities, each 0 to 1 (combined over its clauses when read clause by clause).
     pub intensities: Intensities,
+    /// The turn's valence, arousal and well-being.
     pub affect: Affect,
 }
 
@@ -188,7 +198,9 @@ pub struct ScoredTurn {
 /// the arc; the accommodation guard also reads the other roles' turns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trajectory {
+    /// The conversation's id, as given (used in errors and output).
     pub id: String,
+    /// The role whose turns form the arc.
     pub speaker: String,
     turns: Vec<ScoredTurn>,
     arc: EmotionArc,

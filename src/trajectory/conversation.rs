@@ -12,11 +12,14 @@ use std::io::BufRead;
 /// One utterance of a conversation. Roles are free strings (`user`, `assistant`, `therapist`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Turn {
+    /// Who speaks (`user`, `assistant`, ...); the arc follows one role, [`ArcOptions::speaker`](super::ArcOptions).
     pub role: String,
+    /// What they say. [`Conversation::new`] and the readers refuse blank texts.
     pub text: String,
 }
 
 impl Turn {
+    /// A turn; nothing is checked here (a conversation checks its turns when built or read).
     pub fn new(role: impl Into<String>, text: impl Into<String>) -> Turn {
         Turn {
             role: role.into(),
@@ -29,8 +32,11 @@ impl Turn {
 /// `pair` and `outcome` in the evaluation pairs), kept so they can travel with the result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {
+    /// The conversation's id (from the JSON line's `id`), used in errors and output.
     pub id: String,
+    /// The turns, in the order they were spoken.
     pub turns: Vec<Turn>,
+    /// Every other top-level field of the JSON line, untouched (empty for a conversation built in code).
     pub meta: Map<String, Value>,
 }
 
@@ -38,8 +44,11 @@ pub struct Conversation {
 /// was read from one, and the 0-based position of the turn to blame when one turn is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConversationAt {
+    /// The conversation's id; `None` when the line is too broken to have one.
     pub id: Option<String>,
+    /// The 1-based line of the input; `None` for a conversation not read from a file.
     pub line: Option<usize>,
+    /// The 0-based turn to blame, counting every role's turns; `None` when the whole conversation is.
     pub turn: Option<usize>,
 }
 
@@ -103,7 +112,12 @@ pub enum ConversationProblem {
     EmptyText,
     /// No turn belongs to the speaker whose arc was asked for.
     #[error("no turn by speaker {speaker:?} (roles present: {present})")]
-    NoSpeakerTurn { speaker: String, present: String },
+    NoSpeakerTurn {
+        /// The role asked for.
+        speaker: String,
+        /// The roles the conversation does have, sorted, without repeats, joined with ", ".
+        present: String,
+    },
     /// The estimator refused a turn's text (too long with `--on-long error`, too large).
     #[error("{0}")]
     Input(InputProblem),

@@ -11,8 +11,9 @@ use crate::intensities::Intensities;
 use crate::taxonomy::NUM_CATEGORIES;
 use std::collections::{HashMap, HashSet};
 
-/// How a turn is read.
+/// How a turn is read. More readings may come, so matches need a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum TurnReading {
     /// Split into clauses (sentences, and at a contrastive "but"), score each, and take a weighted mean:
     /// clause `k` of `n` (0-based) weighs `k + 1`, so later clauses count more; a clause that opens with "but"
@@ -48,7 +49,9 @@ impl std::str::FromStr for TurnReading {
 /// One piece of a turn to encode, with its weight in the turn's mean.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clause<'a> {
+    /// The clause, a slice of the turn's text (the whole text for [`TurnReading::Whole`]).
     pub text: &'a str,
+    /// Its positive weight: the k-th clause weighs k, the one after "but" 1.5 times that, those before it half.
     pub weight: f32,
 }
 
@@ -98,6 +101,8 @@ impl TurnReading {
         }
     }
 
+    /// The weighted mean of the clauses' intensities (same order as [`clauses`](Self::clauses)): the turn's
+    /// intensities, each still 0 to 1.
     pub fn combine(clauses: &[Clause], intensities: &[Intensities]) -> Intensities {
         let mut sum = [0.0f32; NUM_CATEGORIES];
         let total: f32 = clauses.iter().map(|c| c.weight).sum();
@@ -163,13 +168,13 @@ fn words(s: &str) -> impl Iterator<Item = (usize, &str)> {
         .map(move |w| (w.as_ptr() as usize - s.as_ptr() as usize, w))
 }
 
-/// Clause vectors by text. Bounded: when a fill would pass the capacity the cache starts over, which is safe
-/// because scored turns keep their own intensities and the cache only saves re-encoding repeats.
 /// What the model gives for one clause (or a whole turn): intensities and, from heads that learned it,
 /// valence and arousal.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ClauseScore {
+    /// The 40 intensities, each 0 to 1.
     pub intensities: Intensities,
+    /// The learned valence and arousal; `None` when the head has no affect output (the table is used then).
     pub affect: Option<Affect>,
 }
 
@@ -182,6 +187,8 @@ impl From<&Estimate> for ClauseScore {
     }
 }
 
+/// Clause vectors by text. Bounded: when a fill would pass the capacity the cache starts over, which is safe
+/// because scored turns keep their own intensities and the cache only saves re-encoding repeats.
 #[derive(Debug, Clone)]
 pub(crate) struct ClauseCache {
     map: HashMap<String, ClauseScore>,

@@ -1,6 +1,9 @@
 //! Scoring conversations into [`Trajectory`]s with a model: [`ArcTracker`] one turn at a time, as an RL rollout
 //! produces them, and [`score_conversations`] for many finished conversations at once. Both go through the same
 //! clause cache, so a text is encoded once however often it recurs, and a turn is never encoded twice.
+//!
+//! This module knows nothing of rewards: [`ArcTracker::reward`], the reward of the conversation so far, is
+//! defined with the rewards in [`crate::reward`], which depends on trajectories and not the other way round.
 
 use super::affect::AffectModel;
 use super::arc::{EmotionArc, ScoredTurn, Trajectory};
@@ -8,7 +11,6 @@ use super::conversation::{Conversation, ConversationAt, ConversationProblem};
 use super::reading::{ClauseCache, ClauseScore, TurnReading};
 use crate::error::{InputProblem, Result};
 use crate::estimator::Estimator;
-use crate::reward::RewardFn;
 use std::collections::HashMap;
 
 /// What an arc follows and how turns are read.
@@ -16,7 +18,9 @@ use std::collections::HashMap;
 pub struct ArcOptions {
     /// Whose turns form the arc (default `user`).
     pub speaker: String,
+    /// Whether a turn is read clause by clause (default) or as one text.
     pub reading: TurnReading,
+    /// How intensities become valence, arousal and well-being (default: the documented table).
     pub affect: AffectModel,
 }
 
@@ -56,6 +60,7 @@ pub struct ArcTracker<'e> {
 }
 
 impl<'e> ArcTracker<'e> {
+    /// An empty conversation `id` scored with `estimator`, with a clause cache of [`DEFAULT_CACHE_CAPACITY`].
     pub fn new(estimator: &'e Estimator, options: ArcOptions, id: impl Into<String>) -> ArcTracker<'e> {
         let trajectory = Trajectory::new(id, options.speaker.clone());
         ArcTracker {
@@ -96,11 +101,6 @@ impl<'e> ArcTracker<'e> {
     /// The speaker's arc so far.
     pub fn arc(&self) -> &EmotionArc {
         self.trajectory.arc()
-    }
-
-    /// The reward of the conversation so far; `None` until the speaker has a turn.
-    pub fn reward(&self, reward: &dyn RewardFn) -> Option<f32> {
-        (!self.arc().is_empty()).then(|| reward.reward(&self.trajectory))
     }
 
     /// Starts a new conversation, keeping the cache (rollouts often share their opening).
