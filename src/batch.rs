@@ -7,7 +7,6 @@
 
 use crate::backend::Batching;
 use crate::error::{Error, Result};
-use candle_core::{Device, Tensor};
 
 /// Bounds on one encoder batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,23 +82,6 @@ pub fn plan(lengths: &[usize], limits: BatchLimits) -> Vec<PlannedBatch> {
     batches
 }
 
-/// Pads sequences to `padded_len` with `pad_id`; returns `(ids, mask)`, both `[n, padded_len]` u32.
-pub fn pad(seqs: &[&[u32]], padded_len: usize, pad_id: u32, device: &Device) -> Result<(Tensor, Tensor)> {
-    let n = seqs.len();
-    let mut ids = vec![pad_id; n * padded_len];
-    let mut mask = vec![0u32; n * padded_len];
-    for (row, seq) in seqs.iter().enumerate() {
-        debug_assert!(seq.len() <= padded_len);
-        let start = row * padded_len;
-        ids[start..start + seq.len()].copy_from_slice(seq);
-        mask[start..start + seq.len()].fill(1);
-    }
-    Ok((
-        Tensor::from_vec(ids, (n, padded_len), device)?,
-        Tensor::from_vec(mask, (n, padded_len), device)?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,12 +124,4 @@ mod tests {
         assert_eq!(padded[0].items, vec![0, 1, 2]);
     }
 
-    #[test]
-    fn padding_masks_only_real_tokens() {
-        let a = [101u32, 7, 102];
-        let b = [101u32, 102];
-        let (ids, mask) = pad(&[&a, &b], 4, 0, &Device::Cpu).unwrap();
-        assert_eq!(ids.to_vec2::<u32>().unwrap(), vec![vec![101, 7, 102, 0], vec![101, 102, 0, 0]]);
-        assert_eq!(mask.to_vec2::<u32>().unwrap(), vec![vec![1, 1, 1, 0], vec![1, 1, 0, 0]]);
-    }
 }

@@ -302,7 +302,7 @@ pub fn length_correlations(examples: &[Example]) -> Vec<LengthCorrelation> {
         .map(|(file, (x, y))| LengthCorrelation {
             file,
             examples: x.len(),
-            r: crate::eval::pearson(x, y),
+            r: crate::stats::pearson(x, y),
         })
         .collect()
 }

@@ -1,6 +1,8 @@
 //! [`Intensities`]: one utterance's 40 continuous emotion intensities in `[0, 1]`, indexed by [`Category`].
 //! It owns the JSON form used everywhere (an object keyed by category name, in canonical order), so the CLI,
-//! the server and the data files all read and write the same shape.
+//! the server and the data files all read and write the same shape. [`Affect`] (valence, arousal, well-being)
+//! is the other per-utterance measurement, kept here so the estimator and the arcs share it without one
+//! depending on the other.
 
 use crate::taxonomy::{Category, NUM_CATEGORIES};
 use serde::de::{MapAccess, Visitor};
@@ -132,6 +134,35 @@ impl<'de> Deserialize<'de> for Intensities {
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// One utterance's position in affect space.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Affect {
+    /// `[-1, 1]`.
+    pub valence: f32,
+    /// `[0, 1]`.
+    pub arousal: f32,
+    /// RLVER's scale, `[0, 100]`: `50 * (1 + valence)`.
+    pub wellbeing: f32,
+}
+
+impl Affect {
+    /// From valence and arousal on `[0, 1]` (a head's sigmoid outputs, trained on EmoBank's 1-5 ratings
+    /// rescaled by `(x - 1) / 4`): valence moves to `[-1, 1]`, arousal stays.
+    pub fn from_unit(valence: f32, arousal: f32) -> Affect {
+        Affect::new(2.0 * valence - 1.0, arousal)
+    }
+
+    /// From valence on `[-1, 1]` and arousal on `[0, 1]` (clamped); well-being follows from valence.
+    pub fn new(valence: f32, arousal: f32) -> Affect {
+        let valence = valence.clamp(-1.0, 1.0);
+        Affect {
+            valence,
+            arousal: arousal.clamp(0.0, 1.0),
+            wellbeing: 50.0 * (1.0 + valence),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod intensities;
 pub mod model;
 pub mod reward;
 pub mod server;
+pub mod stats;
 pub mod taxonomy;
 pub mod train;
 pub mod trajectory;

@@ -2,9 +2,9 @@
 //! pooling over the attention mask. Batches are padded to their longest member; padding is masked out of
 //! attention and pooling, so it never changes a result.
 
+use super::config::EncoderConfig;
 use super::{Batching, EncoderBackend, TokenBatch};
 use crate::error::Result;
-use crate::model::EncoderConfig;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::BertModel;
@@ -83,7 +83,7 @@ impl EncoderBackend for Encoder {
     }
 
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        let (ids, mask) = crate::batch::pad(batch.seqs, batch.max_len(), batch.pad_id, &self.device)?;
+        let (ids, mask) = pad(batch.seqs, batch.max_len(), batch.pad_id, &self.device)?;
         Ok(self.embed_padded(&ids, &mask)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
@@ -98,5 +98,36 @@ impl EncoderBackend for Encoder {
 
     fn on_cpu(&self) -> bool {
         self.device.is_cpu()
+    }
+}
+
+/// Pads sequences to `padded_len` with `pad_id`; returns `(ids, mask)`, both `[n, padded_len]` u32.
+pub fn pad(seqs: &[&[u32]], padded_len: usize, pad_id: u32, device: &Device) -> Result<(Tensor, Tensor)> {
+    let n = seqs.len();
+    let mut ids = vec![pad_id; n * padded_len];
+    let mut mask = vec![0u32; n * padded_len];
+    for (row, seq) in seqs.iter().enumerate() {
+        debug_assert!(seq.len() <= padded_len);
+        let start = row * padded_len;
+        ids[start..start + seq.len()].copy_from_slice(seq);
+        mask[start..start + seq.len()].fill(1);
+    }
+    Ok((
+        Tensor::from_vec(ids, (n, padded_len), device)?,
+        Tensor::from_vec(mask, (n, padded_len), device)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_masks_only_real_tokens() {
+        let a = [101u32, 7, 102];
+        let b = [101u32, 102];
+        let (ids, mask) = pad(&[&a, &b], 4, 0, &Device::Cpu).unwrap();
+        assert_eq!(ids.to_vec2::<u32>().unwrap(), vec![vec![101, 7, 102, 0], vec![101, 102, 0, 0]]);
+        assert_eq!(mask.to_vec2::<u32>().unwrap(), vec![vec![1, 1, 1, 0], vec![1, 1, 0, 0]]);
     }
 }

@@ -11,14 +11,88 @@
 //! resolution; the model folder and the head are [`crate::model`]'s, batching and text [`crate::estimator`]'s.
 
 pub mod candle;
+pub mod config;
 pub mod int16;
 
 use crate::error::{Error, Result};
-use crate::estimator::DeviceChoice;
-use crate::model::EncoderConfig;
+use candle_core::Device;
+use config::EncoderConfig;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+
+/// Which device runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// CUDA if this build has it and a GPU answers, then Metal likewise, else CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda(usize),
+    Metal(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let ordinal = |rest: &str| -> Result<usize> {
+            if rest.is_empty() {
+                return Ok(0);
+            }
+            rest.strip_prefix(':')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| Error::Config(format!("bad device {s:?}")))
+        };
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            _ if s.starts_with("cuda") => Ok(DeviceChoice::Cuda(ordinal(&s[4..])?)),
+            _ if s.starts_with("metal") => Ok(DeviceChoice::Metal(ordinal(&s[5..])?)),
+            _ => Err(Error::Config(format!("device must be auto, cpu, cuda[:N] or metal[:N], not {s:?}"))),
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceChoice::Auto => f.write_str("auto"),
+            DeviceChoice::Cpu => f.write_str("cpu"),
+            DeviceChoice::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceChoice::Metal(n) => write!(f, "metal:{n}"),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// The first GPU this build can drive and that answers (CUDA, then Metal), if any.
+    pub fn first_gpu() -> Option<DeviceChoice> {
+        if candle_core::utils::cuda_is_available() && Device::new_cuda(0).is_ok() {
+            return Some(DeviceChoice::Cuda(0));
+        }
+        if candle_core::utils::metal_is_available() && Device::new_metal(0).is_ok() {
+            return Some(DeviceChoice::Metal(0));
+        }
+        None
+    }
+
+    /// Opens the device; a device this build lacks is a typed error, never a silent fallback.
+    pub(crate) fn open(self) -> Result<Device> {
+        let unavailable = |requested: String, e: candle_core::Error| Error::Device {
+            requested,
+            reason: e.to_string(),
+        };
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda(n) => Device::new_cuda(n).map_err(|e| unavailable(format!("cuda:{n}"), e)),
+            DeviceChoice::Metal(n) => Device::new_metal(n).map_err(|e| unavailable(format!("metal:{n}"), e)),
+            DeviceChoice::Auto => match DeviceChoice::first_gpu() {
+                Some(gpu) => gpu.open(),
+                None => Ok(Device::Cpu),
+            },
+        }
+    }
+}
 
 /// A float format candle computes the encoder in (the head always runs in f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,12 +1,11 @@
-//! The model: a model folder's format ([`spec`]), its encoder's `config.json` ([`config`]), the head
+//! The model: a model folder's format ([`spec`]), the head
 //! ([`head`]) and [`EmotionModel`], which puts an encoder backend ([`crate::backend`]) and a head together from
 //! verified files. It knows nothing about batching or text.
 
-pub mod config;
 pub mod head;
 pub mod spec;
 
-pub use config::{BertShape, EncoderConfig};
+pub use crate::backend::config::{BertShape, EncoderConfig};
 pub use head::{l2_normalize, Head, HeadOutput};
 pub use spec::{Activation, EncoderSpec, HeadSpec, ModelSpec, Pooling, FORMAT_VERSION, SPEC_FILE};
 // Training builds on the candle encoder directly (it needs gradients through its layers).

@@ -125,7 +125,7 @@ fn cache_states(lower: &Encoder, sequences: &[Vec<u32>], pad_id: u32) -> Result<
     };
     for planned in batch::plan(&lengths, limits) {
         let seqs: Vec<&[u32]> = planned.items.iter().map(|&i| sequences[i].as_slice()).collect();
-        let (ids, mask) = batch::pad(&seqs, planned.padded_len, pad_id, &Device::Cpu)?;
+        let (ids, mask) = crate::backend::candle::pad(&seqs, planned.padded_len, pad_id, &Device::Cpu)?;
         let hidden = lower.hidden_states(&ids, &mask)?.to_dtype(DType::F32)?;
         for (row, &i) in planned.items.iter().enumerate() {
             out[i] = Some(CachedStates(hidden.get(row)?.narrow(0, 0, lengths[i])?.contiguous()?));

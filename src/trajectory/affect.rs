@@ -4,6 +4,7 @@
 //! ([`family_prior`]) and moves a category away from it only with a stated reason, so that no number that
 //! shapes a reward is hidden in code.
 
+pub use crate::intensities::Affect;
 use crate::intensities::Intensities;
 use crate::taxonomy::{Category, Family, NUM_CATEGORIES};
 
@@ -89,35 +90,6 @@ affect_table! {
     EmotionalNumbness: -0.5, 0.1, "flatness and shutdown: unpleasant, deactivated";
     Intoxication: 0.0, 0.5, "altered states can be pleasant or not: neutral valence, moderate arousal";
     JealousyEnvy: -0.6, 0.6, "resentful wanting: family valence, more agitated than the family prior";
-}
-
-/// One utterance's position in affect space.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
-pub struct Affect {
-    /// `[-1, 1]`.
-    pub valence: f32,
-    /// `[0, 1]`.
-    pub arousal: f32,
-    /// RLVER's scale, `[0, 100]`: `50 * (1 + valence)`.
-    pub wellbeing: f32,
-}
-
-impl Affect {
-    /// From valence and arousal on `[0, 1]` (a head's sigmoid outputs, trained on EmoBank's 1-5 ratings
-    /// rescaled by `(x - 1) / 4`): valence moves to `[-1, 1]`, arousal stays.
-    pub fn from_unit(valence: f32, arousal: f32) -> Affect {
-        Affect::new(2.0 * valence - 1.0, arousal)
-    }
-
-    /// From valence on `[-1, 1]` and arousal on `[0, 1]` (clamped); well-being follows from valence.
-    pub fn new(valence: f32, arousal: f32) -> Affect {
-        let valence = valence.clamp(-1.0, 1.0);
-        Affect {
-            valence,
-            arousal: arousal.clamp(0.0, 1.0),
-            wellbeing: 50.0 * (1.0 + valence),
-        }
-    }
 }
 
 /// How intensities become [`Affect`]: an intensity-weighted mean of the table's values, shrunk toward neutral

@@ -4,9 +4,9 @@
 //! [`ConversationProblem`] located by [`ConversationAt`] (id, line, turn), so a caller can skip one bad
 //! conversation and report exactly where it was.
 
-use crate::error::{Error, InputProblem, Result};
+pub use crate::error::{ConversationAt, ConversationProblem};
+use crate::error::Result;
 use serde_json::{Map, Value};
-use std::fmt;
 use std::io::BufRead;
 
 /// One utterance of a conversation. Roles are free strings (`user`, `assistant`, `therapist`, ...).
@@ -38,92 +38,6 @@ pub struct Conversation {
     pub turns: Vec<Turn>,
     /// Every other top-level field of the JSON line, untouched (empty for a conversation built in code).
     pub meta: Map<String, Value>,
-}
-
-/// Where a conversation problem is: the conversation's id when known, its 1-based line in the input when it
-/// was read from one, and the 0-based position of the turn to blame when one turn is.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConversationAt {
-    /// The conversation's id; `None` when the line is too broken to have one.
-    pub id: Option<String>,
-    /// The 1-based line of the input; `None` for a conversation not read from a file.
-    pub line: Option<usize>,
-    /// The 0-based turn to blame, counting every role's turns; `None` when the whole conversation is.
-    pub turn: Option<usize>,
-}
-
-impl ConversationAt {
-    /// The whole conversation `id`.
-    pub fn id(id: impl Into<String>) -> ConversationAt {
-        ConversationAt {
-            id: Some(id.into()),
-            ..ConversationAt::default()
-        }
-    }
-
-    /// The same place, narrowed to one turn.
-    pub fn turn(&self, turn: usize) -> ConversationAt {
-        ConversationAt {
-            turn: Some(turn),
-            ..self.clone()
-        }
-    }
-
-    /// An [`Error::Conversation`] at this place.
-    pub fn error(&self, problem: ConversationProblem) -> Error {
-        Error::Conversation {
-            at: self.clone(),
-            problem,
-        }
-    }
-}
-
-impl fmt::Display for ConversationAt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("conversation")?;
-        if let Some(id) = &self.id {
-            write!(f, " {id:?}")?;
-        }
-        if let Some(line) = self.line {
-            write!(f, " (line {line})")?;
-        }
-        if let Some(turn) = self.turn {
-            write!(f, ", turn {turn}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Why a conversation was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConversationProblem {
-    /// The line is not valid JSON.
-    #[error("malformed JSON: {0}")]
-    Malformed(String),
-    /// The JSON is not one of the accepted shapes; the text says what was expected and what was found.
-    #[error("{0}")]
-    Shape(String),
-    /// The conversation has no turns at all.
-    #[error("no turns")]
-    NoTurns,
-    /// A turn's text is empty or white space only.
-    #[error("empty or whitespace-only text")]
-    EmptyText,
-    /// No turn belongs to the speaker whose arc was asked for.
-    #[error("no turn by speaker {speaker:?} (roles present: {present})")]
-    NoSpeakerTurn {
-        /// The role asked for.
-        speaker: String,
-        /// The roles the conversation does have, sorted, without repeats, joined with ", ".
-        present: String,
-    },
-    /// The estimator refused a turn's text (too long with `--on-long error`, too large).
-    #[error("{0}")]
-    Input(InputProblem),
-    /// The conversations cannot be paired for evaluation (a pair without exactly one better and one worse).
-    #[error("{0}")]
-    Pairing(String),
 }
 
 impl Conversation {
@@ -288,6 +202,7 @@ pub fn read_conversations<R: BufRead>(reader: R) -> impl Iterator<Item = Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     fn problem(line: &str) -> (ConversationAt, ConversationProblem) {
         match Conversation::from_json_line(line, 7) {

@@ -16,7 +16,7 @@ use gemm::{QuantLinear, QuantRows};
 
 use super::{Batching, EncoderBackend, TokenBatch};
 use crate::error::{Error, Result};
-use crate::model::EncoderConfig;
+use super::config::EncoderConfig;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device};
 use std::path::PathBuf;
