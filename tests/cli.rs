@@ -49,6 +49,9 @@ fn scores_the_sample_file_in_order_with_every_category() {
         assert_eq!(r["top"].as_array().unwrap().len(), 3);
     }
     assert!(stderr(&out).contains(&format!("scored {n} utterances")));
+    // The summary names the backend that ran: the default, auto, on this CPU.
+    let backend = common::estimator().backend_name();
+    assert!(stderr(&out).contains(&format!("[{backend}]")), "{}", stderr(&out));
     // Same numbers as the library.
     let text = "Thank you so much, you saved my day";
     let lib = common::estimator().estimate(&[text]).unwrap()[0];
@@ -138,6 +141,28 @@ fn output_file_is_written_atomically() {
     assert_eq!(std::fs::read_to_string(&target).unwrap(), good);
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+}
+
+#[test]
+fn output_errors_name_the_folder_not_a_temporary_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-dir").join("out.jsonl");
+    let out = emoarc(&["score", "-", "-o", missing.to_str().unwrap(), "--device", "cpu"], b"hello\n");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("output directory") && err.contains("no-such-dir") && !err.contains(".out.jsonl."), "{err}");
+    let out = emoarc(&["score", "-", "-o", tmp.path().to_str().unwrap(), "--device", "cpu"], b"hello\n");
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+}
+
+#[test]
+fn explicit_precision_picks_the_backend() {
+    let out = emoarc(&["score", "-", "--precision", "f32", "--device", "cpu"], b"hello there\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("[candle f32 on cpu]"), "{}", stderr(&out));
+    let out = emoarc(&["score", "-", "--precision", "int16", "--device", "cuda"], b"hello there\n");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--device cpu"), "{}", stderr(&out));
 }
 
 #[test]

@@ -42,7 +42,7 @@ fn int16_stays_within_the_quality_bar_of_f32_on_every_utterance() {
     let texts = texts();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     assert!(refs.len() > 400, "{} texts", refs.len());
-    let (f32_path, int_path) = (common::estimator(), quantized());
+    let (f32_path, int_path) = (common::reference(), quantized());
     let (emb_a, emb_b) = (f32_path.embed(&refs).unwrap(), int_path.embed(&refs).unwrap());
     let (int_a, int_b) = (f32_path.estimate(&refs).unwrap(), int_path.estimate(&refs).unwrap());
     for (i, text) in refs.iter().enumerate() {
@@ -76,7 +76,7 @@ fn int16_results_do_not_depend_on_the_batch() {
 
 #[test]
 fn portable_kernel_matches_the_fast_one_and_f32() {
-    let e = common::estimator();
+    let e = common::reference();
     let texts = texts();
     let refs: Vec<&str> = texts.iter().take(60).map(String::as_str).collect();
     let seqs: Vec<Vec<u32>> = refs.iter().map(|t| e.token_ids(t).unwrap()).collect();
@@ -141,7 +141,7 @@ fn int16_on_a_gpu_is_refused_before_loading() {
 #[test]
 fn the_estimator_reports_the_backend_that_ran() {
     assert!(quantized().backend_name().starts_with("int16 ("), "{}", quantized().backend_name());
-    assert_eq!(common::estimator().backend_name(), "candle f32 on cpu");
+    assert_eq!(common::reference().backend_name(), "candle f32 on cpu");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! per conversation. It also owns what the conversation commands share: the input options, reading and
 //! scoring conversations in chunks with `--skip-bad`, the arc's JSON form, and atomic output.
 
+use super::output::AtomicOutput;
 use super::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -11,7 +12,7 @@ use plotters::prelude::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -150,50 +151,11 @@ pub fn arc_json(arc: &EmotionArc) -> Value {
     })
 }
 
-/// Standard output, or a temporary file beside the target that replaces it only on [`finish`](Self::finish);
-/// dropped unfinished (an error on the way), the temporary file is removed and the target left as it was.
-pub struct Output {
-    writer: BufWriter<Box<dyn Write>>,
-    rename: Option<(PathBuf, PathBuf)>,
-}
-
-impl Output {
-    pub fn create(target: Option<&Path>) -> Result<Output> {
-        let Some(target) = target else {
-            return Ok(Output {
-                writer: BufWriter::new(Box::new(std::io::stdout().lock())),
-                rename: None,
-            });
-        };
-        let tmp = emoarc::weights::temp_path_for(target);
-        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        Ok(Output {
-            writer: BufWriter::new(Box::new(file)),
-            rename: Some((tmp, target.to_path_buf())),
-        })
-    }
-
-    pub fn line(&mut self, record: Value) -> Result<()> {
-        serde_json::to_writer(&mut self.writer, &rounded(record))?;
-        self.writer.write_all(b"\n")?;
-        Ok(())
-    }
-
-    pub fn finish(mut self) -> Result<()> {
-        self.writer.flush().context("writing output")?;
-        if let Some((tmp, target)) = self.rename.take() {
-            std::fs::rename(&tmp, &target).with_context(|| format!("cannot move output into {}", target.display()))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Output {
-    fn drop(&mut self) {
-        if let Some((tmp, _)) = self.rename.take() {
-            let _ = std::fs::remove_file(tmp);
-        }
-    }
+/// Writes one JSON record per line, numbers rounded for reading.
+pub fn write_line(out: &mut AtomicOutput, record: Value) -> Result<()> {
+    serde_json::to_writer(&mut *out, &rounded(record))?;
+    out.write_all(b"\n")?;
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -213,20 +175,20 @@ pub fn run(args: ArcArgs) -> Result<ExitCode> {
     if let Some(dir) = &args.plot {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let mut out = Output::create(args.conversations.output.as_deref())?;
+    let mut out = AtomicOutput::create(args.conversations.output.as_deref())?;
     let mut names = HashSet::new();
     let code = args.conversations.for_each_trajectory(&estimator, |conversation, trajectory| {
         if let Some(dir) = &args.plot {
             let path = dir.join(format!("{}.svg", file_stem(&conversation.id, &mut names)));
             plot(&trajectory, args.plot_categories, &path)?;
         }
-        out.line(json!({
+        write_line(&mut out, json!({
             "id": conversation.id,
             "speaker": trajectory.speaker,
             "arc": arc_json(trajectory.arc()),
         }))
     })?;
-    out.finish()?;
+    out.commit()?;
     Ok(code)
 }
 

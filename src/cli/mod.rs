@@ -5,6 +5,7 @@ mod arc;
 mod data;
 mod eval;
 mod eval_arcs;
+mod output;
 mod reward;
 mod score;
 mod serve;

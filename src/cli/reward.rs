@@ -1,7 +1,8 @@
 //! `emoarc reward`: conversations in, one reward per conversation out (JSONL), with the arc it came from, each
 //! term's value and the accommodation guard's report, so a reader can see why a conversation scored as it did.
 
-use super::arc::{arc_json, ConversationArgs, Output};
+use super::arc::{arc_json, write_line, ConversationArgs};
+use super::output::AtomicOutput;
 use anyhow::Result;
 use clap::Args;
 use emoarc::reward::RewardFn;
@@ -39,14 +40,14 @@ pub fn run(args: RewardArgs) -> Result<ExitCode> {
     let config = load_config(args.config.as_deref(), args.reward.as_deref())?;
     let reward = config.build()?;
     let estimator = args.conversations.model.load()?;
-    let mut out = Output::create(args.conversations.output.as_deref())?;
+    let mut out = AtomicOutput::create(args.conversations.output.as_deref())?;
     let code = args.conversations.for_each_trajectory(&estimator, |conversation, trajectory| {
         let terms: Map<String, Value> = reward
             .terms(&trajectory)
             .into_iter()
             .map(|(name, value)| (name.to_string(), json!(value)))
             .collect();
-        out.line(json!({
+        write_line(&mut out, json!({
             "id": conversation.id,
             "reward": reward.reward(&trajectory),
             "arc": arc_json(trajectory.arc()),
@@ -54,6 +55,6 @@ pub fn run(args: RewardArgs) -> Result<ExitCode> {
             "accommodation": config.accommodation.assess(&trajectory),
         }))
     })?;
-    out.finish()?;
+    out.commit()?;
     Ok(code)
 }

@@ -1,6 +1,7 @@
 //! `emoarc score`: streams utterances from a file or stdin through the estimator, in chunks so memory stays
 //! flat on any input size, and writes JSONL or CSV in input order, atomically when writing to a file.
 
+use super::output::AtomicOutput;
 use super::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -8,8 +9,8 @@ use emoarc::{Category, Estimate, Estimator, InputProblem, Intensities};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -76,22 +77,20 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
         let len = f.metadata().ok().map(|m| m.len());
         (Box::new(f), len)
     };
-    let mut sink = Sink::open(args.output.as_deref())?;
+    let mut sink = AtomicOutput::create(args.output.as_deref())?;
     let outcome = score_stream(&estimator, BufReader::with_capacity(1 << 16, reader), total_bytes, &args, &mut sink);
     match outcome {
         Ok(summary) => {
             sink.commit()?;
-            eprintln!("{summary}");
+            eprintln!("{summary} [{}]", estimator.backend_name());
             if summary.scored == 0 && summary.skipped > 0 {
                 eprintln!("emoarc: error: every line was bad");
                 return Ok(ExitCode::FAILURE);
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            sink.abandon();
-            Err(e)
-        }
+        // The uncommitted output removes its temporary file as it drops.
+        Err(e) => Err(e),
     }
 }
 
@@ -121,7 +120,7 @@ fn score_stream(
     mut reader: impl BufRead,
     total_bytes: Option<u64>,
     args: &ScoreArgs,
-    sink: &mut Sink,
+    sink: &mut AtomicOutput,
 ) -> Result<Summary> {
     let start = Instant::now();
     let progress = progress_bar(total_bytes);
@@ -178,7 +177,7 @@ fn reject(bad: BadLine, skip: bool, summary: &mut Summary) -> Result<()> {
     Ok(())
 }
 
-fn score_chunk(estimator: &Estimator, chunk: Vec<Item>, args: &ScoreArgs, sink: &mut Sink, summary: &mut Summary) -> Result<()> {
+fn score_chunk(estimator: &Estimator, chunk: Vec<Item>, args: &ScoreArgs, sink: &mut AtomicOutput, summary: &mut Summary) -> Result<()> {
     let texts: Vec<&str> = chunk.iter().map(|i| i.text.as_str()).collect();
     let results = estimator.estimate_each(&texts)?;
     for (item, result) in chunk.iter().zip(results) {
@@ -257,7 +256,7 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn write_record(sink: &mut Sink, args: &ScoreArgs, item: &Item, estimate: &Estimate) -> Result<()> {
+fn write_record(sink: &mut AtomicOutput, args: &ScoreArgs, item: &Item, estimate: &Estimate) -> Result<()> {
     match args.format {
         OutputFormat::Jsonl => {
             let record = Record {
@@ -328,48 +327,3 @@ fn progress_bar(total_bytes: Option<u64>) -> ProgressBar {
     }
 }
 
-/// Where output goes: standard output, or a temporary file renamed over the target only on success.
-struct Sink {
-    writer: BufWriter<Box<dyn Write>>,
-    target: Option<(PathBuf, PathBuf)>,
-}
-
-impl Sink {
-    fn open(output: Option<&Path>) -> Result<Sink> {
-        let (writer, target): (Box<dyn Write>, _) = match output {
-            None => (Box::new(std::io::stdout().lock()), None),
-            Some(path) => {
-                let tmp = emoarc::weights::temp_path_for(path);
-                let f = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-                (Box::new(f), Some((tmp, path.to_path_buf())))
-            }
-        };
-        Ok(Sink {
-            writer: BufWriter::with_capacity(1 << 16, writer),
-            target,
-        })
-    }
-
-    fn commit(mut self) -> Result<()> {
-        self.writer.flush().context("writing output")?;
-        if let Some((tmp, path)) = self.target.take() {
-            std::fs::rename(&tmp, &path).with_context(|| format!("cannot move output into {}", path.display()))?;
-        }
-        Ok(())
-    }
-
-    fn abandon(mut self) {
-        if let Some((tmp, _)) = self.target.take() {
-            let _ = std::fs::remove_file(tmp);
-        }
-    }
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.flush()
-    }
-}

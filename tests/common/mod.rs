@@ -13,22 +13,31 @@ pub fn shipped_dir() -> PathBuf {
     root().join("models").join(emoarc::estimator::DEFAULT_MODEL_NAME)
 }
 
-/// The f32 reference backend on the CPU (the default, `auto`, may pick int16 on CPUs with VNNI).
+/// The f32 reference backend on the CPU, which every faster backend is checked against.
 pub const REFERENCE: Backend = Backend::Candle {
     dtype: FloatType::F32,
     device: DeviceChoice::Cpu,
 };
 
-/// The shipped model on the f32 reference backend, loaded once (loading verifies ~45 MB of sha256).
+fn load(backend: Backend) -> Estimator {
+    Estimator::builder()
+        .model(emoarc::ModelSource::Dir(shipped_dir()))
+        .backend(backend)
+        .build()
+        .expect("the shipped model loads")
+}
+
+/// The shipped model on the CPU's default backend (what `--device cpu` runs: int16 where the CPU has a fast
+/// integer kernel, else f32), loaded once (loading verifies ~45 MB of sha256).
 pub fn estimator() -> &'static Estimator {
     static E: OnceLock<Estimator> = OnceLock::new();
-    E.get_or_init(|| {
-        Estimator::builder()
-            .model(emoarc::ModelSource::Dir(shipped_dir()))
-            .backend(REFERENCE)
-            .build()
-            .expect("the shipped model loads")
-    })
+    E.get_or_init(|| load(Backend::from_flags(emoarc::Precision::Auto, DeviceChoice::Cpu).unwrap()))
+}
+
+/// The shipped model on the f32 reference backend, loaded once.
+pub fn reference() -> &'static Estimator {
+    static E: OnceLock<Estimator> = OnceLock::new();
+    E.get_or_init(|| load(REFERENCE))
 }
 
 /// Copies a folder's files (not recursive: model folders are flat).
