@@ -21,6 +21,8 @@ pub struct BatchLimits {
 }
 
 impl BatchLimits {
+    /// Checks that every input of up to `max_length` tokens fits some batch. Returns [`Error::Config`] when
+    /// `max_batch` is 0 or `token_budget` is smaller than `max_length`.
     pub fn check(&self, max_length: usize) -> Result<()> {
         if self.max_batch == 0 {
             return Err(Error::Config("max batch must be at least 1".into()));
@@ -39,7 +41,9 @@ impl BatchLimits {
 /// padded backend pads to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedBatch {
+    /// Indices into the `lengths` passed to [`plan`], in ascending order of length (ties by index); never empty.
     pub items: Vec<usize>,
+    /// Length in tokens of the longest member (at least 1): the length a padded backend pads every member to.
     pub padded_len: usize,
 }
 

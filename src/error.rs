@@ -15,54 +15,103 @@ pub enum Error {
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or folder that could not be read or written.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
     /// A model file listed in the manifest is not where the model says it is.
     #[error("model file missing: {path}")]
-    MissingFile { path: PathBuf },
+    MissingFile {
+        /// Where the file (or, for a folder source, the model folder itself) was expected.
+        path: PathBuf,
+    },
     /// A model file's bytes do not match the sha256 recorded in the weights manifest.
     #[error("sha256 mismatch for {path}: manifest says {expected}, file has {actual}")]
     ChecksumMismatch {
+        /// The file whose contents differ.
         path: PathBuf,
+        /// The sha256 the manifest records, 64 lower-case hex digits.
         expected: String,
+        /// The sha256 of the file on disk, 64 lower-case hex digits.
         actual: String,
     },
     /// A model file's size does not match the manifest (checked before hashing: cheaper and clearer).
     #[error("size mismatch for {path}: manifest says {expected} bytes, file has {actual}")]
     SizeMismatch {
+        /// The file whose size differs.
         path: PathBuf,
+        /// The size the manifest records, in bytes.
         expected: u64,
+        /// The size of the file on disk, in bytes.
         actual: u64,
     },
     /// The weights manifest could not be parsed or is inconsistent.
     #[error("weights manifest {path}: {reason}")]
-    Manifest { path: PathBuf, reason: String },
+    Manifest {
+        /// The manifest file (`<built-in weights-manifest>` for the one compiled in).
+        path: PathBuf,
+        /// The TOML parse error, or which entry breaks which rule (a name listed twice, a sha256 that is not
+        /// 64 lower-case hex digits, a file path that leaves the model folder).
+        reason: String,
+    },
     /// No model was named and the shipped one was found nowhere; `tried` says, per place, why it was passed over.
     #[error("no model found; tried:\n  {}\npass --model DIR (or set EMOARC_MODEL, or call EstimatorBuilder::model)", tried.join("\n  "))]
-    ModelNotFound { tried: Vec<String> },
+    ModelNotFound {
+        /// One line per place looked in, in search order: the source (folder or `hf:` repository) and why it
+        /// was not used (not there, no `emoarc.json`, or the error its verification gave).
+        tried: Vec<String>,
+    },
     /// The model is not listed in the weights manifest, so its files cannot be verified.
     #[error("model {model:?} is not listed in the weights manifest {manifest}; add it (emoarc train does) or pass --manifest")]
-    UnlistedModel { model: String, manifest: PathBuf },
+    UnlistedModel {
+        /// The name looked up: the model folder's name, the explicitly given name, or `hf:ORG/REPO` for a hub
+        /// source.
+        model: String,
+        /// The manifest that was searched (`<built-in weights-manifest>` for the one compiled in).
+        manifest: PathBuf,
+    },
     /// A file of the model folder is listed in the manifest but the model folder does not use it, or vice versa.
     #[error("model {model:?}: {reason}")]
-    ModelFormat { model: String, reason: String },
+    ModelFormat {
+        /// The model's name (from its manifest entry or its `emoarc.json`).
+        model: String,
+        /// What is wrong: an `emoarc.json` that does not parse or fails its checks (format version, taxonomy,
+        /// heads, architecture, max length), an unknown head, a head whose input width is not the encoder's
+        /// hidden size, head weights that do not load, or a file asked for that the manifest does not list.
+        reason: String,
+    },
     /// A model source string (`DIR` or `hf:ORG/REPO[@REVISION]`) could not be understood.
     #[error("bad model source {source_spec:?}: {reason}")]
-    BadSource { source_spec: String, reason: String },
+    BadSource {
+        /// The source string as given.
+        source_spec: String,
+        /// What is wrong with it (empty, empty revision after `@`, or not `hf:ORG/REPO[@REVISION]`).
+        reason: String,
+    },
     /// Fetching from the Hugging Face hub (or reading its cache) failed.
     #[error("hub: {0}")]
     Hub(String),
     /// The requested device is not available in this build or on this machine.
     #[error("device {requested}: {reason}")]
-    Device { requested: String, reason: String },
+    Device {
+        /// The device as asked for, such as `cuda:0` or `metal:1`.
+        requested: String,
+        /// candle's error on opening it (feature not compiled in, no such GPU, driver failure).
+        reason: String,
+    },
     /// The tokenizer failed on a text or could not be loaded.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// An input text was rejected; `index` is its 0-based position in the batch the caller passed.
     #[error("input {index}: {reason}")]
-    BadInput { index: usize, reason: InputProblem },
+    BadInput {
+        /// 0-based position of the refused text in the slice the caller passed.
+        index: usize,
+        /// Why it was refused.
+        reason: InputProblem,
+    },
     /// A tensor operation failed (shape mismatch, out of memory, a backend error).
     #[error("tensor: {0}")]
     Tensor(#[from] candle_core::Error),
@@ -74,20 +123,38 @@ pub enum Error {
     Config(String),
     /// The chosen backend cannot run this model or this request (for example int16 on a GPU).
     #[error("backend {backend}: {reason}")]
-    Backend { backend: String, reason: String },
+    Backend {
+        /// The backend that refused, such as `int16`.
+        backend: String,
+        /// What it cannot do and, where there is one, what to pass instead.
+        reason: String,
+    },
     /// An encoder `config.json` is not a BERT config this build can run.
     #[error("encoder config {path}: {reason}")]
-    EncoderConfig { path: PathBuf, reason: String },
+    EncoderConfig {
+        /// The `config.json` that was read.
+        path: PathBuf,
+        /// The JSON error, or the field that is missing or holds an unsupported value.
+        reason: String,
+    },
     /// A tensor in a weights file, or a network output, has the wrong shape.
     #[error("{tensor} has shape {actual:?}, expected {expected:?}")]
     TensorShape {
+        /// The tensor's name in its safetensors file, or a description such as `head output`.
         tensor: String,
+        /// The dimensions the code needs, outermost first.
         expected: Vec<usize>,
+        /// The dimensions found.
         actual: Vec<usize>,
     },
     /// A token sequence handed to an encoder is empty or longer than its position embeddings.
     #[error("a sequence of {tokens} tokens; the encoder takes 1 to {max}")]
-    SequenceLength { tokens: usize, max: usize },
+    SequenceLength {
+        /// Tokens in the offending sequence, special tokens included (0 for an empty one).
+        tokens: usize,
+        /// The longest sequence the encoder accepts: its number of position embeddings.
+        max: usize,
+    },
     /// A conversation could not be read, scored or paired; `at` names the conversation (id, line) and the turn.
     #[error("{at}: {problem}")]
     Conversation {
@@ -107,10 +174,21 @@ pub enum InputProblem {
     Empty,
     /// The text is longer than the model's maximum length and the policy is to refuse it.
     #[error("{tokens} tokens exceed the maximum length of {max} (use truncate or chunk)")]
-    TooLong { tokens: usize, max: usize },
+    TooLong {
+        /// Tokens in the text, special tokens included.
+        tokens: usize,
+        /// The estimator's maximum length in tokens, special tokens included.
+        max: usize,
+    },
     /// The text is larger than the hard byte limit that protects memory.
     #[error("{bytes} bytes exceed the limit of {max} bytes")]
-    TooLarge { bytes: usize, max: usize },
+    TooLarge {
+        /// Size of the text in bytes (UTF-8).
+        bytes: usize,
+        /// The limit in bytes ([`EstimatorBuilder::max_text_bytes`](crate::estimator::EstimatorBuilder::max_text_bytes),
+        /// 1 MiB by default).
+        max: usize,
+    },
 }
 
 impl Error {

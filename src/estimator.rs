@@ -47,6 +47,7 @@ impl FromStr for OnLong {
 /// The full result for one input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Estimate {
+    /// The 40 category intensities, each in `[0, 1]`; for a chunked input, the maximum over its windows.
     pub intensities: Intensities,
     /// Tokens in the input (special tokens included), before any truncation.
     pub tokens: usize,
@@ -194,6 +195,8 @@ impl EstimatorBuilder {
         self
     }
 
+    /// What to do with an input longer than [`max_length`](Self::max_length) tokens (default
+    /// [`OnLong::Truncate`]).
     pub fn on_long(mut self, policy: OnLong) -> Self {
         self.on_long = policy;
         self
@@ -298,7 +301,8 @@ impl EstimatorBuilder {
 pub const MODEL_ENV: &str = "EMOARC_MODEL";
 
 /// Where the shipped model is looked for, in order: `models/emoarc-minilm` under the working directory, the
-/// same under the checkout this crate was built from (when that is another folder), then its hub repository.
+/// same under the checkout this crate was built from (when that is another folder), then (with the `hub`
+/// feature) its hub repository.
 fn default_sources() -> Vec<ModelSource> {
     let relative = PathBuf::from("models").join(DEFAULT_MODEL_NAME);
     let in_checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(&relative);
@@ -307,10 +311,12 @@ fn default_sources() -> Vec<ModelSource> {
     if here.as_ref() != Some(&in_checkout) {
         sources.push(ModelSource::Dir(in_checkout));
     }
-    sources.push(ModelSource::Hub {
-        repo: format!("emoarc/{DEFAULT_MODEL_NAME}"),
-        revision: "main".into(),
-    });
+    if cfg!(feature = "hub") {
+        sources.push(ModelSource::Hub {
+            repo: format!("emoarc/{DEFAULT_MODEL_NAME}"),
+            revision: "main".into(),
+        });
+    }
     sources
 }
 
@@ -336,6 +342,8 @@ pub struct Estimator {
 }
 
 impl Estimator {
+    /// A builder with every option at its default (the shipped model, [`Backend::Auto`], truncation); finish
+    /// with [`EstimatorBuilder::build`].
     pub fn builder() -> EstimatorBuilder {
         EstimatorBuilder::default()
     }

@@ -14,21 +14,29 @@
 //! # Ok::<(), emoarc::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod backend;
 pub mod batch;
+#[cfg(feature = "train")]
 pub mod data;
 pub mod error;
 pub mod estimator;
+#[cfg(feature = "train")]
 pub mod eval;
 pub mod intensities;
 pub mod model;
 pub mod reward;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod stats;
 pub mod taxonomy;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod trajectory;
 pub mod weights;
+#[cfg(feature = "train")]
 pub mod zero_shot;
 
 pub use error::{Error, InputProblem, Result};
@@ -39,3 +47,8 @@ pub use reward::{AccommodationGuard, RewardConfig, RewardFn, WeightedReward};
 pub use taxonomy::{Category, Family, NUM_CATEGORIES, TAXONOMY_VERSION};
 pub use trajectory::{ArcOptions, ArcTracker, Conversation, EmotionArc, Trajectory, Turn};
 pub use weights::ModelSource;
+
+/// The README's Rust snippets, compiled and run as doctests so that they work as pasted.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -23,7 +23,12 @@ pub enum ModelSource {
     /// A folder on disk holding the model's files.
     Dir(PathBuf),
     /// A Hugging Face hub repository at a revision (branch, tag or commit; `main` when none is given).
-    Hub { repo: String, revision: String },
+    Hub {
+        /// The repository as `ORG/REPO`.
+        repo: String,
+        /// The branch, tag or commit to fetch; `main` when the source names none.
+        revision: String,
+    },
 }
 
 impl FromStr for ModelSource {
@@ -96,7 +101,9 @@ pub struct Upstream {
 /// Where a model is published on the hub, so `hf:` sources can be matched to their manifest entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HubLocation {
+    /// The repository as `ORG/REPO`; an `hf:` source naming it is verified against this entry.
     pub repo: String,
+    /// The branch, tag or commit the recorded files come from; `main` when the manifest omits it.
     #[serde(default = "default_revision")]
     pub revision: String,
 }
@@ -108,13 +115,19 @@ fn default_revision() -> String {
 /// One model in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelEntry {
+    /// Unique within the manifest; a model folder is matched to the entry named like the folder.
     pub name: String,
+    /// SPDX licence identifier of the weights, such as `Apache-2.0`.
     pub licence: String,
+    /// Free text for people: what the model is and how it was made; may be empty (then not written).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// Where the base weights came from.
     pub upstream: Upstream,
+    /// Where the model is published on the hub, if it is; `None` for local-only models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub: Option<HubLocation>,
+    /// Every file of the model folder, each with its sha256 and size; only these may be read.
     pub files: Vec<FileEntry>,
 }
 
@@ -128,6 +141,7 @@ impl ModelEntry {
 /// The whole `weights-manifest`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The entries, in file order (`[[model]]` tables); names are unique.
     #[serde(default, rename = "model")]
     pub models: Vec<ModelEntry>,
     /// Where it was read from, for error messages.
@@ -368,6 +382,7 @@ pub fn verify_dir(dir: &Path, entry: &ModelEntry) -> Result<VerifiedModel> {
 /// How to find and verify a model: the source, and optionally an explicit manifest and model name.
 #[derive(Debug, Clone)]
 pub struct Resolver {
+    /// The folder or hub repository to load from.
     pub source: ModelSource,
     /// A manifest file to use instead of the one found beside the model (or the built-in one).
     pub manifest: Option<PathBuf>,
@@ -380,6 +395,9 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// A resolver for `source` with defaults: the manifest beside the model (or the built-in one), the entry
+    /// the source implies, hf-hub's default cache, and downloads allowed unless `HF_HUB_OFFLINE` is set to
+    /// something other than empty or `0`.
     pub fn new(source: ModelSource) -> Self {
         let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !v.is_empty() && v != "0");
         Resolver {
@@ -431,8 +449,17 @@ impl Resolver {
         }
     }
 
+    /// Without the `hub` feature a hub source is a clear error, not a missing file.
+    #[cfg(not(feature = "hub"))]
+    fn fetch_from_hub(&self, repo: &str, revision: &str, _entry: &ModelEntry) -> Result<PathBuf> {
+        Err(Error::Hub(format!(
+            "hf:{repo}@{revision}: this build of emoarc has no hub support (cargo feature `hub`); pass a model folder"
+        )))
+    }
+
     /// Makes every file of `entry` present in one hub-cache snapshot folder and returns that folder: from the
     /// cache when it has them (no network at all), otherwise through hf-hub's download API.
+    #[cfg(feature = "hub")]
     fn fetch_from_hub(&self, repo: &str, revision: &str, entry: &ModelEntry) -> Result<PathBuf> {
         use hf_hub::{Cache, Repo, RepoType};
         let cache = match &self.hub_cache {

@@ -175,3 +175,35 @@ fn model_errors_are_clear() {
     assert!(stderr(&out).contains("hf:ORG/REPO"), "{}", stderr(&out));
     assert!(!Path::new("no").exists());
 }
+
+/// Runs the binary in `dir` (not the checkout) with `stdin`.
+fn emoarc_in(dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emoarc"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("EMOARC_MODEL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn works_outside_the_checkout_and_passes_over_an_incomplete_model_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    // An empty ./models/emoarc-minilm is not a model: the checkout's is used instead.
+    std::fs::create_dir_all(tmp.path().join("models/emoarc-minilm")).unwrap();
+    let out = emoarc_in(tmp.path(), &["score", "-", "--device", "cpu"], b"what a lovely day\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(lines(&out).len(), 1);
+    // The data commands find the checkout's data too.
+    let out = emoarc_in(tmp.path(), &["data", "check"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // An explicit model that is not there is an error naming it, with no fallback.
+    let out = emoarc_in(tmp.path(), &["score", "-", "--model", "models/emoarc-minilm"], b"hi\n");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("models/emoarc-minilm"), "{}", stderr(&out));
+}

@@ -1,4 +1,4 @@
-//! Backends: what runs the encoder. One small internal trait, [`EncoderBackend`], in the manner of
+//! Backends: what runs the encoder. One small internal trait, `EncoderBackend`, in the manner of
 //! text-embeddings-inference's `Backend`: a backend says how wide its vectors are and how it wants batches
 //! (padded to a common length, or packed end to end), and turns a [`TokenBatch`] into mean-pooled f32 vectors.
 //! Two implementations sit behind it:
@@ -27,8 +27,13 @@ pub enum DeviceChoice {
     /// CUDA if this build has it and a GPU answers, then Metal likewise, else CPU.
     #[default]
     Auto,
+    /// The CPU; always available. Written `cpu`.
     Cpu,
+    /// The CUDA GPU with this 0-based ordinal (`cuda` alone is `cuda:0`); needs the `cuda` build feature, and
+    /// opening one that is missing is an [`Error::Device`].
     Cuda(usize),
+    /// The Metal GPU with this 0-based ordinal (`metal` alone is `metal:0`); needs the `metal` build feature,
+    /// and opening one that is missing is an [`Error::Device`].
     Metal(usize),
 }
 

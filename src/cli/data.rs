@@ -17,9 +17,10 @@ pub struct DataArgs {
 enum DataCommand {
     /// Check the corpus: duplicates across splits, unknown categories, off-scale values, coverage.
     Check {
-        /// The data folder (corpus/, intensity-pairs.jsonl, neutral.txt).
-        #[arg(long, default_value = "data")]
-        data: PathBuf,
+        /// The data folder (corpus/, intensity-pairs.jsonl, neutral.txt); default: data/ here, else in the
+        /// emoarc checkout.
+        #[arg(long)]
+        data: Option<PathBuf>,
         /// How many within-split near-duplicate warnings to print.
         #[arg(long, default_value_t = 10)]
         show_warnings: usize,
@@ -28,6 +29,7 @@ enum DataCommand {
 
 pub fn run(args: DataArgs) -> Result<ExitCode> {
     let DataCommand::Check { data, show_warnings } = args.command;
+    let data = super::repo_path(data, "data", "data")?;
     let corpus = Corpus::load_dir(&data.join("corpus"))?;
     let pairs = data::load_pairs(&data.join("intensity-pairs.jsonl"))?;
     let neutral = data::load_lines(&data.join("neutral.txt"))?;

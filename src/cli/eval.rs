@@ -14,13 +14,14 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The data folder (corpus/ for the test and dev splits, intensity-pairs.jsonl, neutral.txt, label-maps/).
-    #[arg(long, default_value = "data")]
-    data: PathBuf,
+    /// The data folder (corpus/ for the test and dev splits, intensity-pairs.jsonl, neutral.txt, label-maps/);
+    /// default: data/ here, else in the emoarc checkout.
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// The public datasets' folder (goemotions/, emobank/, xed/, empathic_reactions/); a missing dataset is
-    /// skipped with a warning.
-    #[arg(long, default_value = "../shared/datasets")]
-    datasets: PathBuf,
+    /// skipped with a warning. Default: ../shared/datasets from here, else from the emoarc checkout.
+    #[arg(long)]
+    datasets: Option<PathBuf>,
     /// A head to compare with (another column); "none" for no comparison.
     #[arg(long, default_value = "zero-shot")]
     baseline: String,
@@ -62,8 +63,10 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         scorers.push((args.baseline.as_str(), b));
     }
     let cfg = SuiteConfig {
-        data: args.data.clone(),
-        datasets: args.datasets.clone(),
+        data: super::repo_path(args.data.clone(), "data", "data")?,
+        // Not found anywhere: each dataset is then reported as skipped, with the path it was looked for at.
+        datasets: super::repo_path(args.datasets.clone(), "../shared/datasets", "datasets")
+            .unwrap_or_else(|_| PathBuf::from("../shared/datasets")),
         bootstrap: Bootstrap {
             resamples: args.bootstrap,
             seed: args.seed,

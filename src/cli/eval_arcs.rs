@@ -22,8 +22,9 @@ use std::process::ExitCode;
 #[derive(Args, Debug)]
 pub struct EvalArcsArgs {
     /// Conversation pairs: JSONL conversations with "pair", "outcome" (better or worse) and "failure" fields.
-    #[arg(long, default_value = "data/conversations/pairs.jsonl")]
-    data: PathBuf,
+    /// Default: data/conversations/pairs.jsonl here, else in the emoarc checkout.
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -42,10 +43,11 @@ pub struct EvalArcsArgs {
 pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
     let config = load_config(args.config.as_deref(), args.reward.as_deref())?;
     let weighted = (!config.terms.is_empty()).then(|| config.build()).transpose()?;
-    let file = std::fs::File::open(&args.data).with_context(|| format!("cannot open {}", args.data.display()))?;
+    let data = super::repo_path(args.data.clone(), "data/conversations/pairs.jsonl", "data")?;
+    let file = std::fs::File::open(&data).with_context(|| format!("cannot open {}", data.display()))?;
     let conversations = read_conversations(BufReader::new(file))
         .collect::<emoarc::Result<Vec<Conversation>>>()
-        .with_context(|| format!("reading {}", args.data.display()))?;
+        .with_context(|| format!("reading {}", data.display()))?;
     let pairs = find_pairs(&conversations)?;
     let estimator = args.model.load()?;
     let options = args.arc.options();
@@ -65,13 +67,13 @@ pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
     let baselines = trivial_baselines(&pairs, &conversations, &options.speaker);
     let model = format!("{} (head {})", estimator.spec().name, estimator.head_name());
     if args.json {
-        let doc = json!({"data": args.data, "model": model, "reading": options.reading.name(), "speaker": options.speaker, "report": report, "baselines": baselines});
+        let doc = json!({"data": data, "model": model, "reading": options.reading.name(), "speaker": options.speaker, "report": report, "baselines": baselines});
         println!("{}", serde_json::to_string_pretty(&rounded(doc))?);
     } else {
         let heading = format!(
             "{} pairs in {}; model {model}, {} reading, speaker {}",
             report.pairs,
-            args.data.display(),
+            data.display(),
             options.reading.name(),
             options.speaker
         );

@@ -112,6 +112,26 @@ impl ModelArgs {
     }
 }
 
+/// A file or folder of the repository (`data`, `data/conversations/pairs.jsonl`, `../shared/datasets`): the
+/// path given with `--FLAG`, else `relative` under the working directory, else under the checkout this binary
+/// was built from; when neither has it, an error that names both places and the flag.
+pub fn repo_path(given: Option<PathBuf>, relative: &str, flag: &str) -> Result<PathBuf> {
+    if let Some(path) = given {
+        return Ok(path);
+    }
+    let here = PathBuf::from(relative);
+    let checkout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative);
+    for candidate in [&here, &checkout] {
+        if candidate.exists() {
+            return Ok(candidate.clone());
+        }
+    }
+    anyhow::bail!(
+        "{relative} is neither under the working directory nor in the emoarc checkout ({}); pass --{flag} PATH",
+        checkout.display()
+    )
+}
+
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {

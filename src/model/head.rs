@@ -18,7 +18,10 @@ pub struct Head {
 /// What the head gives for a batch: intensities `[b, 40]` in `[0, 1]` and, when the head has learned affect,
 /// `[b, 2]` valence and arousal, each in `[0, 1]` (valence 0.5 is neutral).
 pub struct HeadOutput {
+    /// `[batch, 40]` f32, each in `[0, 1]`, columns in canonical category order.
     pub intensities: Tensor,
+    /// `[batch, 2]` f32: column 0 valence, column 1 arousal, each in `[0, 1]`; `None` when the head has no
+    /// learned affect.
     pub affect: Option<Tensor>,
 }
 

@@ -39,7 +39,9 @@ pub struct EncoderSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
+    /// The exact (erf-based) GELU; `"gelu"` in `emoarc.json`.
     Gelu,
+    /// `max(0, x)`; `"relu"` in `emoarc.json`.
     Relu,
 }
 
@@ -61,6 +63,8 @@ pub struct HeadSpec {
     /// Widths of hidden layers; empty for a linear head.
     #[serde(default)]
     pub hidden: Vec<usize>,
+    /// Applied after each hidden layer (not after the output layer, which goes through a sigmoid); unused by a
+    /// linear head.
     pub activation: Activation,
     /// Whether the pooled vector is L2-normalised first (a cosine head).
     pub normalize: bool,
@@ -76,14 +80,20 @@ pub struct HeadSpec {
 /// `emoarc.json`: everything needed to run a model folder, besides the weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
+    /// Version of this file's format; loading fails with [`Error::ModelFormat`] unless it is
+    /// [`FORMAT_VERSION`].
     pub format: u32,
+    /// The model's name, used in error messages; normally the same as its manifest entry and folder.
     pub name: String,
+    /// The taxonomy the head columns follow; must be this build's [`TAXONOMY_VERSION`] (`emonet-40-v1`).
     pub taxonomy: String,
     /// The 40 category names in head column order; must equal the crate's canonical order.
     pub categories: Vec<String>,
+    /// How token vectors are pooled into one vector per input.
     pub pooling: Pooling,
     /// Maximum tokens per input, special tokens included.
     pub max_length: usize,
+    /// The encoder's files, shared by every head.
     pub encoder: EncoderSpec,
     /// Heads by name; each reads the pooled output of its own number of encoder layers.
     pub heads: std::collections::BTreeMap<String, HeadSpec>,

@@ -15,6 +15,7 @@ pub use affect::{
 };
 pub use arc::{ArcSummary, EmotionArc, ScoredTurn, Trajectory, DEFAULT_TREND_WINDOW};
 pub(crate) use arc::{slope, tail, volatility};
+#[cfg(feature = "server")]
 pub(crate) use conversation::found_value;
 pub use conversation::{read_conversations, Conversation, ConversationAt, ConversationProblem, Turn};
 pub use reading::{Clause, ClauseScore, TurnReading};

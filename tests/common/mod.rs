@@ -53,7 +53,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Runs the `emoarc` binary from the checkout's root on CPU with no standard input.
 pub fn emoarc_cpu(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_emoarc"))
+    std::process::Command::new(option_env!("CARGO_BIN_EXE_emoarc").expect("the emoarc binary (feature cli)"))
         .args(args)
         .args(["--device", "cpu"])
         .current_dir(root())

@@ -173,54 +173,59 @@ impl QuantLinear {
 
     /// One block of up to 6 rows by 64 columns.
     unsafe fn block(&self, x: &QuantRows, row0: usize, rows: usize, tile: usize, out: *mut f32, kernel: Kernel) {
-        let groups = self.padded_inputs / GROUP;
-        let b = &self.packed[tile * groups * TILE_STEP..(tile + 1) * groups * TILE_STEP];
-        let a = &x.data[row0 * x.width..(row0 + rows) * x.width];
-        let col0 = tile * TILE_N;
-        let cols = TILE_N.min(self.outputs - col0);
-        let block = Block {
-            a,
-            lda: x.width,
-            b,
-            groups,
-            row_scale: &x.scale[row0..row0 + rows],
-            scale: &self.scale[col0..col0 + TILE_N],
-            bias: &self.bias[col0..col0 + TILE_N],
-            out: out.add(row0 * self.outputs + col0),
-            ldo: self.outputs,
-            cols,
-        };
-        match kernel.0 {
-            // SAFETY (the caller's): `Kind::Vnni` exists only where `Kernel::detect` found the instructions.
-            #[cfg(target_arch = "x86_64")]
-            Kind::Vnni => match rows {
-                6 => vnni_block::<6>(&block),
-                5 => vnni_block::<5>(&block),
-                4 => vnni_block::<4>(&block),
-                3 => vnni_block::<3>(&block),
-                2 => vnni_block::<2>(&block),
-                _ => vnni_block::<1>(&block),
-            },
-            #[cfg(target_arch = "x86_64")]
-            Kind::Avx2 => match rows {
-                // Six rows would need 24 accumulators: two calls of up to three rows each.
-                6 => {
-                    avx2_tile::<3>(&block, 0);
-                    avx2_tile::<3>(&block, 3)
-                }
-                5 => {
-                    avx2_tile::<3>(&block, 0);
-                    avx2_tile::<2>(&block, 3)
-                }
-                4 => {
-                    avx2_tile::<2>(&block, 0);
-                    avx2_tile::<2>(&block, 2)
-                }
-                3 => avx2_tile::<3>(&block, 0),
-                2 => avx2_tile::<2>(&block, 0),
-                _ => avx2_tile::<1>(&block, 0),
-            },
-            _ => portable_block(&block, rows),
+        // SAFETY: `out` points at `[x.rows, outputs]` floats (the caller's contract), so `row0 * outputs + col0` is inside
+        // it; a fast kernel's `Kind` exists only where `Kernel::detect` found its instructions.
+        unsafe {
+            let groups = self.padded_inputs / GROUP;
+            let b = &self.packed[tile * groups * TILE_STEP..(tile + 1) * groups * TILE_STEP];
+            let a = &x.data[row0 * x.width..(row0 + rows) * x.width];
+            let col0 = tile * TILE_N;
+            let cols = TILE_N.min(self.outputs - col0);
+            let block = Block {
+                a,
+                lda: x.width,
+                b,
+                groups,
+                row_scale: &x.scale[row0..row0 + rows],
+                scale: &self.scale[col0..col0 + TILE_N],
+                bias: &self.bias[col0..col0 + TILE_N],
+                out: out.add(row0 * self.outputs + col0),
+                ldo: self.outputs,
+                cols,
+            };
+            match kernel.0 {
+                // SAFETY (the caller's): `Kind::Vnni` exists only where `Kernel::detect` found the instructions.
+                #[cfg(target_arch = "x86_64")]
+                Kind::Vnni => match rows {
+                    6 => vnni_block::<6>(&block),
+                    5 => vnni_block::<5>(&block),
+                    4 => vnni_block::<4>(&block),
+                    3 => vnni_block::<3>(&block),
+                    2 => vnni_block::<2>(&block),
+                    _ => vnni_block::<1>(&block),
+                },
+                #[cfg(target_arch = "x86_64")]
+                Kind::Avx2 => match rows {
+                    // Six rows would need 24 accumulators: two calls of up to three rows each.
+                    6 => {
+                        avx2_tile::<3>(&block, 0);
+                        avx2_tile::<3>(&block, 3)
+                    }
+                    5 => {
+                        avx2_tile::<3>(&block, 0);
+                        avx2_tile::<2>(&block, 3)
+                    }
+                    4 => {
+                        avx2_tile::<2>(&block, 0);
+                        avx2_tile::<2>(&block, 2)
+                    }
+                    3 => avx2_tile::<3>(&block, 0),
+                    2 => avx2_tile::<2>(&block, 0),
+                    _ => avx2_tile::<1>(&block, 0),
+                },
+                _ => portable_block(&block, rows),
+            }
+    
         }
     }
 }
@@ -309,18 +314,21 @@ fn quantize_rows(x: &[f32], cols: usize, width: usize, max_int: f32, data: &mut 
 
 /// The reference kernel: the same integer sums and the same f32 rescaling as the VNNI one.
 unsafe fn portable_block(blk: &Block, rows: usize) {
-    for r in 0..rows {
-        let a = &blk.a[r * blk.lda..(r + 1) * blk.lda];
-        for c in 0..blk.cols {
-            let mut acc = 0i32;
-            for g in 0..blk.groups {
-                let w = &blk.b[g * TILE_STEP + c * GROUP..][..GROUP];
-                for i in 0..GROUP {
-                    acc += a[g * GROUP + i] as i32 * w[i] as i32;
+    // SAFETY: `blk.out` addresses `rows` rows of `blk.ldo` floats with `blk.cols` columns each (see `block`).
+    unsafe {
+        for r in 0..rows {
+            let a = &blk.a[r * blk.lda..(r + 1) * blk.lda];
+            for c in 0..blk.cols {
+                let mut acc = 0i32;
+                for g in 0..blk.groups {
+                    let w = &blk.b[g * TILE_STEP + c * GROUP..][..GROUP];
+                    for i in 0..GROUP {
+                        acc += a[g * GROUP + i] as i32 * w[i] as i32;
+                    }
                 }
+                let y = acc as f32 * (blk.row_scale[r] * blk.scale[c]) + blk.bias[c];
+                *blk.out.add(r * blk.ldo + c) = y;
             }
-            let y = acc as f32 * (blk.row_scale[r] * blk.scale[c]) + blk.bias[c];
-            *blk.out.add(r * blk.ldo + c) = y;
         }
     }
 }
@@ -332,52 +340,59 @@ unsafe fn portable_block(blk: &Block, rows: usize) {
 #[target_feature(enable = "avx512f,avx512vnni")]
 #[inline]
 unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
-    let mut acc = acc;
-    std::arch::asm!(
-        "vpdpwssd {acc}, {a}, {b}",
-        acc = inout(zmm_reg) acc,
-        a = in(zmm_reg) a,
-        b = in(zmm_reg) b,
-        options(pure, nomem, nostack, preserves_flags)
-    );
-    acc
+    // SAFETY: only called from `vnni_block`, which runs only where AVX-512 VNNI was detected.
+    unsafe {
+        let mut acc = acc;
+        std::arch::asm!(
+            "vpdpwssd {acc}, {a}, {b}",
+            acc = inout(zmm_reg) acc,
+            a = in(zmm_reg) a,
+            b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        acc
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn vnni_block<const R: usize>(blk: &Block) {
-    let mut acc = [[_mm512_setzero_si512(); 4]; R];
-    let a = blk.a.as_ptr();
-    let mut b = blk.b.as_ptr();
-    for g in 0..blk.groups {
-        let w0 = _mm512_loadu_si512(b as *const _);
-        let w1 = _mm512_loadu_si512(b.add(32) as *const _);
-        let w2 = _mm512_loadu_si512(b.add(64) as *const _);
-        let w3 = _mm512_loadu_si512(b.add(96) as *const _);
-        for (r, row) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_epi32((a.add(r * blk.lda + g * GROUP) as *const i32).read_unaligned());
-            row[0] = dpwssd(row[0], x, w0);
-            row[1] = dpwssd(row[1], x, w1);
-            row[2] = dpwssd(row[2], x, w2);
-            row[3] = dpwssd(row[3], x, w3);
-        }
-        b = b.add(TILE_STEP);
-    }
-    for (r, row) in acc.iter().enumerate() {
-        let rs = _mm512_set1_ps(blk.row_scale[r]);
-        for (v, lane) in row.iter().enumerate() {
-            let col = v * 16;
-            if col >= blk.cols {
-                break;
+    // SAFETY: runs only where AVX-512 VNNI was detected; loads read one tile's packed weights (`groups` steps of
+    // `TILE_STEP` values) and rows of `lda` activations; stores are masked to the tile's `cols` columns.
+    unsafe {
+        let mut acc = [[_mm512_setzero_si512(); 4]; R];
+        let a = blk.a.as_ptr();
+        let mut b = blk.b.as_ptr();
+        for g in 0..blk.groups {
+            let w0 = _mm512_loadu_si512(b as *const _);
+            let w1 = _mm512_loadu_si512(b.add(32) as *const _);
+            let w2 = _mm512_loadu_si512(b.add(64) as *const _);
+            let w3 = _mm512_loadu_si512(b.add(96) as *const _);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = _mm512_set1_epi32((a.add(r * blk.lda + g * GROUP) as *const i32).read_unaligned());
+                row[0] = dpwssd(row[0], x, w0);
+                row[1] = dpwssd(row[1], x, w1);
+                row[2] = dpwssd(row[2], x, w2);
+                row[3] = dpwssd(row[3], x, w3);
             }
-            let s = _mm512_mul_ps(rs, _mm512_loadu_ps(blk.scale.as_ptr().add(col)));
-            let y = _mm512_add_ps(
-                _mm512_mul_ps(_mm512_cvtepi32_ps(*lane), s),
-                _mm512_loadu_ps(blk.bias.as_ptr().add(col)),
-            );
-            let left = blk.cols - col;
-            let mask: __mmask16 = if left >= 16 { 0xffff } else { (1u16 << left) - 1 };
-            _mm512_mask_storeu_ps(blk.out.add(r * blk.ldo + col), mask, y);
+            b = b.add(TILE_STEP);
+        }
+        for (r, row) in acc.iter().enumerate() {
+            let rs = _mm512_set1_ps(blk.row_scale[r]);
+            for (v, lane) in row.iter().enumerate() {
+                let col = v * 16;
+                if col >= blk.cols {
+                    break;
+                }
+                let s = _mm512_mul_ps(rs, _mm512_loadu_ps(blk.scale.as_ptr().add(col)));
+                let y = _mm512_add_ps(
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(*lane), s),
+                    _mm512_loadu_ps(blk.bias.as_ptr().add(col)),
+                );
+                let left = blk.cols - col;
+                let mask: __mmask16 = if left >= 16 { 0xffff } else { (1u16 << left) - 1 };
+                _mm512_mask_storeu_ps(blk.out.add(r * blk.ldo + col), mask, y);
+            }
         }
     }
 }
@@ -390,48 +405,52 @@ unsafe fn vnni_block<const R: usize>(blk: &Block) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2_tile<const R: usize>(blk: &Block, row: usize) {
-    for half in 0..2 {
-        let col0 = half * 32;
-        if col0 >= blk.cols {
-            break;
-        }
-        let mut acc = [[_mm256_setzero_si256(); 4]; R];
-        let a = blk.a.as_ptr().add(row * blk.lda);
-        let mut b = blk.b.as_ptr().add(col0 * GROUP);
-        for g in 0..blk.groups {
-            let w0 = _mm256_loadu_si256(b as *const __m256i);
-            let w1 = _mm256_loadu_si256(b.add(16) as *const __m256i);
-            let w2 = _mm256_loadu_si256(b.add(32) as *const __m256i);
-            let w3 = _mm256_loadu_si256(b.add(48) as *const __m256i);
-            for (r, lanes) in acc.iter_mut().enumerate() {
-                let x = _mm256_set1_epi32((a.add(r * blk.lda + g * GROUP) as *const i32).read_unaligned());
-                lanes[0] = _mm256_add_epi32(lanes[0], _mm256_madd_epi16(x, w0));
-                lanes[1] = _mm256_add_epi32(lanes[1], _mm256_madd_epi16(x, w1));
-                lanes[2] = _mm256_add_epi32(lanes[2], _mm256_madd_epi16(x, w2));
-                lanes[3] = _mm256_add_epi32(lanes[3], _mm256_madd_epi16(x, w3));
+    // SAFETY: runs only where AVX2 and FMA were detected; loads stay inside the tile's packed weights and the
+    // `R` rows of activations from `row`; stores write at most `blk.cols` columns of those rows.
+    unsafe {
+        for half in 0..2 {
+            let col0 = half * 32;
+            if col0 >= blk.cols {
+                break;
             }
-            b = b.add(TILE_STEP);
-        }
-        for (r, lanes) in acc.iter().enumerate() {
-            let rs = _mm256_set1_ps(blk.row_scale[row + r]);
-            let out = blk.out.add((row + r) * blk.ldo);
-            for (v, lane) in lanes.iter().enumerate() {
-                let col = col0 + v * 8;
-                if col >= blk.cols {
-                    break;
+            let mut acc = [[_mm256_setzero_si256(); 4]; R];
+            let a = blk.a.as_ptr().add(row * blk.lda);
+            let mut b = blk.b.as_ptr().add(col0 * GROUP);
+            for g in 0..blk.groups {
+                let w0 = _mm256_loadu_si256(b as *const __m256i);
+                let w1 = _mm256_loadu_si256(b.add(16) as *const __m256i);
+                let w2 = _mm256_loadu_si256(b.add(32) as *const __m256i);
+                let w3 = _mm256_loadu_si256(b.add(48) as *const __m256i);
+                for (r, lanes) in acc.iter_mut().enumerate() {
+                    let x = _mm256_set1_epi32((a.add(r * blk.lda + g * GROUP) as *const i32).read_unaligned());
+                    lanes[0] = _mm256_add_epi32(lanes[0], _mm256_madd_epi16(x, w0));
+                    lanes[1] = _mm256_add_epi32(lanes[1], _mm256_madd_epi16(x, w1));
+                    lanes[2] = _mm256_add_epi32(lanes[2], _mm256_madd_epi16(x, w2));
+                    lanes[3] = _mm256_add_epi32(lanes[3], _mm256_madd_epi16(x, w3));
                 }
-                let s = _mm256_mul_ps(rs, _mm256_loadu_ps(blk.scale.as_ptr().add(col)));
-                let y = _mm256_add_ps(
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(*lane), s),
-                    _mm256_loadu_ps(blk.bias.as_ptr().add(col)),
-                );
-                let left = blk.cols - col;
-                if left >= 8 {
-                    _mm256_storeu_ps(out.add(col), y);
-                } else {
-                    let mut tmp = [0f32; 8];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), y);
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), out.add(col), left);
+                b = b.add(TILE_STEP);
+            }
+            for (r, lanes) in acc.iter().enumerate() {
+                let rs = _mm256_set1_ps(blk.row_scale[row + r]);
+                let out = blk.out.add((row + r) * blk.ldo);
+                for (v, lane) in lanes.iter().enumerate() {
+                    let col = col0 + v * 8;
+                    if col >= blk.cols {
+                        break;
+                    }
+                    let s = _mm256_mul_ps(rs, _mm256_loadu_ps(blk.scale.as_ptr().add(col)));
+                    let y = _mm256_add_ps(
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(*lane), s),
+                        _mm256_loadu_ps(blk.bias.as_ptr().add(col)),
+                    );
+                    let left = blk.cols - col;
+                    if left >= 8 {
+                        _mm256_storeu_ps(out.add(col), y);
+                    } else {
+                        let mut tmp = [0f32; 8];
+                        _mm256_storeu_ps(tmp.as_mut_ptr(), y);
+                        std::ptr::copy_nonoverlapping(tmp.as_ptr(), out.add(col), left);
+                    }
                 }
             }
         }
