@@ -36,13 +36,13 @@ EMOARC="$ROOT/target/release/emoarc"
 RESULTS="$(mktemp)"
 N=$(grep -c . "$CORPUS")
 
-emoarc_pass() {  # NAME PRECISION
-  local out tm
+emoarc_pass() {  # NAME [FLAGS...]: no flags is the default command a user runs
+  local name="$1" out tm; shift
   out="$(mktemp)"; tm="$(mktemp)"
-  /usr/bin/time -f "%e %M" -o "$tm" "$EMOARC" score "$CORPUS" --device cpu --precision "$2" -o "$out" 2>/dev/null
+  /usr/bin/time -f "%e %M" -o "$tm" "$EMOARC" score "$CORPUS" "$@" -o "$out" 2>/dev/null
   read -r wall rss_kb < "$tm"
   [ "$(wc -l < "$out")" -eq "$N" ] || { echo "emoarc wrote $(wc -l < "$out") of $N lines" >&2; exit 1; }
-  echo "{\"peer\": \"$1\", \"utt_per_s\": $(python3 -c "print(round($N / $wall, 1))"), \"peak_rss_mib\": $((rss_kb / 1024))}" >> "$RESULTS"
+  echo "{\"peer\": \"$name\", \"utt_per_s\": $(python3 -c "print(round($N / $wall, 1))"), \"peak_rss_mib\": $((rss_kb / 1024))}" >> "$RESULTS"
   rm -f "$out" "$tm"
 }
 
@@ -55,8 +55,9 @@ ort_pass() {  # NAME ONNX_FILE
 
 for pass in $(seq "$PASSES"); do
   echo "pass $pass of $PASSES" >&2
-  emoarc_pass emoarc-int16 int16
-  emoarc_pass emoarc-f32 f32
+  emoarc_pass emoarc-default
+  emoarc_pass emoarc-int16 --precision int16
+  emoarc_pass emoarc-f32 --precision f32
   ort_pass ort-dyn-int8 "$PEERS/onnx/model-int8.onnx"
   ort_pass ort-fp32 "$PEERS/onnx/model.onnx"
 done
@@ -69,7 +70,7 @@ for r in rows:
     by.setdefault(r["peer"], []).append(r)
 med = {p: statistics.median(x["utt_per_s"] for x in rs) for p, rs in by.items()}
 rss = {p: max(x["peak_rss_mib"] for x in rs) for p, rs in by.items()}
-best = "emoarc-int16"
+best = "emoarc-default"
 print(f"{sys.argv[2]} utterances (shared peer corpus), 2 threads, median of {len(by[best])} alternating passes")
 print(f"{'runner':<14} {'utt/s':>8} {best + ' / runner':>22} {'peak RSS MiB':>13}")
 for p in by:
