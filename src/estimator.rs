@@ -22,6 +22,7 @@ pub const DEFAULT_MODEL_NAME: &str = "emoarc-minilm";
 
 /// What to do with an input longer than the model's maximum length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OnLong {
     /// Keep the first `max_length` tokens and count the input as truncated.
     #[default]
@@ -413,6 +414,17 @@ impl Estimator {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// The token ids the model runs for a text: special tokens included and, past the maximum length, truncated
+    /// as [`OnLong::Truncate`] does (the frame kept, the content cut). Training uses this so that it sees what
+    /// scoring sees.
+    pub fn model_token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.tokenizer.encode(text, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        if enc.get_ids().len() <= self.max_length {
+            return Ok(enc.get_ids().to_vec());
+        }
+        Ok(Framed::new(enc.get_ids(), enc.get_special_tokens_mask(), self.max_length).window(0))
+    }
+
     /// The token id used for padding.
     pub fn pad_id(&self) -> u32 {
         self.pad_id
@@ -506,34 +518,25 @@ impl Estimator {
                 truncated: false,
             });
         }
-        // Special tokens at the ends ([CLS] ... [SEP]) frame every window.
-        let lead = special.iter().take_while(|&&s| s == 1).count();
-        let trail = special[lead..].iter().rev().take_while(|&&s| s == 1).count();
-        let (prefix, rest) = ids.split_at(lead);
-        let (content, suffix) = rest.split_at(rest.len() - trail);
-        let width = self.max_length - prefix.len() - suffix.len();
-        let frame = |part: &[u32]| -> Vec<u32> {
-            prefix.iter().chain(part).chain(suffix).copied().collect()
-        };
+        let framed = Framed::new(ids, special, self.max_length);
         match self.on_long {
             OnLong::Error => Err(InputProblem::TooLong {
                 tokens,
                 max: self.max_length,
             }),
             OnLong::Truncate => Ok(Prepared {
-                windows: vec![frame(&content[..width.min(content.len())])],
+                windows: vec![framed.window(0)],
                 tokens,
                 truncated: true,
             }),
             OnLong::Chunk => {
                 // A quarter of each window overlaps the next, so a feeling split at a boundary is seen whole once.
-                let stride = (width - width / 4).max(1);
+                let stride = (framed.width - framed.width / 4).max(1);
                 let mut windows = Vec::new();
                 let mut start = 0;
                 loop {
-                    let end = (start + width).min(content.len());
-                    windows.push(frame(&content[start..end]));
-                    if end == content.len() {
+                    windows.push(framed.window(start));
+                    if start + framed.width >= framed.content.len() {
                         break;
                     }
                     start += stride;
@@ -601,6 +604,38 @@ impl Estimator {
             s.affect = s.affect_sum.map(|[v, a]| Affect::from_unit(v * inv, a * inv));
         }
         Ok((embeddings, scores))
+    }
+}
+
+/// A token sequence split into its framing special tokens (`[CLS]` ... `[SEP]`) and its content, for cutting
+/// windows of at most `max_length` tokens that each keep the frame: the one truncation routine.
+struct Framed<'a> {
+    prefix: &'a [u32],
+    content: &'a [u32],
+    suffix: &'a [u32],
+    /// Content tokens per window.
+    width: usize,
+}
+
+impl<'a> Framed<'a> {
+    fn new(ids: &'a [u32], special: &[u32], max_length: usize) -> Self {
+        let lead = special.iter().take_while(|&&s| s == 1).count();
+        let trail = special[lead..].iter().rev().take_while(|&&s| s == 1).count();
+        let (prefix, rest) = ids.split_at(lead);
+        let (content, suffix) = rest.split_at(rest.len() - trail);
+        Framed {
+            prefix,
+            content,
+            suffix,
+            width: max_length.saturating_sub(prefix.len() + suffix.len()).max(1),
+        }
+    }
+
+    /// The frame around up to `width` content tokens from `start`.
+    fn window(&self, start: usize) -> Vec<u32> {
+        let start = start.min(self.content.len());
+        let end = (start + self.width).min(self.content.len());
+        self.prefix.iter().chain(&self.content[start..end]).chain(self.suffix).copied().collect()
     }
 }
 

@@ -19,6 +19,7 @@ pub const MANIFEST_FILE: &str = "weights-manifest";
 
 /// Where a model comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ModelSource {
     /// A folder on disk holding the model's files.
     Dir(PathBuf),

@@ -327,16 +327,8 @@ pub fn build_model(
         std::fs::copy(base.file(f)?, out_dir.join(f)).map_err(|e| Error::io(out_dir.join(f), e))?;
     }
     write_f16_encoder(&base.file("model.safetensors")?, &out_dir.join(ENCODER_FILE))?;
-    let config: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out_dir.join(CONFIG_FILE)).map_err(|e| Error::io(out_dir.join(CONFIG_FILE), e))?,
-    )?;
-    let dim = |key: &str| -> Result<usize> {
-        config[key]
-            .as_u64()
-            .map(|v| v as usize)
-            .ok_or_else(|| Error::Config(format!("base config.json has no {key}")))
-    };
-    let (hidden, layers) = (dim("hidden_size")?, dim("num_hidden_layers")?);
+    let config = crate::model::EncoderConfig::read(&out_dir.join(CONFIG_FILE))?;
+    let (hidden, layers) = (config.shape().hidden_size, config.shape().num_hidden_layers);
     let head = HeadSpec {
         weights: format!("head-{HEAD_NAME}.safetensors"),
         encoder_layers: layers,

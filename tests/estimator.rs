@@ -206,3 +206,17 @@ fn configuration_errors_are_typed() {
     #[cfg(not(feature = "cuda"))]
     assert!(matches!(base().device(DeviceChoice::Cuda(0)).build(), Err(Error::Device { .. })));
 }
+
+#[test]
+fn model_token_ids_truncate_like_scoring_does() {
+    let e = common::estimator();
+    let short = "what a day";
+    assert_eq!(e.model_token_ids(short).unwrap(), e.token_ids(short).unwrap());
+    let long = "I waited all week for this and it fell through at the last minute. ".repeat(40);
+    let full = e.token_ids(&long).unwrap();
+    let cut = e.model_token_ids(&long).unwrap();
+    assert!(full.len() > e.max_length());
+    assert_eq!(cut.len(), e.max_length());
+    assert_eq!((cut[0], *cut.last().unwrap()), (full[0], *full.last().unwrap()), "the [CLS] ... [SEP] frame is kept");
+    assert_eq!(cut[1..cut.len() - 1], full[1..cut.len() - 1], "the content is cut at its end");
+}

@@ -23,6 +23,7 @@ use std::str::FromStr;
 
 /// Which device runs the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum DeviceChoice {
     /// CUDA if this build has it and a GPU answers, then Metal likewise, else CPU.
     #[default]
@@ -258,6 +259,7 @@ impl fmt::Display for Backend {
 
 /// How a backend wants its sequences batched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Batching {
     /// Padded to the batch's longest member: the estimator bounds `batch size x padded length`.
     Padded,

@@ -17,6 +17,7 @@ pub const SPEC_FILE: &str = "emoarc.json";
 /// How token vectors become one utterance vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Pooling {
     /// Mean of the last layer's token vectors over the attention mask (what all-MiniLM-L6-v2 was trained for).
     Mean,
@@ -38,6 +39,7 @@ pub struct EncoderSpec {
 /// The activation between hidden layers of the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Activation {
     /// The exact (erf-based) GELU; `"gelu"` in `emoarc.json`.
     Gelu,

@@ -60,6 +60,7 @@ fn layer_norm(x: &Tensor, w: &Var, b: &Var, eps: f64) -> candle_core::Result<Ten
 impl TrainableLayer {
     /// Reads layer `index` from the encoder's safetensors (any dtype; trained in f32).
     pub fn load(weights: &[std::path::PathBuf], index: usize, heads: usize, eps: f64) -> Result<Self> {
+        // SAFETY: the files were verified against the manifest and are not modified while mapped.
         let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(weights)? };
         let vars = LAYER_TENSORS
             .iter()
@@ -304,8 +305,8 @@ pub fn fine_tune(data: FineTuneData, opts: &TrainOptions, ft: &FineTuneOptions) 
 }
 
 /// Fine-tunes the top `ft.layers` layers of an estimator's encoder on labelled examples, with a head
-/// warm-started from `warm_head` (a head trained on the frozen encoder). Inputs are truncated as the estimator
-/// truncates them.
+/// warm-started from `warm_head` (a head trained on the frozen encoder). Inputs are truncated by the estimator's
+/// own routine ([`Estimator::model_token_ids`]).
 pub fn fine_tune_estimator(
     estimator: &Estimator,
     train: &[&Example],
@@ -326,13 +327,7 @@ pub fn fine_tune_estimator(
     let tokens = |examples: &[&Example]| -> Result<(Vec<Vec<u32>>, Vec<Intensities>)> {
         let mut seqs = Vec::with_capacity(examples.len());
         for e in examples {
-            let mut ids = estimator.token_ids(&e.text)?;
-            if ids.len() > estimator.max_length() {
-                // Keep the closing special token, as the estimator's truncation does.
-                let last = *ids.last().expect("an over-long sequence is not empty");
-                ids.truncate(estimator.max_length() - 1);
-                ids.push(last);
-            }
+            let ids = estimator.model_token_ids(&e.text)?;
             seqs.push(ids);
         }
         Ok((seqs, examples.iter().map(|e| e.labels).collect()))
