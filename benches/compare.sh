@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # emoarc against what users would otherwise run, in ONE run on one machine: `emoarc score` end to end on the
-# shared peer corpus (tokenize -> intensities -> JSONL written), alternating with the peer kit's onnxruntime
-# runs (dynamic int8, the best peer, and fp32), then the roofline line. Prints utterances/s, the ratio to each
-# peer, and peak RSS.
+# shared peer corpus (tokenize -> intensities -> JSONL written) as a user runs it (the default command), on the
+# peers' work (all six layers), and with int16 and f32 named, alternating with the peer kit's onnxruntime runs
+# (dynamic int8, the best peer, and fp32). Prints utterances/s, the default's ratio to each runner, and peak RSS.
 #
 #   benches/compare.sh --setup   # once: peer venvs and models into $PEERS (several hundred MB; torch for the int8 export)
 #   benches/compare.sh           # the comparison (PASSES=3 by default)
@@ -56,6 +56,8 @@ ort_pass() {  # NAME ONNX_FILE
 for pass in $(seq "$PASSES"); do
   echo "pass $pass of $PASSES" >&2
   emoarc_pass emoarc-default
+  # Same work as the peers: all six layers of the base encoder (the zero-shot head reads all six).
+  emoarc_pass emoarc-6-layers --head zero-shot
   emoarc_pass emoarc-int16 --precision int16
   emoarc_pass emoarc-f32 --precision f32
   ort_pass ort-dyn-int8 "$PEERS/onnx/model-int8.onnx"
@@ -75,6 +77,8 @@ print(f"{sys.argv[2]} utterances (shared peer corpus), 2 threads, median of {len
 print(f"{'runner':<14} {'utt/s':>8} {best + ' / runner':>22} {'peak RSS MiB':>13}")
 for p in by:
     print(f"{p:<14} {med[p]:>8.1f} {med[best] / med[p]:>22.2f} {rss[p]:>13}")
+print("emoarc-default: the shipped model as `emoarc score` runs it (3 layers, auto backend); emoarc-6-layers:")
+print("the same work as the peers (all 6 layers, zero-shot head, auto backend)")
 print("emoarc: end to end (process start, model load and sha256 checks, tokenize, score, JSONL written);")
 print("onnxruntime: the kit's timing (batch 32, sorted by length, tokenization and pooling, model loaded)")
 PY

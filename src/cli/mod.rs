@@ -84,7 +84,8 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    pub fn load(&self) -> Result<Estimator> {
+    /// The estimator builder these options describe (a command may add its own options before building).
+    pub fn builder(&self) -> Result<emoarc::EstimatorBuilder> {
         let mut b = Estimator::builder()
             .device(self.device)
             .precision(self.precision)
@@ -108,7 +109,12 @@ impl ModelArgs {
         if let Some(n) = self.max_length {
             b = b.max_length(n);
         }
-        Ok(b.build()?)
+        Ok(b)
+    }
+
+    /// Builds the estimator these options describe.
+    pub fn load(&self) -> Result<Estimator> {
+        Ok(self.builder()?.build()?)
     }
 }
 

@@ -5,17 +5,30 @@ use super::output::AtomicOutput;
 use super::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use emoarc::{Category, Estimate, Estimator, InputProblem, Intensities};
+use emoarc::{Category, Estimate, Estimator, InputProblem, Intensities, OnLong, NUM_CATEGORIES};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 /// Lines scored per estimator call: enough to fill several encoder batches, small enough to keep memory flat.
 const CHUNK_LINES: usize = 2048;
+
+/// The UTF-8 byte order mark some editors put at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Non-blank lines read ahead to decide the input format (and to recognise CSV).
+const SNIFF_LINES: usize = 6;
+
+/// Column names that make a comma- or tab-separated first line a CSV header.
+const CSV_COLUMNS: &[&str] = &[
+    "id", "text", "utterance", "sentence", "content", "message", "body", "comment", "review", "tweet", "label",
+    "labels", "emotion", "emotions", "category", "speaker", "role", "turn", "score",
+];
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -25,7 +38,7 @@ pub enum OutputFormat {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum InputFormat {
-    /// JSONL when the first non-blank line starts with '{', else plain text.
+    /// JSONL when the first non-blank line starts with '{', else plain text; CSV is refused.
     Auto,
     /// One utterance per line.
     Text,
@@ -48,9 +61,13 @@ pub struct ScoreArgs {
     /// Skip bad lines (reported on stderr) instead of stopping at the first; fails only if every line is bad.
     #[arg(long)]
     skip_bad: bool,
-    /// How many top categories to list per utterance in JSONL.
+    /// How many top categories to list per utterance in JSONL (at most 40).
     #[arg(long, default_value_t = 3)]
     top: usize,
+    /// Largest text accepted, in bytes, with --on-long error or chunk (default and most: 1048576); larger texts
+    /// are bad lines.
+    #[arg(long, value_name = "N")]
+    max_text_bytes: Option<usize>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -68,17 +85,29 @@ struct BadLine {
     reason: String,
 }
 
-pub fn run(args: ScoreArgs) -> Result<ExitCode> {
-    let estimator = args.model.load()?;
-    let (reader, total_bytes): (Box<dyn Read>, Option<u64>) = if args.input.as_os_str() == "-" {
-        (Box::new(std::io::stdin().lock()), None)
-    } else {
-        let f = File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
-        let len = f.metadata().ok().map(|m| m.len());
-        (Box::new(f), len)
-    };
+pub fn run(mut args: ScoreArgs) -> Result<ExitCode> {
+    if args.top > NUM_CATEGORIES {
+        eprintln!("emoarc: note: --top {} is more than the {NUM_CATEGORIES} categories; listing all {NUM_CATEGORIES}", args.top);
+        args.top = NUM_CATEGORIES;
+    }
+    if let Some(n) = args.max_text_bytes {
+        if n == 0 {
+            bail!("--max-text-bytes must be at least 1");
+        }
+        if args.model.on_long == OnLong::Truncate {
+            eprintln!("emoarc: note: --max-text-bytes applies with --on-long error or chunk; truncation cuts long texts instead");
+        }
+    }
+    let (reader, total_bytes, name) = open_input(&args.input)?;
+    let mut lines = Lines::new(BufReader::with_capacity(1 << 16, reader), name);
+    let format = decide_format(&mut lines, args.input_format)?;
+    let mut builder = args.model.builder()?;
+    if let Some(n) = args.max_text_bytes {
+        builder = builder.max_text_bytes(n);
+    }
+    let estimator = builder.build()?;
     let mut sink = AtomicOutput::create(args.output.as_deref())?;
-    let outcome = score_stream(&estimator, BufReader::with_capacity(1 << 16, reader), total_bytes, &args, &mut sink);
+    let outcome = score_stream(&estimator, &mut lines, format, total_bytes, &args, &mut sink);
     match outcome {
         Ok(summary) => {
             sink.commit()?;
@@ -94,10 +123,177 @@ pub fn run(args: ScoreArgs) -> Result<ExitCode> {
     }
 }
 
+/// The input's reader, its size when known, and its name for messages.
+fn open_input(path: &Path) -> Result<(Box<dyn Read>, Option<u64>, String)> {
+    if path.as_os_str() == "-" {
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            eprintln!("emoarc: reading utterances from standard input; Ctrl-D to end");
+        }
+        return Ok((Box::new(stdin.lock()), None, "standard input".into()));
+    }
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("input file {shown} does not exist (name a file, or - for standard input)")
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read input {shown}")),
+    };
+    if meta.is_dir() {
+        bail!("input {shown} is a directory; name a file, or - for standard input");
+    }
+    let f = File::open(path).with_context(|| format!("cannot open input {shown}"))?;
+    let len = meta.is_file().then(|| meta.len());
+    Ok((Box::new(f), len, shown.to_string()))
+}
+
+/// Raw input lines, numbered from 1, with a leading byte order mark removed and some lines read ahead.
+struct Lines<R> {
+    reader: R,
+    name: String,
+    line_no: usize,
+    ahead: VecDeque<(usize, Vec<u8>)>,
+    done: bool,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(reader: R, name: String) -> Self {
+        Lines {
+            reader,
+            name,
+            line_no: 0,
+            ahead: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// The next line (with its terminator) and its number, read ahead or from the input.
+    fn next_line(&mut self) -> Result<Option<(usize, Vec<u8>)>> {
+        if let Some(l) = self.ahead.pop_front() {
+            return Ok(Some(l));
+        }
+        self.read_line()
+    }
+
+    fn read_line(&mut self) -> Result<Option<(usize, Vec<u8>)>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut buf = Vec::new();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {}", self.name))?;
+        if n == 0 {
+            self.done = true;
+            return Ok(None);
+        }
+        self.line_no += 1;
+        if self.line_no == 1 && buf.starts_with(BOM) {
+            buf.drain(..BOM.len());
+        }
+        Ok(Some((self.line_no, buf)))
+    }
+
+    /// Reads ahead until `n` non-blank lines are buffered (or the input ends); returns them, without their
+    /// terminators, as text.
+    fn sniff(&mut self, n: usize) -> Result<Vec<(usize, String)>> {
+        let text = |raw: &[u8]| String::from_utf8_lossy(raw).trim_end_matches(['\n', '\r']).to_string();
+        let mut seen: Vec<(usize, String)> = self
+            .ahead
+            .iter()
+            .map(|(no, raw)| (*no, text(raw)))
+            .filter(|(_, t)| !t.trim().is_empty())
+            .collect();
+        while seen.len() < n {
+            let Some((no, raw)) = self.read_line()? else { break };
+            let t = text(&raw);
+            if !t.trim().is_empty() {
+                seen.push((no, t));
+            }
+            self.ahead.push_back((no, raw));
+        }
+        Ok(seen)
+    }
+}
+
+/// Decides the input format from the first non-blank lines: JSONL when the first starts with '{' (auto), else
+/// plain text; input that looks like CSV is refused under auto and scored with a warning under text.
+fn decide_format<R: BufRead>(lines: &mut Lines<R>, asked: InputFormat) -> Result<InputFormat> {
+    if asked == InputFormat::Jsonl {
+        return Ok(InputFormat::Jsonl);
+    }
+    let sample = lines.sniff(SNIFF_LINES)?;
+    if asked == InputFormat::Auto && sample.first().is_some_and(|(_, t)| t.trim_start().starts_with('{')) {
+        return Ok(InputFormat::Jsonl);
+    }
+    let texts: Vec<&str> = sample.iter().map(|(_, t)| t.as_str()).collect();
+    if let (Some(sep), Some((line, header))) = (csv_separator(&texts), sample.first()) {
+        let what = if sep == '\t' { "tab-separated" } else { "CSV" };
+        if asked == InputFormat::Auto {
+            bail!(
+                "{} looks like {what}: line {line} is a header ({header:?}) and the lines after it have as many \
+                 separators; emoarc score reads plain text (one utterance per line) or JSONL (one object with a \
+                 \"text\" field per line), so convert it, or pass --input-format text to score each line, header \
+                 included, as text anyway",
+                lines.name
+            );
+        }
+        eprintln!(
+            "emoarc: warning: {} looks like {what} (header on line {line}: {header:?}); scoring each whole line, \
+             header included, as text as --input-format text asks",
+            lines.name
+        );
+    }
+    Ok(InputFormat::Text)
+}
+
+/// The separator (',' or tab) when the first line is a CSV header — short names without spaces, one of them a
+/// usual column name such as `text` or `id` — and every later sampled line has as many separators outside
+/// quotes; `None` otherwise, as for sentences with commas.
+fn csv_separator(lines: &[&str]) -> Option<char> {
+    let (header, rest) = lines.split_first()?;
+    if rest.is_empty() {
+        return None;
+    }
+    [',', '\t'].into_iter().find(|&sep| {
+        let fields = split_unquoted(header, sep);
+        if fields.len() < 2 {
+            return false;
+        }
+        let names: Vec<String> = fields.iter().map(|f| f.trim_matches('"').to_ascii_lowercase()).collect();
+        let name_like = |n: &String| {
+            !n.is_empty() && n.len() <= 40 && n.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        };
+        names.iter().all(name_like)
+            && names.iter().any(|n| CSV_COLUMNS.contains(&n.as_str()))
+            && rest.iter().all(|l| split_unquoted(l, sep).len() == fields.len())
+    })
+}
+
+/// Splits a line at `sep` outside double quotes.
+fn split_unquoted(line: &str, sep: char) -> Vec<&str> {
+    let mut fields = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, c) in line.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            fields.push(&line[start..i]);
+            start = i + c.len_utf8();
+        }
+    }
+    fields.push(&line[start..]);
+    fields
+}
+
 struct Summary {
     scored: usize,
     skipped: usize,
     truncated: usize,
+    blank: usize,
     seconds: f64,
 }
 
@@ -105,19 +301,21 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "scored {} utterances in {:.2} s ({:.1} utterances/s), {} truncated, {} skipped",
+            "scored {} utterances in {:.2} s ({:.1} utterances/s), {} truncated, {} skipped, {} blank",
             self.scored,
             self.seconds,
             self.scored as f64 / self.seconds.max(1e-9),
             self.truncated,
-            self.skipped
+            self.skipped,
+            self.blank
         )
     }
 }
 
-fn score_stream(
+fn score_stream<R: BufRead>(
     estimator: &Estimator,
-    mut reader: impl BufRead,
+    lines: &mut Lines<R>,
+    format: InputFormat,
     total_bytes: Option<u64>,
     args: &ScoreArgs,
     sink: &mut AtomicOutput,
@@ -128,11 +326,8 @@ fn score_stream(
         scored: 0,
         skipped: 0,
         truncated: 0,
+        blank: 0,
         seconds: 0.0,
-    };
-    let mut format: Option<InputFormat> = match args.input_format {
-        InputFormat::Auto => None,
-        f => Some(f),
     };
     if args.format == OutputFormat::Csv {
         let header: Vec<String> = std::iter::once("id".to_string())
@@ -140,26 +335,24 @@ fn score_stream(
             .collect();
         writeln!(sink, "{}", header.join(","))?;
     }
-    let mut buf = Vec::new();
-    let mut line_no = 0usize;
     let mut chunk: Vec<Item> = Vec::with_capacity(CHUNK_LINES);
     loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).context("reading input")?;
-        if n > 0 {
-            line_no += 1;
-            progress.inc(n as u64);
-            let parsed = parse_line(&buf, line_no, &mut format);
-            match parsed {
-                Ok(item) => chunk.push(item),
+        let next = lines.next_line()?;
+        let end = next.is_none();
+        if let Some((line_no, raw)) = next {
+            progress.inc(raw.len() as u64);
+            match parse_line(&raw, line_no, format) {
+                Ok(None) => summary.blank += 1,
+                // The estimator refuses texts over --max-text-bytes itself (unless truncating), per line.
+                Ok(Some(item)) => chunk.push(item),
                 Err(bad) => reject(bad, args.skip_bad, &mut summary)?,
             }
         }
-        if chunk.len() >= CHUNK_LINES || (n == 0 && !chunk.is_empty()) {
+        if chunk.len() >= CHUNK_LINES || (end && !chunk.is_empty()) {
             score_chunk(estimator, std::mem::take(&mut chunk), args, sink, &mut summary)?;
             progress.set_message(format!("{} scored", summary.scored));
         }
-        if n == 0 {
+        if end {
             break;
         }
     }
@@ -200,32 +393,36 @@ fn score_chunk(estimator: &Estimator, chunk: Vec<Item>, args: &ScoreArgs, sink: 
     Ok(())
 }
 
+/// Why the library refused a text, with the flag that changes it.
 fn describe(problem: &InputProblem) -> String {
-    problem.to_string()
+    match problem {
+        InputProblem::TooLong { tokens, max } => format!(
+            "{tokens} tokens exceed the maximum length of {max} (pass --on-long truncate or --on-long chunk to score it)"
+        ),
+        InputProblem::TooLarge { bytes, max } => format!(
+            "the text is {bytes} bytes, over the limit of {max} bytes (raise it with --max-text-bytes or pass --on-long truncate)"
+        ),
+        other => other.to_string(),
+    }
 }
 
-/// Parses one raw line; decides the input format on the first non-blank line when it is `auto`.
-fn parse_line(raw: &[u8], line: usize, format: &mut Option<InputFormat>) -> Result<Item, BadLine> {
+/// Parses one raw line in the decided format; `None` for a blank line: an empty one, or in JSONL one of only
+/// white space. (A plain-text line of only white space is still a bad line, as tests/cli.rs expects.)
+fn parse_line(raw: &[u8], line: usize, format: InputFormat) -> Result<Option<Item>, BadLine> {
     let bad = |reason: String| BadLine { line, reason };
     let text = std::str::from_utf8(raw).map_err(|e| bad(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
     let text = text.strip_suffix('\n').unwrap_or(text);
     let text = text.strip_suffix('\r').unwrap_or(text);
-    let fmt = *format.get_or_insert_with(|| {
-        if text.trim_start().starts_with('{') {
-            InputFormat::Jsonl
-        } else {
-            InputFormat::Text
-        }
-    });
-    if fmt != InputFormat::Jsonl {
-        if text.trim().is_empty() {
-            return Err(bad("empty or whitespace-only text".into()));
-        }
-        return Ok(Item {
+    // Blank lines (empty or white space only) carry no utterance in either format: skipped and counted.
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    if format != InputFormat::Jsonl {
+        return Ok(Some(Item {
             id: Value::from(line),
             text: text.to_string(),
             line,
-        });
+        }));
     }
     let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("malformed JSON: {e}")))?;
     let Value::Object(mut obj) = value else {
@@ -242,7 +439,7 @@ fn parse_line(raw: &[u8], line: usize, format: &mut Option<InputFormat>) -> Resu
         Some(id @ (Value::String(_) | Value::Number(_))) => id,
         Some(other) => return Err(bad(format!("\"id\" must be a string or number, found {}", json_kind(&other)))),
     };
-    Ok(Item { id, text, line })
+    Ok(Some(Item { id, text, line }))
 }
 
 fn json_kind(v: &Value) -> &'static str {

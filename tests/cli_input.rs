@@ -1,0 +1,149 @@
+//! `emoarc score` input handling as users meet it: byte order marks, CSV, blank lines, bad paths, the text size
+//! limit and `--top`.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn emoarc(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_emoarc"))
+        .args(args)
+        .args(["--device", "cpu"])
+        .current_dir(common::root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that fails early (bad input, bad flags) may exit before reading its input.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn records(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn ids(out: &Output) -> Vec<serde_json::Value> {
+    records(out).into_iter().map(|r| r["id"].clone()).collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_byte_order_mark_does_not_hide_jsonl() {
+    let out = emoarc(&["score", "-"], b"\xEF\xBB\xBF{\"id\": \"a\", \"text\": \"I'm so happy today\"}\n{\"id\": \"b\", \"text\": \"so tired\"}\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ids(&out), vec![serde_json::json!("a"), serde_json::json!("b")], "{}", stderr(&out));
+
+    // From a file too, and on plain text the mark is not part of the first utterance.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bom.txt");
+    std::fs::write(&path, b"\xEF\xBB\xBFThank you so much, you saved my day\n").unwrap();
+    let out = emoarc(&["score", path.to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plain = emoarc(&["score", "-"], b"Thank you so much, you saved my day\n");
+    assert_eq!(records(&out)[0]["intensities"], records(&plain)[0]["intensities"]);
+}
+
+#[test]
+fn csv_input_is_refused_with_advice_unless_text_is_asked_for() {
+    let csv = b"id,text\n1,I am so happy\n2,\"so sad, really\"\n3,fine\n";
+    let out = emoarc(&["score", "-"], csv);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert!(err.contains("standard input looks like CSV") && err.contains("--input-format text"), "{err}");
+    assert!(err.contains("convert"), "{err}");
+
+    let tsv = b"text\tlabel\nI am so happy\tjoy\nso sad\tsadness\n";
+    let out = emoarc(&["score", "-"], tsv);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--input-format text"), "{}", stderr(&out));
+
+    // Asked for explicitly, every line (header included) is scored as text, with a warning.
+    let out = emoarc(&["score", "-", "--input-format", "text"], csv);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 4);
+    assert!(stderr(&out).contains("warning") && stderr(&out).contains("CSV"), "{}", stderr(&out));
+}
+
+#[test]
+fn sentences_with_commas_are_not_taken_for_csv() {
+    let inputs: [&[u8]; 3] = [
+        b"Well, I guess so\nYes, fine\nOh no, not again\n",
+        b"Hi,there\nOk,bye\nSure,thing\n",
+        b"text, he said, was all he had\nand then, quietly, he left\nwhy, though, would he\n",
+    ];
+    for input in inputs {
+        let out = emoarc(&["score", "-"], input);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(records(&out).len(), 3);
+        assert!(!stderr(&out).contains("CSV"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn blank_lines_are_skipped_counted_and_keep_line_numbers() {
+    let out = emoarc(&["score", "-"], b"first one\n\n\r\nsecond one\n\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ids(&out), vec![serde_json::json!(1), serde_json::json!(4)]);
+    assert!(stderr(&out).contains("scored 2 utterances") && stderr(&out).contains("3 blank"), "{}", stderr(&out));
+
+    // JSONL too, and leading blank lines do not hide the format.
+    let out = emoarc(&["score", "-"], b"\n{\"text\": \"so happy\"}\n  \t\r\n{\"text\": \"so sad\"}\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ids(&out), vec![serde_json::json!(2), serde_json::json!(4)]);
+    assert!(stderr(&out).contains("2 blank"), "{}", stderr(&out));
+}
+
+#[test]
+fn input_path_errors_name_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let out = emoarc(&["score", dir], b"");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(dir) && err.contains("is a directory"), "{err}");
+
+    let missing = tmp.path().join("no-such-file.txt");
+    let out = emoarc(&["score", missing.to_str().unwrap()], b"");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(missing.to_str().unwrap()) && err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn max_text_bytes_limits_long_texts_and_errors_name_the_flag() {
+    let input = b"short\nthis line is well over forty bytes, every one of them\n";
+    // The binary does no size check of its own: the refusal at 40 bytes is the library's, so the flag reaches it.
+    let out = emoarc(&["score", "-", "--on-long", "chunk", "--max-text-bytes", "40"], input);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("line 2:") && err.contains("--max-text-bytes"), "{err}");
+
+    let out = emoarc(&["score", "-", "--on-long", "chunk", "--max-text-bytes", "40", "--skip-bad"], input);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ids(&out), vec![serde_json::json!(1)]);
+    assert!(stderr(&out).contains("1 skipped"), "{}", stderr(&out));
+
+    let out = emoarc(&["score", "-", "--on-long", "chunk", "--max-text-bytes", "1000"], input);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 2);
+}
+
+#[test]
+fn top_over_40_is_capped_with_a_note() {
+    let out = emoarc(&["score", "-", "--top", "100"], b"I'm thrilled\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(records(&out)[0]["top"].as_array().unwrap().len(), 40);
+    let err = stderr(&out);
+    assert_eq!(err.lines().filter(|l| l.contains("--top 100")).count(), 1, "{err}");
+}
