@@ -3,30 +3,16 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 fn emoarc(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_emoarc"))
-        .args(args)
-        .args(["--device", "cpu"])
-        .current_dir(common::root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that fails early (bad input, bad flags) may exit before reading its input.
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait_with_output().unwrap()
+    let mut args = args.to_vec();
+    args.extend(["--device", "cpu"]);
+    common::run_emoarc(&common::root(), &args, stdin)
 }
 
 fn records(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::json_lines(out)
 }
 
 fn ids(out: &Output) -> Vec<serde_json::Value> {
@@ -34,7 +20,7 @@ fn ids(out: &Output) -> Vec<serde_json::Value> {
 }
 
 fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::stderr_of(out)
 }
 
 #[test]

@@ -61,3 +61,36 @@ pub fn emoarc_cpu(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// Runs the `emoarc` binary in `dir` with `stdin` piped in (and `EMOARC_MODEL` unset), collecting its output.
+pub fn run_emoarc(dir: &Path, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let bin = option_env!("CARGO_BIN_EXE_emoarc").expect("the emoarc binary (feature cli)");
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("EMOARC_MODEL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that fails early (bad flags, bad input, a missing model) may exit before reading its input.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// The JSON lines a command wrote to standard output.
+pub fn json_lines(out: &std::process::Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A command's standard error as text.
+pub fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
