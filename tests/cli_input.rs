@@ -133,3 +133,34 @@ fn top_over_40_is_capped_with_a_note() {
     let err = stderr(&out);
     assert_eq!(err.lines().filter(|l| l.contains("--top 100")).count(), 1, "{err}");
 }
+
+#[test]
+fn an_interrupted_run_leaves_no_temporary_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("out.jsonl");
+    // One line, and standard input left open: the run has decided the format, loaded the model and opened its
+    // output, and waits for more lines when it is interrupted.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_emoarc"))
+        .args(["score", "-", "-o", target.to_str().unwrap(), "--device", "cpu"])
+        .current_dir(common::root())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Enough lines for format detection (which looks at the first few) to decide.
+    std::io::Write::write_all(&mut stdin, "what a lovely day\n".repeat(12).as_bytes()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // The temporary file appears once the output is opened.
+    while std::fs::read_dir(tmp.path()).unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no temporary output file appeared");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

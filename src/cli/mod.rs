@@ -141,13 +141,22 @@ pub fn repo_path(given: Option<PathBuf>, relative: &str, flag: &str) -> Result<P
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Score(args) => score::run(args),
+        Command::Score(args) => {
+            output::remove_on_signal()?;
+            score::run(args)
+        }
         Command::ZeroShot(args) => zero_shot::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Data(args) => data::run(args),
-        Command::Arc(args) => arc::run(args),
-        Command::Reward(args) => reward::run(args),
+        Command::Arc(args) => {
+            output::remove_on_signal()?;
+            arc::run(args)
+        }
+        Command::Reward(args) => {
+            output::remove_on_signal()?;
+            reward::run(args)
+        }
         Command::EvalArcs(args) => eval_arcs::run(args),
         Command::Serve(args) => serve::run(args),
     }

@@ -1,11 +1,39 @@
 //! Atomic output, shared by every command that writes results: standard output, or a temporary file beside the
 //! target that replaces it only on [`AtomicOutput::commit`]. Dropped uncommitted (an error on the way), the
-//! temporary file is removed and the target is left as it was.
+//! temporary file is removed and the target is left as it was. A signal (Ctrl-C, SIGTERM) ends the process
+//! without running destructors, so every temporary file is also registered, and the binary's signal handler
+//! ([`remove_on_signal`]) removes them before it exits.
 
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Temporary output files not yet renamed or removed.
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn forget(tmp: &Path) {
+    if let Ok(mut pending) = PENDING.lock() {
+        pending.retain(|p| p != tmp);
+    }
+}
+
+/// Installs the handler for Ctrl-C and SIGTERM: remove the pending temporary files, then exit with 130 (the
+/// shell's code for an interrupted command). Commands that run their own signal handling (the server) do not
+/// call this.
+pub fn remove_on_signal() -> Result<()> {
+    ctrlc::set_handler(|| {
+        if let Ok(pending) = PENDING.lock() {
+            for tmp in pending.iter() {
+                let _ = std::fs::remove_file(tmp);
+            }
+        }
+        eprintln!("emoarc: interrupted; no output was written");
+        std::process::exit(130);
+    })
+    .context("installing the Ctrl-C handler")
+}
 
 /// See the module docs.
 pub struct AtomicOutput {
@@ -32,6 +60,9 @@ impl AtomicOutput {
             bail!("output directory {} does not exist", parent.display());
         }
         let tmp = emoarc::weights::temp_path_for(target);
+        if let Ok(mut pending) = PENDING.lock() {
+            pending.push(tmp.clone());
+        }
         let file = File::create(&tmp).with_context(|| format!("cannot write into {}", parent.display()))?;
         Ok(AtomicOutput {
             writer: BufWriter::with_capacity(1 << 16, Box::new(file)),
@@ -43,7 +74,12 @@ impl AtomicOutput {
     pub fn commit(mut self) -> Result<()> {
         self.writer.flush().context("writing output")?;
         if let Some((tmp, target)) = self.rename.take() {
-            std::fs::rename(&tmp, &target).with_context(|| format!("cannot move output into {}", target.display()))?;
+            let renamed = std::fs::rename(&tmp, &target);
+            if renamed.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            forget(&tmp);
+            renamed.with_context(|| format!("cannot move output into {}", target.display()))?;
         }
         Ok(())
     }
@@ -62,7 +98,8 @@ impl Write for AtomicOutput {
 impl Drop for AtomicOutput {
     fn drop(&mut self) {
         if let Some((tmp, _)) = self.rename.take() {
-            let _ = std::fs::remove_file(tmp);
+            let _ = std::fs::remove_file(&tmp);
+            forget(&tmp);
         }
     }
 }
