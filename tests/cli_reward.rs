@@ -106,7 +106,19 @@ fn arc_plots_every_conversation_and_eval_arcs_reports_pairs() {
     for id in ["exam-helped", "exam-soothed", "short-check-in"] {
         let svg = std::fs::read_to_string(plots.join(format!("{id}.svg"))).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("well-being"), "{id}.svg");
+        // Each turn's text is a tooltip: the user's on the arc's points, the assistant's on its shaded band.
+        let titles = svg.matches("<title>").count();
+        assert!(titles >= 3, "{id}.svg has {titles} titles");
+        assert!(svg.contains("other speaker&apos;s turn"), "{id}.svg legend");
+        // No needless decimals on the axes, and the well-being axis fits the data instead of 0-100.
+        let labels: Vec<&str> = svg.split("<text").skip(1).filter_map(|t| t.split('>').nth(1)?.split('<').next()).map(str::trim).collect();
+        assert!(labels.contains(&"0.5") && labels.contains(&"1"), "{id}.svg labels: {labels:?}");
+        assert!(!labels.iter().any(|l| l.ends_with(".0") || l.ends_with(".00")), "{id}.svg has needless decimals: {labels:?}");
+        assert!(svg.contains("50 neutral; axis "), "{id}.svg explains its well-being scale");
     }
+    let helped = std::fs::read_to_string(plots.join("exam-helped.svg")).unwrap();
+    assert!(helped.contains("<title>turn 1, assistant\nThat's a gutting"), "assistant text as a tooltip");
+    assert!(helped.contains("<title>turn 4, user: well-being "), "user point tooltip");
 
     // The two exam conversations as a pair, in the evaluation data's format.
     let sample = std::fs::read_to_string(common::root().join("examples/conversations.jsonl")).unwrap();

@@ -7,8 +7,7 @@ use super::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use emoarc::trajectory::{read_conversations, score_conversations, ArcOptions, TurnReading, DEFAULT_TREND_WINDOW};
-use emoarc::{Category, Conversation, EmotionArc, Estimator, Trajectory};
-use plotters::prelude::*;
+use emoarc::{Conversation, EmotionArc, Estimator, Trajectory};
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::fs::File;
@@ -180,7 +179,7 @@ pub fn run(args: ArcArgs) -> Result<ExitCode> {
     let code = args.conversations.for_each_trajectory(&estimator, |conversation, trajectory| {
         if let Some(dir) = &args.plot {
             let path = dir.join(format!("{}.svg", file_stem(&conversation.id, &mut names)));
-            plot(&trajectory, args.plot_categories, &path)?;
+            plot(conversation, &trajectory, args.plot_categories, &path)?;
         }
         write_line(&mut out, json!({
             "id": conversation.id,
@@ -208,100 +207,11 @@ fn file_stem(id: &str, used: &mut HashSet<String>) -> String {
     name
 }
 
-/// The categories that moved most over the arc (largest range), strongest mover first.
-fn top_movers(arc: &EmotionArc, k: usize) -> Vec<(Category, Vec<f32>)> {
-    let mut movers: Vec<(Category, Vec<f32>, f32)> = Category::ALL
-        .iter()
-        .map(|&c| {
-            let series = arc.category(c);
-            let (lo, hi) = series.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            (c, series, hi - lo)
-        })
-        .collect();
-    movers.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
-    movers.into_iter().take(k).map(|(c, s, _)| (c, s)).collect()
-}
-
-/// Two stacked charts against the conversation's turn numbers: well-being (0–100) on top, the most moving
-/// categories' intensities (0–1) below. Written through a temporary file like every other output.
-fn plot(trajectory: &Trajectory, categories: usize, path: &Path) -> Result<()> {
-    let arc = trajectory.arc();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (900, 640)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_error)?;
-        let (upper, lower) = root.split_vertically(320);
-        let turns = arc.turns();
-        let x_end = turns.last().copied().unwrap_or(0).max(1) as f32;
-        let x_range = -0.25f32..x_end + 0.25;
-        let points = |ys: &[f32]| -> Vec<(f32, f32)> { turns.iter().map(|&t| t as f32).zip(ys.iter().copied()).collect() };
-
-        let mut chart = ChartBuilder::on(&upper)
-            .caption(format!("{}: well-being of {}", trajectory.id, trajectory.speaker), ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(45)
-            .build_cartesian_2d(x_range.clone(), 0f32..100f32)
-            .map_err(draw_error)?;
-        configure_axes(&mut chart, x_end, "well-being")?;
-        chart
-            .draw_series(LineSeries::new(points(arc.wellbeing()), BLUE.stroke_width(2)).point_size(4))
-            .map_err(draw_error)?;
-
-        let mut chart = ChartBuilder::on(&lower)
-            .caption("most moving categories", ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(45)
-            .build_cartesian_2d(x_range, 0f32..1f32)
-            .map_err(draw_error)?;
-        configure_axes(&mut chart, x_end, "intensity")?;
-        for (i, (category, series)) in top_movers(arc, categories).into_iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(points(&series), color.stroke_width(2)).point_size(3))
-                .map_err(draw_error)?
-                .label(category.name())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(draw_error)?;
-        root.present().map_err(draw_error)?;
-    }
+/// Writes one conversation's chart through a temporary file, like every other output.
+fn plot(conversation: &Conversation, trajectory: &Trajectory, categories: usize, path: &Path) -> Result<()> {
+    let svg = super::plot::arc_svg(conversation, trajectory, categories)?;
     let tmp = emoarc::weights::temp_path_for(path);
     std::fs::write(&tmp, svg).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot move the plot into {}", path.display()))?;
     Ok(())
-}
-
-/// Grid and labels; the x axis counts conversation turns, so only whole numbers are labelled.
-fn configure_axes<DB: DrawingBackend>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf32, plotters::coord::types::RangedCoordf32>>,
-    x_end: f32,
-    y_desc: &str,
-) -> Result<()> {
-    let whole = |x: &f32| {
-        if (x - x.round()).abs() < 1e-3 {
-            format!("{}", x.round() as i64)
-        } else {
-            String::new()
-        }
-    };
-    chart
-        .configure_mesh()
-        .x_labels(x_end as usize + 1)
-        .x_label_formatter(&whole)
-        .x_desc("turn")
-        .y_desc(y_desc)
-        .draw()
-        .map_err(|e| anyhow::anyhow!("drawing the arc: {e}"))
-}
-
-fn draw_error<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("drawing the arc: {e}")
 }

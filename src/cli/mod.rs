@@ -6,6 +6,7 @@ mod data;
 mod eval;
 mod eval_arcs;
 mod output;
+mod plot;
 mod reward;
 mod score;
 mod serve;
