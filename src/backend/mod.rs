@@ -73,13 +73,7 @@ impl fmt::Display for DeviceChoice {
 impl DeviceChoice {
     /// The first GPU this build can drive and that answers (CUDA, then Metal), if any.
     pub fn first_gpu() -> Option<DeviceChoice> {
-        if candle_core::utils::cuda_is_available() && Device::new_cuda(0).is_ok() {
-            return Some(DeviceChoice::Cuda(0));
-        }
-        if candle_core::utils::metal_is_available() && Device::new_metal(0).is_ok() {
-            return Some(DeviceChoice::Metal(0));
-        }
-        None
+        probe_gpu().map(|(choice, _)| choice)
     }
 
     /// Opens the device; a device this build lacks is a typed error, never a silent fallback.
@@ -92,10 +86,7 @@ impl DeviceChoice {
             DeviceChoice::Cpu => Ok(Device::Cpu),
             DeviceChoice::Cuda(n) => Device::new_cuda(n).map_err(|e| unavailable(format!("cuda:{n}"), e)),
             DeviceChoice::Metal(n) => Device::new_metal(n).map_err(|e| unavailable(format!("metal:{n}"), e)),
-            DeviceChoice::Auto => match DeviceChoice::first_gpu() {
-                Some(gpu) => gpu.open(),
-                None => Ok(Device::Cpu),
-            },
+            DeviceChoice::Auto => Ok(probe_gpu().map_or(Device::Cpu, |(_, device)| device)),
         }
     }
 }
@@ -234,17 +225,35 @@ impl Backend {
     /// GPU device still to be opened): a GPU that answers gets candle f16; a CPU with integer dot products gets
     /// int16; any other CPU gets candle f32.
     pub fn resolve(self) -> Backend {
+        self.resolve_opening().0
+    }
+
+    /// [`Backend::resolve`], keeping the GPU device that answered the probe so that loading does not open it
+    /// a second time.
+    fn resolve_opening(self) -> (Backend, Option<Device>) {
         match self {
-            Backend::Auto => match DeviceChoice::first_gpu() {
-                Some(device) => Backend::Candle {
-                    dtype: FloatType::F16,
-                    device,
-                },
-                None => Backend::cpu_default(),
+            Backend::Auto => match probe_gpu() {
+                Some((device, opened)) => (Backend::Candle { dtype: FloatType::F16, device }, Some(opened)),
+                None => (Backend::cpu_default(), None),
             },
-            other => other,
+            other => (other, None),
         }
     }
+}
+
+/// Opens the first GPU that answers (CUDA 0, then Metal 0) and returns it with its choice.
+fn probe_gpu() -> Option<(DeviceChoice, Device)> {
+    if candle_core::utils::cuda_is_available() {
+        if let Ok(device) = Device::new_cuda(0) {
+            return Some((DeviceChoice::Cuda(0), device));
+        }
+    }
+    if candle_core::utils::metal_is_available() {
+        if let Ok(device) = Device::new_metal(0) {
+            return Some((DeviceChoice::Metal(0), device));
+        }
+    }
+    None
 }
 
 impl fmt::Display for Backend {
@@ -307,10 +316,14 @@ pub(crate) fn load(
     weights: &[PathBuf],
     layers: usize,
 ) -> Result<Box<dyn EncoderBackend>> {
-    Ok(match backend.resolve() {
+    let (backend, opened) = backend.resolve_opening();
+    Ok(match backend {
         Backend::Int16 => Box::new(int16::QuantizedEncoder::load(config, weights, Some(layers), None)?),
         Backend::Candle { dtype, device } => {
-            let device = device.open()?;
+            let device = match opened {
+                Some(device) => device,
+                None => device.open()?,
+            };
             Box::new(candle::Encoder::load(config, weights, Some(layers), dtype.dtype(), &device)?)
         }
         Backend::Auto => unreachable!("resolve() never returns Auto"),

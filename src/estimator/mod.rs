@@ -199,12 +199,11 @@ impl Estimator {
                 seqs: &batch_seqs,
                 pad_id: self.pad_id,
             })?;
-            let pooled = pooled.to_vec2::<f32>()?;
             let intensities = out.intensities.to_vec2::<f32>()?;
             let affect = out.affect.map(|a| a.to_vec2::<f32>()).transpose()?;
             self.batches.fetch_add(1, Ordering::Relaxed);
             self.sequences.fetch_add(planned.items.len() as u64, Ordering::Relaxed);
-            for (k, ((&item, emb), row)) in planned.items.iter().zip(pooled).zip(intensities).enumerate() {
+            for (k, ((&item, emb), row)) in planned.items.iter().zip(pooled.chunks_exact(hidden)).zip(intensities).enumerate() {
                 let row: [f32; NUM_CATEGORIES] = row.try_into().map_err(|r: Vec<f32>| Error::TensorShape {
                     tensor: "head output".into(),
                     expected: vec![NUM_CATEGORIES],

@@ -107,11 +107,12 @@ impl EmotionModel {
         self.encoder.on_cpu()
     }
 
-    /// `(pooled [b, hidden], head outputs)` for a batch of token sequences.
-    pub(crate) fn forward(&self, batch: &TokenBatch) -> Result<(Tensor, HeadOutput)> {
+    /// `(pooled, head outputs)` for a batch of token sequences: the pooled vectors row-major (`b × hidden`),
+    /// as the backend returned them, so the caller reads them without another copy out of a tensor.
+    pub(crate) fn forward(&self, batch: &TokenBatch) -> Result<(Vec<f32>, HeadOutput)> {
         let pooled = self.encoder.embed(batch)?;
-        let pooled = Tensor::from_vec(pooled, (batch.seqs.len(), self.encoder.hidden_size()), &Device::Cpu)?;
-        let out = self.head.forward_all(&pooled)?;
+        let input = Tensor::from_slice(&pooled, (batch.seqs.len(), self.encoder.hidden_size()), &Device::Cpu)?;
+        let out = self.head.forward_all(&input)?;
         Ok((pooled, out))
     }
 }
