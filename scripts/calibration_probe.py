@@ -1,0 +1,113 @@
+"""Can a recalibration fix the trained head's compressed intensities without retraining?
+
+Fits maps of the head's logits on the authored corpus's dev split and reports, on its test split, what
+`emoarc eval` calls calibration: the slope of output on label over all cells, the mean output at each label
+level, the share of the neutral lines (`data/neutral.txt`) with any output above 0.5, and presence ROC-AUC:
+
+- `global affine (squared error)`: one `sigmoid(a z + c)` for all categories, fitted to the labels;
+- `per-category affine`: one per category, fitted the same way, pulled toward the global one;
+- `global affine (level means)`: fitted so the mean output at each label level (0, .25, .5, .75, 1) is the level.
+
+A map that is monotone in each category leaves presence AUC and Spearman among present cells unchanged, so the
+question is only whether it can raise the slope without false positives on neutral text.
+
+    .venv-train/bin/python scripts/calibration_probe.py [--model models/emoarc-minilm]
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import train as T  # noqa: E402  (the training script's model, corpus reader and AUC)
+
+LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def load_model(folder):
+    from safetensors.torch import load_file
+
+    spec = json.load(open(os.path.join(folder, "emoarc.json")))["heads"]["trained"]
+    cfg = json.load(open(os.path.join(folder, "config.json")))
+    enc = load_file(os.path.join(folder, "encoder.safetensors"))
+    enc.update(load_file(os.path.join(folder, spec["encoder_override"])))
+    enc = {k.removeprefix("bert."): v for k, v in enc.items()}
+    head = load_file(os.path.join(folder, spec["weights"]))
+    model = T.Model(cfg, spec["encoder_layers"], spec["hidden"][0])
+    model.load_encoder(enc)
+    for mod, name in ((model.head0, "layers.0"), (model.head1, "layers.1"), (model.affect, "affect")):
+        mod.weight.data = head[f"{name}.weight"].float()
+        mod.bias.data = head[f"{name}.bias"].float()
+    return model
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def fit_affine(loss, start=(1.0, 0.0)):
+    """Coarse-to-fine grid search of (a, c): no optimiser dependency, and two parameters need none."""
+    best = np.array(start, dtype=np.float64)
+    a_span, c_span = 4.0, 8.0
+    for _ in range(6):
+        grid = [(a, c) for a in np.linspace(max(0.05, best[0] - a_span), best[0] + a_span, 25)
+                for c in np.linspace(best[1] - c_span, best[1] + c_span, 25)]
+        best = np.array(min(grid, key=lambda p: loss(*p)))
+        a_span, c_span = a_span / 4, c_span / 4
+    return best
+
+
+def report(name, out, target, neutral_out):
+    slope = np.polyfit(target.ravel(), out.ravel(), 1)[0]
+    levels = [out[np.isclose(target, l)].mean() for l in LEVELS]
+    neutral_fp = (neutral_out > 0.5).any(axis=1).mean()
+    aucs = [T.roc_auc(out[:, c], (target[:, c] > 0).astype(np.float64)) for c in range(T.C)
+            if 5 <= (target[:, c] > 0).sum() <= len(target) - 5]
+    print(f"| {name} | {slope:.3f} | {' / '.join(f'{x:.3f}' for x in levels)} | {neutral_fp:.1%} | {np.mean(aucs):.4f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/emoarc-minilm")
+    ap.add_argument("--data", default="data")
+    args = ap.parse_args()
+
+    from tokenizers import Tokenizer
+
+    model = load_model(args.model)
+    tok = Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+
+    def logits(rows):
+        p, _ = T.predict(model, T.tokenize(tok, rows, 256))
+        p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))
+
+    dev, test = T.load_corpus(args.data, "dev"), T.load_corpus(args.data, "test")
+    neutral = [T.Row(l.strip(), "neutral") for l in open(os.path.join(args.data, "neutral.txt")) if l.strip()]
+    zd, zt, zn = logits(dev), logits(test), logits(neutral)
+    td, tt = np.array([r.target for r in dev]), np.array([r.target for r in test])
+
+    print("| map (fitted on corpus dev) | slope | mean output at 0 / .25 / .5 / .75 / 1 | neutral > 0.5 | presence AUC |")
+    print("|---|---|---|---|---|")
+    report("none (shipped)", sigmoid(zt), tt, sigmoid(zn))
+    g = fit_affine(lambda a, c: ((sigmoid(a * zd + c) - td) ** 2).mean())
+    report(f"global affine, squared error (a={g[0]:.2f}, c={g[1]:.2f})", sigmoid(g[0] * zt + g[1]), tt, sigmoid(g[0] * zn + g[1]))
+    per = np.array([fit_affine(lambda a, c, k=k: ((sigmoid(a * zd[:, k] + c) - td[:, k]) ** 2).mean()
+                               + 1e-3 * ((a - g[0]) ** 2 + (c - g[1]) ** 2), start=g) for k in range(T.C)])
+    report("per-category affine, squared error", sigmoid(per[:, 0] * zt + per[:, 1]), tt, sigmoid(per[:, 0] * zn + per[:, 1]))
+
+    def level_loss(a, c):
+        o = sigmoid(a * zd + c)
+        return sum((o[np.isclose(td, l)].mean() - l) ** 2 for l in LEVELS)
+
+    m = fit_affine(level_loss)
+    report(f"global affine, level means (a={m[0]:.2f}, c={m[1]:.2f})", sigmoid(m[0] * zt + m[1]), tt, sigmoid(m[0] * zn + m[1]))
+
+
+if __name__ == "__main__":
+    main()
