@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 from . import _emoarc
 from ._conversations import Conversation, SingleTurnWarning, complete_with_simulator, normalize, warn_single_turn
+from ._rollouts import UnscoredRolloutWarning
 from ._emoarc import (
     CATEGORIES,
     TAXONOMY_VERSION,
@@ -43,6 +44,7 @@ __all__ = [
     "InputError",
     "ModelError",
     "SingleTurnWarning",
+    "UnscoredRolloutWarning",
     "arc",
     "default_estimator",
     "reward",

@@ -39,3 +39,29 @@ class EmoarcScorer:
         out["intensities"] = scores
         out["emoarc_error"] = np.array([p or "" for p in problems], dtype=object)
         return out
+
+
+def score_dataset(ds: Any, *, concurrency: int = 2, batch_size: int = 512, backend: str = "auto",
+                  text_column: str = "text", **options: Any) -> Any:
+    """``ds`` with ``intensities`` and ``emoarc_error`` columns added, scored by ``concurrency`` workers that each
+    hold one estimator. Lazy, like every Ray Data transform: write it out or iterate it to run it."""
+    return ds.map_batches(
+        EmoarcScorer,
+        fn_constructor_kwargs={"backend": backend, "text_column": text_column, **options},
+        batch_size=batch_size,
+        concurrency=concurrency,
+        num_cpus=1,
+        batch_format="numpy",
+    )
+
+
+def score_text_file(path: str, **kwargs: Any) -> np.ndarray:
+    """The intensities of every line of a text file, ``(n, 40)`` float32 in line order (blank lines give NaN
+    rows), scored with Ray Data on the Ray instance already started (or a local one)."""
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True  # rows come back in line order, to match `emoarc score`
+    scored = score_dataset(ray.data.read_text(path), **kwargs)
+    batches = [b["intensities"] for b in scored.iter_batches(batch_format="numpy", batch_size=None)]
+    return np.concatenate(batches) if batches else np.zeros((0, 40), np.float32)
