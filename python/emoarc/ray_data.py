@@ -42,15 +42,17 @@ class EmoarcScorer:
 
 
 def score_dataset(ds: Any, *, concurrency: int = 2, batch_size: int = 512, backend: str = "auto",
-                  text_column: str = "text", **options: Any) -> Any:
+                  text_column: str = "text", num_cpus: float = 1, **options: Any) -> Any:
     """``ds`` with ``intensities`` and ``emoarc_error`` columns added, scored by ``concurrency`` workers that each
-    hold one estimator. Lazy, like every Ray Data transform: write it out or iterate it to run it."""
+    hold one estimator and reserve ``num_cpus`` (the estimator itself uses every core it is given, so on a small
+    machine reserve less than a core each and leave Ray a CPU for reading, or the readers wait for ever). Lazy,
+    like every Ray Data transform: write it out or iterate it to run it."""
     return ds.map_batches(
         EmoarcScorer,
         fn_constructor_kwargs={"backend": backend, "text_column": text_column, **options},
         batch_size=batch_size,
         concurrency=concurrency,
-        num_cpus=1,
+        num_cpus=num_cpus,
         batch_format="numpy",
     )
 
