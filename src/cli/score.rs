@@ -5,7 +5,7 @@ use super::output::AtomicOutput;
 use super::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use emoarc::{Category, Estimate, Estimator, InputProblem, Intensities, OnLong, NUM_CATEGORIES};
+use emoarc::{Category, Estimate, Estimator, InputProblem, OnLong, NUM_CATEGORIES};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::collections::VecDeque;
