@@ -27,6 +27,7 @@ pub mod estimator;
 pub mod eval;
 pub mod intensities;
 pub mod model;
+pub mod records;
 pub mod reward;
 #[cfg(feature = "server")]
 pub mod server;

@@ -1,101 +1,27 @@
 #!/usr/bin/env python3
-"""A reward function for a Python RL loop, backed by `emoarc serve`. Standard library only.
+"""A demo of the `emoarc serve` client for Python RL loops: two rollouts, scores and OpenRLHF's protocol.
 
 Start the server (`emoarc serve`), then:
 
     python3 examples/python/reward_client.py --url http://127.0.0.1:8080
 
-`EmoarcClient` wraps the endpoints; `make_reward_fn` turns it into the callable an RL loop wants:
-a batch of conversations (lists of (role, text) turns) in, one float reward per conversation out.
-A 503 (the server's queue is full) is retried after the server's Retry-After; any other error raises
-with the server's message, which names the bad field.
+The client itself is `emoarc.client` in the Python package (python/emoarc/client.py); this script loads that
+file directly so it runs with the standard library alone, without installing the package. In a training loop,
+roll out multi-turn conversations, or give `make_reward_fn` a `simulator` so a simulated user answers each
+reply: a reply nobody answers cannot move the user's arc.
 """
 
 import argparse
+import importlib.util
 import json
 import sys
-import time
-import urllib.error
-import urllib.request
+from pathlib import Path
 
-
-class EmoarcError(RuntimeError):
-    """An error answer from the server: HTTP status, stable code, message and the field to blame."""
-
-    def __init__(self, status, code, message, field=None):
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.field = status, code, field
-
-
-class EmoarcClient:
-    def __init__(self, url="http://127.0.0.1:8080", api_key=None, timeout=60.0, retries=5):
-        self.url = url.rstrip("/")
-        self.api_key = api_key
-        self.timeout = timeout
-        self.retries = retries
-
-    def _call(self, method, path, payload=None):
-        data = None if payload is None else json.dumps(payload).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        for attempt in range(self.retries + 1):
-            req = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read())
-            except urllib.error.HTTPError as e:
-                body = e.read()
-                # The queue is full: wait as the server asks, then try again (a bounded number of times).
-                if e.code == 503 and attempt < self.retries:
-                    time.sleep(float(e.headers.get("Retry-After", "1")))
-                    continue
-                try:
-                    err = json.loads(body)["error"]
-                except (ValueError, KeyError, TypeError):
-                    raise EmoarcError(e.code, "http_error", body.decode("utf-8", "replace")) from None
-                raise EmoarcError(e.code, err["code"], err["message"], err.get("field")) from None
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def health(self):
-        return self._call("GET", "/health")
-
-    def score(self, texts, top=3):
-        """40 intensities and the `top` strongest categories per text."""
-        return self._call("POST", "/v1/score", {"texts": list(texts), "top": top})["results"]
-
-    def rewards(self, conversations, reward=None, speaker=None):
-        """One result per conversation: reward, each term's value and the speaker's emotion arc.
-
-        `conversations` is a list of lists of (role, text) pairs; `reward` a term or weighted sum such as
-        "terminal=1,accommodation=0.5" (default: the server's)."""
-        payload = {
-            "conversations": [
-                {"id": str(i), "turns": [{"role": role, "text": text} for role, text in turns]}
-                for i, turns in enumerate(conversations)
-            ]
-        }
-        if reward is not None:
-            payload["reward"] = reward
-        if speaker is not None:
-            payload["speaker"] = speaker
-        return self._call("POST", "/v1/reward", payload)["results"]
-
-    def get_reward(self, queries, prompts=None):
-        """OpenRLHF's remote reward protocol: rendered prompt+response strings in, rewards out."""
-        payload = {"query": list(queries)}
-        if prompts is not None:
-            payload["prompts"] = list(prompts)
-        return self._call("POST", "/get_reward", payload)
-
-
-def make_reward_fn(client, reward="terminal=1,accommodation=0.5"):
-    """The reward function an RL loop calls once per batch of finished rollouts."""
-
-    def reward_fn(conversations):
-        return [r["reward"] for r in client.rewards(conversations, reward=reward)]
-
-    return reward_fn
+_CLIENT = Path(__file__).resolve().parents[2] / "python" / "emoarc" / "client.py"
+_spec = importlib.util.spec_from_file_location("emoarc_client", _CLIENT)
+client_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(client_module)
+EmoarcClient, make_reward_fn = client_module.EmoarcClient, client_module.make_reward_fn
 
 
 # Two rollouts of the same opening: the first reply helps and the user ends better off, the second only

@@ -6,9 +6,10 @@ use super::output::AtomicOutput;
 use super::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use emoarc::trajectory::{read_conversations, score_conversations, ArcOptions, TurnReading, DEFAULT_TREND_WINDOW};
-use emoarc::{Conversation, EmotionArc, Estimator, Trajectory};
-use serde_json::{json, Value};
+pub use emoarc::records::rounded;
+use emoarc::trajectory::{read_conversations, score_conversations, ArcOptions, TurnReading};
+use emoarc::{Conversation, Estimator, Trajectory};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -122,34 +123,6 @@ impl ConversationArgs {
     }
 }
 
-/// Rounds every float in a JSON value to four decimals: far below the model's precision, and readable.
-pub fn rounded(mut v: Value) -> Value {
-    fn walk(v: &mut Value) {
-        match v {
-            Value::Number(n) if n.is_f64() => {
-                let x = n.as_f64().unwrap_or_default();
-                *v = json!((x * 1e4).round() / 1e4);
-            }
-            Value::Array(items) => items.iter_mut().for_each(walk),
-            Value::Object(map) => map.values_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    walk(&mut v);
-    v
-}
-
-/// An arc's JSON form: the per-point series and the summary.
-pub fn arc_json(arc: &EmotionArc) -> Value {
-    json!({
-        "turns": arc.turns(),
-        "wellbeing": arc.wellbeing(),
-        "valence": arc.valence(),
-        "arousal": arc.arousal(),
-        "summary": arc.summary(DEFAULT_TREND_WINDOW),
-    })
-}
-
 /// Writes one JSON record per line, numbers rounded for reading.
 pub fn write_line(out: &mut AtomicOutput, record: Value) -> Result<()> {
     serde_json::to_writer(&mut *out, &rounded(record))?;
@@ -181,11 +154,7 @@ pub fn run(args: ArcArgs) -> Result<ExitCode> {
             let path = dir.join(format!("{}.svg", file_stem(&conversation.id, &mut names)));
             plot(conversation, &trajectory, args.plot_categories, &path)?;
         }
-        write_line(&mut out, json!({
-            "id": conversation.id,
-            "speaker": trajectory.speaker,
-            "arc": arc_json(trajectory.arc()),
-        }))
+        write_line(&mut out, emoarc::records::arc_record(&conversation.id, &trajectory))
     })?;
     out.commit()?;
     Ok(code)

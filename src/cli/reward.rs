@@ -1,13 +1,11 @@
 //! `emoarc reward`: conversations in, one reward per conversation out (JSONL), with the arc it came from, each
 //! term's value and the accommodation guard's report, so a reader can see why a conversation scored as it did.
 
-use super::arc::{arc_json, write_line, ConversationArgs};
+use super::arc::{write_line, ConversationArgs};
 use super::output::AtomicOutput;
 use anyhow::Result;
 use clap::Args;
-use emoarc::reward::RewardFn;
 use emoarc::RewardConfig;
-use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,18 +40,7 @@ pub fn run(args: RewardArgs) -> Result<ExitCode> {
     let estimator = args.conversations.model.load()?;
     let mut out = AtomicOutput::create(args.conversations.output.as_deref())?;
     let code = args.conversations.for_each_trajectory(&estimator, |conversation, trajectory| {
-        let terms: Map<String, Value> = reward
-            .terms(&trajectory)
-            .into_iter()
-            .map(|(name, value)| (name.to_string(), json!(value)))
-            .collect();
-        write_line(&mut out, json!({
-            "id": conversation.id,
-            "reward": reward.reward(&trajectory),
-            "arc": arc_json(trajectory.arc()),
-            "terms": terms,
-            "accommodation": config.accommodation.assess(&trajectory),
-        }))
+        write_line(&mut out, emoarc::records::reward_record(&conversation.id, &config, &reward, &trajectory))
     })?;
     out.commit()?;
     Ok(code)

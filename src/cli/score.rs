@@ -5,7 +5,7 @@ use super::output::AtomicOutput;
 use super::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use emoarc::{Category, Estimate, Estimator, InputProblem, Intensities, OnLong, NUM_CATEGORIES};
+use emoarc::{Category, Estimate, Estimator, InputProblem, OnLong, NUM_CATEGORIES};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -456,18 +456,7 @@ fn json_kind(v: &Value) -> &'static str {
 fn write_record(sink: &mut AtomicOutput, args: &ScoreArgs, item: &Item, estimate: &Estimate) -> Result<()> {
     match args.format {
         OutputFormat::Jsonl => {
-            let record = Record {
-                id: &item.id,
-                intensities: &estimate.intensities,
-                top: estimate
-                    .intensities
-                    .top(args.top)
-                    .into_iter()
-                    .map(|(c, v)| (c.name(), (f64::from(v) * 1e4).round() / 1e4))
-                    .collect(),
-                valence: estimate.affect.map(|a| round4(a.valence)),
-                arousal: estimate.affect.map(|a| round4(a.arousal)),
-            };
+            let record = emoarc::records::score_record(&item.id, estimate, args.top);
             serde_json::to_writer(&mut *sink, &record)?;
             sink.write_all(b"\n")?;
         }
@@ -484,22 +473,6 @@ fn write_record(sink: &mut AtomicOutput, args: &ScoreArgs, item: &Item, estimate
         }
     }
     Ok(())
-}
-
-#[derive(serde::Serialize)]
-struct Record<'a> {
-    id: &'a Value,
-    intensities: &'a Intensities,
-    top: Vec<(&'static str, f64)>,
-    /// The head's learned valence (`[-1, 1]`) and arousal (`[0, 1]`); absent for heads without them.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    valence: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arousal: Option<f64>,
-}
-
-fn round4(v: f32) -> f64 {
-    (f64::from(v) * 1e4).round() / 1e4
 }
 
 /// Quotes a CSV field when it needs it (RFC 4180).
