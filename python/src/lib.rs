@@ -316,12 +316,10 @@ fn reward_records(
 /// clauses not already cached.
 #[pyclass(module = "emoarc._emoarc", name = "ArcTracker")]
 struct PyArcTracker {
-    // Declared before `_estimator`: fields drop in declaration order, so the tracker (which borrows the
-    // estimator) is gone before the Arc that keeps the estimator alive.
+    // Shares the estimator's Arc, so the Python Estimator may be dropped first.
     tracker: emoarc::ArcTracker<'static>,
     config: RewardConfig,
     reward: WeightedReward,
-    _estimator: Arc<emoarc::Estimator>,
 }
 
 #[pymethods]
@@ -341,16 +339,10 @@ impl PyArcTracker {
     ) -> PyResult<Self> {
         let options = arc_options(py, speaker, reading, affect)?;
         let (config, reward) = reward_config(py, config, reward)?;
-        let arc = estimator.inner.clone();
-        // SAFETY: the estimator lives in an Arc that this struct owns and never replaces, so its address is
-        // stable for as long as the struct exists; `tracker` is declared first and therefore dropped before
-        // that Arc. The 'static lifetime is never handed out: only `tracker` holds the reference.
-        let est: &'static emoarc::Estimator = unsafe { &*Arc::as_ptr(&arc) };
         Ok(PyArcTracker {
-            tracker: emoarc::ArcTracker::new(est, options, id),
+            tracker: emoarc::ArcTracker::shared(estimator.inner.clone(), options, id),
             config,
             reward,
-            _estimator: arc,
         })
     }
 

@@ -12,6 +12,7 @@ use super::reading::{ClauseCache, ClauseScore, TurnReading};
 use crate::error::{InputProblem, Result};
 use crate::estimator::Estimator;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What an arc follows and how turns are read.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,15 +54,36 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 65_536;
 /// # Ok::<(), emoarc::Error>(())
 /// ```
 pub struct ArcTracker<'e> {
-    estimator: &'e Estimator,
+    estimator: EstimatorRef<'e>,
     options: ArcOptions,
     cache: ClauseCache,
     trajectory: Trajectory,
 }
 
+/// The estimator a tracker scores with: borrowed from the caller, or shared with it.
+enum EstimatorRef<'e> {
+    Borrowed(&'e Estimator),
+    Shared(Arc<Estimator>),
+}
+
+impl std::ops::Deref for EstimatorRef<'_> {
+    type Target = Estimator;
+
+    fn deref(&self) -> &Estimator {
+        match self {
+            EstimatorRef::Borrowed(estimator) => estimator,
+            EstimatorRef::Shared(estimator) => estimator,
+        }
+    }
+}
+
 impl<'e> ArcTracker<'e> {
     /// An empty conversation `id` scored with `estimator`, with a clause cache of [`DEFAULT_CACHE_CAPACITY`].
     pub fn new(estimator: &'e Estimator, options: ArcOptions, id: impl Into<String>) -> ArcTracker<'e> {
+        Self::with_estimator(EstimatorRef::Borrowed(estimator), options, id)
+    }
+
+    fn with_estimator(estimator: EstimatorRef<'e>, options: ArcOptions, id: impl Into<String>) -> ArcTracker<'e> {
         let trajectory = Trajectory::new(id, options.speaker.clone());
         ArcTracker {
             estimator,
@@ -69,6 +91,12 @@ impl<'e> ArcTracker<'e> {
             cache: ClauseCache::new(DEFAULT_CACHE_CAPACITY),
             trajectory,
         }
+    }
+
+    /// A tracker that shares ownership of its estimator, for callers that cannot keep a borrow alive (a
+    /// Python object, a task moved between threads).
+    pub fn shared(estimator: Arc<Estimator>, options: ArcOptions, id: impl Into<String>) -> ArcTracker<'static> {
+        ArcTracker::with_estimator(EstimatorRef::Shared(estimator), options, id)
     }
 
     /// How many distinct clause texts the cache may hold before it starts over.
@@ -85,7 +113,7 @@ impl<'e> ArcTracker<'e> {
             return Err(at.error(ConversationProblem::EmptyText));
         }
         let clauses = self.options.reading.clauses(text);
-        let refused = self.cache.fill(self.estimator, clauses.iter().map(|c| c.text))?;
+        let refused = self.cache.fill(&self.estimator, clauses.iter().map(|c| c.text))?;
         if let Some(problem) = refused.into_values().next() {
             return Err(at.error(ConversationProblem::Input(problem)));
         }
