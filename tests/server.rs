@@ -807,7 +807,8 @@ fn single_turn_rollouts_are_warned_about_and_a_rude_reply_does_not_win() {
         "my dog died this morning and i can't stop crying",
         "i didn't get the job. again.",
     ];
-    let kind = "I'm so sorry. That sounds really painful. Do you want to talk about what happened?";
+    // A warm, upbeat reply: the kind the accommodation guard penalises most against a sad user.
+    let kind = "Oh no, I'm so sorry! You'll get it next time, I totally believe in you. Sending hugs!";
     let rude = "Sounds like a you problem.";
     let chatml = |user: &str, reply: &str| format!("<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{reply}<|im_end|>");
     let queries: Vec<String> = prompts.iter().flat_map(|p| [chatml(p, kind), chatml(p, rude)]).collect();
@@ -837,7 +838,7 @@ fn single_turn_rollouts_are_warned_about_and_a_rude_reply_does_not_win() {
     let r = server.post("/v1/reward", json!({"conversations": conversations, "reward": "terminal=1,accommodation=0.5"}));
     let body = r.json();
     let guarded: Vec<f64> = body["results"].as_array().unwrap().iter().map(|r| r["reward"].as_f64().unwrap()).collect();
-    assert!(guarded.chunks(2).any(|p| p[1] >= p[0]), "the finding no longer reproduces: {guarded:?}");
+    assert!(guarded.chunks(2).all(|p| p[1] >= p[0]), "the finding no longer reproduces: {guarded:?}");
     assert_eq!(codes(&body["warnings"]).len(), 6);
 
     // Multi-turn with a simulated user reacting: the reward sees the reply, the kind one wins, no warning.
@@ -889,7 +890,15 @@ fn one_bad_item_does_not_fail_the_batch() {
 #[test]
 fn non_finite_rewards_are_item_errors_and_duplicate_terms_are_refused() {
     let server = TestServer::start(config());
-    let r = server.post("/v1/reward", json!({"conversations": [sad_to_better()], "reward": "terminal=3e38,delta=3e38"}));
+    // Each weight is finite, but their sum over this conversation's terms overflows f32, as the library shows.
+    let spec = "terminal=3.4e38,delta=3.4e38,discounted=3.4e38";
+    let conversation = Conversation::from_json_line(&SAD_TO_BETTER.replace('\n', " "), 1).unwrap();
+    let trajectory = score_conversations(&estimator(), &[conversation], &ArcOptions::default()).unwrap().remove(0).unwrap();
+    let mut reward_config = RewardConfig::default();
+    reward_config.set_terms(spec).unwrap();
+    let library = reward_config.build().unwrap().reward(&trajectory);
+    assert!(!library.is_finite(), "the overflow no longer reproduces: {library}");
+    let r = server.post("/v1/reward", json!({"conversations": [sad_to_better()], "reward": spec}));
     assert_eq!(r.status, 200, "{}", r.text());
     let body = r.json();
     assert_eq!(body["results"][0]["reward"], json!(0.0), "a number, never null: {body}");
