@@ -246,9 +246,17 @@ fn get_reward_reads_openrlhf_queries() {
     );
     let want = user_only.json()["results"][0]["reward"].as_f64().unwrap();
     assert!((rewards[1].as_f64().unwrap() - want).abs() < 1e-6);
-    // A query without a user turn cannot be rewarded.
+    // The plain query is single-turn: the reply has no user turn after it, and says so.
+    assert_eq!(body["warnings"], json!([{"index": 1, "code": "single_turn", "field": "query[1]",
+        "message": body["warnings"][0]["message"]}]));
+    assert_eq!(body["extra_logs"]["single_turn"], json!([0.0, 1.0]));
+    // A query without a user turn cannot be rewarded: that item gets the invalid reward and an error.
     let r = server.post("/get_reward", json!({"query": ["<|im_start|>assistant\nHello there<|im_end|>"]}));
-    assert_eq!(error_of(&r), (422, "unprocessable".into(), Some("query[0]".into())));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["rewards"], json!([0.0]));
+    assert_eq!(body["errors"][0]["code"], "no_speaker_turn");
+    assert_eq!(body["errors"][0]["field"], "query[0]");
 }
 
 #[test]
@@ -337,18 +345,17 @@ fn limits_and_bad_requests_get_clear_json_errors() {
         "invalid_field",
         Some("conversations[1].turns[0]"),
     );
-    check(
-        server.post("/v1/reward", json!({"conversations": [{"turns": [{"role": "bot", "text": "hi"}]}]})),
-        422,
-        "unprocessable",
-        Some("conversations[0]"),
+    // Unusable conversations are item errors: the batch is answered, the item gets the invalid reward.
+    let r = server.post(
+        "/v1/reward",
+        json!({"conversations": [{"turns": [{"role": "bot", "text": "hi"}]}, {"turns": [{"role": "user", "text": "z".repeat(101)}]}]}),
     );
-    check(
-        server.post("/v1/reward", json!({"conversations": [{"turns": [{"role": "user", "text": "z".repeat(101)}]}]})),
-        422,
-        "text_too_long",
-        Some("conversations[0].turns[0]"),
-    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    let errors: Vec<(&str, &str)> =
+        body["errors"].as_array().unwrap().iter().map(|e| (e["code"].as_str().unwrap(), e["field"].as_str().unwrap())).collect();
+    assert_eq!(errors, [("no_speaker_turn", "conversations[0]"), ("text_too_long", "conversations[1].turns[0]")]);
+    assert_eq!(body["results"], json!([{"id": "0", "reward": 0.0}, {"id": "1", "reward": 0.0}]));
     check(server.post("/get_reward", json!({"query": ["a"], "prompts": ["a", "b"]})), 400, "invalid_field", Some("prompts"));
     check(server.post("/get_reward", json!({"query": "a"})), 400, "invalid_field", Some("query"));
     check(get(addr, "/v2/score"), 404, "not_found", None);
@@ -377,10 +384,11 @@ fn overload_answers_503_with_retry_after_and_a_slow_request_504() {
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(waiting.join().unwrap().status, 200, "the queued request is still answered");
 
-    // Too many requests in flight: refused the same way, while monitoring still answers.
+    // Too many requests in flight and no room to wait: refused the same way, while monitoring still answers.
     let server = TestServer::start(ServerConfig {
         limits: Limits {
             max_in_flight: 1,
+            max_waiting: 0,
             ..Limits::default()
         },
         ..slow_batches(Duration::from_millis(1500))
@@ -390,8 +398,27 @@ fn overload_answers_503_with_retry_after_and_a_slow_request_504() {
     server.wait_for_metric("emoarc_queue_requests", |v| v == 1.0);
     let r = server.post("/v1/reward", json!({"conversations": [sad_to_better()]}));
     assert_eq!((r.status, error_of(&r).1.as_str(), r.header("retry-after")), (503, "overloaded", Some("1")));
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("1 requests in flight"));
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("1 requests in flight and 0 waiting"));
     assert_eq!(get(addr, "/health").status, 200);
+    assert_eq!(waiting.join().unwrap().status, 200);
+
+    // Room to wait, but not long enough: 503 with Retry-After once the wait deadline passes.
+    let server = TestServer::start(ServerConfig {
+        limits: Limits {
+            max_in_flight: 1,
+            wait_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        },
+        ..slow_batches(Duration::from_millis(1500))
+    });
+    let addr = server.addr;
+    let waiting = std::thread::spawn(move || post_json(addr, "/v1/score", &json!({"texts": ["hold the line"]})));
+    server.wait_for_metric("emoarc_queue_requests", |v| v == 1.0);
+    let started = Instant::now();
+    let r = server.post("/v1/score", json!({"texts": ["me too"]}));
+    assert_eq!((r.status, error_of(&r).1.as_str(), r.header("retry-after")), (503, "overloaded", Some("1")));
+    assert!(r.text().contains("waited 0.2 s"), "{}", r.text());
+    assert!(started.elapsed() >= Duration::from_millis(200));
     assert_eq!(waiting.join().unwrap().status, 200);
 
     let server = TestServer::start(ServerConfig {
@@ -670,7 +697,7 @@ fn bad_requests(body_limit: usize) -> Vec<(&'static str, &'static str, Vec<u8>)>
 }
 
 #[test]
-fn a_thousand_malformed_requests_all_get_4xx_and_the_server_stays_correct() {
+fn a_thousand_malformed_requests_all_get_4xx_or_item_errors_and_the_server_stays_correct() {
     let body_limit = 64 << 10;
     let server = TestServer::start(ServerConfig {
         limits: Limits {
@@ -684,6 +711,12 @@ fn a_thousand_malformed_requests_all_get_4xx_and_the_server_stays_correct() {
     let mut by_status = std::collections::BTreeMap::new();
     for (kind, path, body) in &requests {
         let r = request(server.addr, "POST", path, &[], body).unwrap_or_else(|e| panic!("{kind} to {path}: no answer: {e}"));
+        if r.status == 200 {
+            // A well-formed batch with an unusable item: answered, and the item listed.
+            assert!(*path != "/v1/score" && !r.json()["errors"].as_array().unwrap().is_empty(), "{kind} to {path}: {}", r.text());
+            *by_status.entry(200).or_insert(0) += 1;
+            continue;
+        }
         assert!(
             (400..500).contains(&r.status),
             "{kind} to {path} got {}: {}\nbody: {:?}",
@@ -702,4 +735,398 @@ fn a_thousand_malformed_requests_all_get_4xx_and_the_server_stays_correct() {
     assert_eq!(r.status, 200);
     assert_matches(&r.json()["results"][0], &estimator().estimate(&[text]).unwrap()[0]);
     assert_eq!(server.metric("emoarc_encoded_texts_total"), 1.0, "no bad request reached the model");
+}
+
+// ---- Hardening (issue #12): reward semantics, per-item results, overload, connections ----
+
+/// The body of an OpenRLHF `/get_reward` call for `queries`.
+fn openrlhf(queries: &[&str]) -> Value {
+    json!({"query": queries, "labels": vec![""; queries.len()]})
+}
+
+fn codes(issues: &Value) -> Vec<(u64, String)> {
+    issues.as_array().unwrap().iter().map(|e| (e["index"].as_u64().unwrap(), e["code"].as_str().unwrap().to_string())).collect()
+}
+
+#[test]
+fn a_reply_that_describes_feelings_does_not_raise_its_own_reward() {
+    // The finding: Mistral, DeepSeek and Phi-3 queries were not split, so the whole string was the user's turn and
+    // a reply appending feelings raised its own reward. Every family is now read into turns.
+    let server = TestServer::start(config());
+    let boast = " I feel wonderful, happy, grateful and calm now!";
+    let families = [
+        ("<s>[INST] i failed my driving test again [/INST] That is hard.", ""),
+        ("<｜begin▁of▁sentence｜><｜User｜>i failed my driving test again<｜Assistant｜>That is hard.", "<｜end▁of▁sentence｜>"),
+        ("<|user|>\ni failed my driving test again<|end|>\n<|assistant|>\nThat is hard.", "<|end|>"),
+        ("<|im_start|>user\ni failed my driving test again<|im_end|>\n<|im_start|>assistant\nThat is hard.", "<|im_end|>"),
+    ];
+    let queries: Vec<String> = families
+        .iter()
+        .flat_map(|(reply, end)| [format!("{reply}{end}"), format!("{reply}{boast}{end}")])
+        .collect();
+    let r = server.post("/get_reward", openrlhf(&queries.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["errors"], json!([]));
+    let rewards: Vec<f64> = body["rewards"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for pair in rewards.chunks(2) {
+        assert_eq!(pair[0], pair[1], "the appended feelings changed the reward: {rewards:?}");
+    }
+    // Every family reads the same user turn, so every reward is that one turn's.
+    assert!(rewards.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-6), "{rewards:?}");
+    // Without turn markers and without a prompt to split on, a query is an error for that item, never all user.
+    let plain = "i failed my driving test again. That is hard.".to_string() + boast;
+    let r = server.post("/get_reward", openrlhf(&[plain.as_str()]));
+    let body = r.json();
+    assert_eq!(codes(&body["errors"]), [(0, "unrecognised_template".to_string())]);
+    assert_eq!(body["rewards"], json!([0.0]));
+}
+
+#[test]
+fn an_explicit_template_reads_role_lines() {
+    let server = TestServer::start(ServerConfig {
+        template: Some(emoarc::trajectory::Template::RoleLines),
+        ..config()
+    });
+    let r = server.post("/get_reward", openrlhf(&["User: i am so sad today\nAssistant: I'm here. What happened?", "no labels here"]));
+    let body = r.json();
+    assert_eq!(codes(&body["errors"]), [(1, "no_turns".to_string())], "{body}");
+    assert_eq!(codes(&body["warnings"]), [(0, "single_turn".to_string())]);
+}
+
+#[test]
+fn single_turn_rollouts_are_warned_about_and_a_rude_reply_does_not_win() {
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&lines);
+    let server = TestServer::start(ServerConfig {
+        log: Some(emoarc::server::LogSink(Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string())))),
+        ..config()
+    });
+    let prompts = [
+        "i failed my driving test again. i feel so stupid",
+        "my dog died this morning and i can't stop crying",
+        "i didn't get the job. again.",
+    ];
+    // A warm, upbeat reply: the kind the accommodation guard penalises most against a sad user.
+    let kind = "Oh no, I'm so sorry! You'll get it next time, I totally believe in you. Sending hugs!";
+    let rude = "Sounds like a you problem.";
+    let chatml = |user: &str, reply: &str| format!("<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{reply}<|im_end|>");
+    let queries: Vec<String> = prompts.iter().flat_map(|p| [chatml(p, kind), chatml(p, rude)]).collect();
+    let r = server.post("/get_reward", openrlhf(&queries.iter().map(String::as_str).collect::<Vec<_>>()));
+    let body = r.json();
+    // Single-turn: the reply cannot move the user's arc. Under the server's default reward the rude reply never
+    // scores above the kind one, and every item carries the warning.
+    let rewards: Vec<f64> = body["rewards"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for pair in rewards.chunks(2) {
+        assert!(pair[1] <= pair[0], "rude {} above kind {}", pair[1], pair[0]);
+    }
+    assert_eq!(codes(&body["warnings"]).len(), 6);
+    assert!(codes(&body["warnings"]).iter().all(|(_, c)| c == "single_turn"));
+    assert_eq!(body["extra_logs"]["single_turn"], json!(vec![1.0; 6]));
+    assert!(
+        get(server.addr, "/metrics").text().contains("emoarc_item_warnings_total{code=\"single_turn\"} 6\n"),
+        "the warnings are counted"
+    );
+    assert!(lines.lock().unwrap().iter().any(|l| l.contains("6 single-turn item(s)")), "{:?}", lines.lock().unwrap());
+
+    // The finding's reward (terminal with the accommodation guard) lets the rude reply win single-turn: it is
+    // still answered, with the warning that says why it cannot be trusted.
+    let conversations: Vec<Value> = prompts
+        .iter()
+        .flat_map(|p| [kind, rude].map(|reply| json!({"turns": [{"role": "user", "text": p}, {"role": "assistant", "text": reply}]})))
+        .collect();
+    let r = server.post("/v1/reward", json!({"conversations": conversations, "reward": "terminal=1,accommodation=0.5"}));
+    let body = r.json();
+    let guarded: Vec<f64> = body["results"].as_array().unwrap().iter().map(|r| r["reward"].as_f64().unwrap()).collect();
+    assert!(guarded.chunks(2).all(|p| p[1] >= p[0]), "the finding no longer reproduces: {guarded:?}");
+    assert_eq!(codes(&body["warnings"]).len(), 6);
+
+    // Multi-turn with a simulated user reacting: the reward sees the reply, the kind one wins, no warning.
+    let reaction = |reply: &str| if reply == kind { "thank you, that actually helps a lot" } else { "wow. thanks for nothing. now i feel even worse" };
+    let conversations: Vec<Value> = prompts
+        .iter()
+        .flat_map(|p| {
+            [kind, rude].map(|reply| {
+                json!({"turns": [{"role": "user", "text": p}, {"role": "assistant", "text": reply}, {"role": "user", "text": reaction(reply)}]})
+            })
+        })
+        .collect();
+    let body = server.post("/v1/reward", json!({"conversations": conversations})).json();
+    let multi: Vec<f64> = body["results"].as_array().unwrap().iter().map(|r| r["reward"].as_f64().unwrap()).collect();
+    assert!(multi.chunks(2).all(|p| p[0] > p[1]), "kind should beat rude with the user's reaction: {multi:?}");
+    assert_eq!(body["warnings"], json!([]));
+}
+
+#[test]
+fn one_bad_item_does_not_fail_the_batch() {
+    // OpenRLHF 0.9 style: prompt + completion per query, one completion empty; verl does not retry a 4xx.
+    let server = TestServer::start(ServerConfig {
+        invalid_reward: -1.0,
+        ..config()
+    });
+    let prompt = "<|im_start|>user\ni failed my driving test again<|im_end|>\n<|im_start|>assistant\n";
+    let good = format!("{prompt}That is hard. What happened?<|im_end|>\n<|im_start|>user\nroundabouts. i know what to practise now<|im_end|>");
+    let r = server.post(
+        "/get_reward",
+        json!({"query": [good.as_str(), prompt, "", "no template here"], "prompts": [prompt, prompt, prompt, "other"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    let rewards = body["rewards"].as_array().unwrap();
+    assert_eq!(rewards.len(), 4);
+    assert!(rewards[0].as_f64().unwrap() > 0.0);
+    assert_eq!(&rewards[1..], [json!(-1.0), json!(-1.0), json!(-1.0)]);
+    assert_eq!(
+        codes(&body["errors"]),
+        [(1, "empty_response".into()), (2, "empty_text".into()), (3, "unrecognised_template".into())]
+    );
+    assert_eq!(body["extra_logs"]["invalid"], json!([0.0, 1.0, 1.0, 1.0]));
+    let metrics = get(server.addr, "/metrics").text();
+    for code in ["empty_response", "empty_text", "unrecognised_template"] {
+        assert!(metrics.contains(&format!("emoarc_item_errors_total{{code=\"{code}\"}} 1\n")), "{code}: {metrics}");
+    }
+}
+
+#[test]
+fn non_finite_rewards_are_item_errors_and_duplicate_terms_are_refused() {
+    let server = TestServer::start(config());
+    // Each weight is finite, but their sum over this conversation's terms overflows f32, as the library shows.
+    let spec = "terminal=3.4e38,delta=3.4e38,discounted=3.4e38";
+    let conversation = Conversation::from_json_line(&SAD_TO_BETTER.replace('\n', " "), 1).unwrap();
+    let trajectory = score_conversations(&estimator(), &[conversation], &ArcOptions::default()).unwrap().remove(0).unwrap();
+    let mut reward_config = RewardConfig::default();
+    reward_config.set_terms(spec).unwrap();
+    let library = reward_config.build().unwrap().reward(&trajectory);
+    assert!(!library.is_finite(), "the overflow no longer reproduces: {library}");
+    let r = server.post("/v1/reward", json!({"conversations": [sad_to_better()], "reward": spec}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["results"][0]["reward"], json!(0.0), "a number, never null: {body}");
+    assert_eq!(codes(&body["errors"]), [(0, "non_finite_reward".to_string())]);
+    let r = server.post("/v1/reward", json!({"conversations": [sad_to_better()], "reward": "terminal=1,terminal=2"}));
+    let (status, code, field) = error_of(&r);
+    assert_eq!((status, code.as_str(), field.as_deref()), (422, "unprocessable", Some("reward")));
+    assert!(r.text().contains("listed twice"), "{}", r.text());
+}
+
+/// What OpenRLHF's `request_api_wrapper` does: up to 5 tries, a second apart, on any error or non-2xx; `None`
+/// when all fail.
+fn openrlhf_client(addr: SocketAddr, body: &Value) -> Option<Value> {
+    for _ in 0..5 {
+        match request(addr, "POST", "/get_reward", &[], body.to_string().as_bytes()) {
+            Ok(r) if r.status == 200 => return Some(r.json()),
+            _ => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+    None
+}
+
+#[test]
+fn a_burst_of_1024_openrlhf_requests_is_answered_without_none() {
+    const CLIENTS: usize = 1024;
+    // The default limits (256 in flight, the rest waiting) against OpenRLHF's default burst.
+    let server = TestServer::start(config());
+    let replies = ["That is hard. What happened?", "I'm sorry. Want to talk?", "Oh no. How are you holding up?", "That sounds rough."];
+    let reactions = ["ok, that helps", "still upset", "a bit better, thanks", "i don't know"];
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let handles: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let query = format!(
+                "<|im_start|>user\ni failed my test ({}).<|im_end|>\n<|im_start|>assistant\n{}<|im_end|>\n<|im_start|>user\n{}<|im_end|>",
+                i % 16,
+                replies[i % 4],
+                reactions[(i / 4) % 4]
+            );
+            let (addr, barrier) = (server.addr, Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                openrlhf_client(addr, &openrlhf(&[query.as_str()]))
+            })
+        })
+        .collect();
+    let answers: Vec<Option<Value>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let none = answers.iter().filter(|a| a.is_none()).count();
+    assert_eq!(none, 0, "{none} of {CLIENTS} samples recorded None");
+    for a in answers.iter().flatten() {
+        assert!(a["rewards"][0].is_number() && a["errors"] == json!([]), "{a}");
+    }
+    let metrics = get(server.addr, "/metrics").text();
+    assert!(!metrics.contains("status=\"503\""), "a request was refused:\n{metrics}");
+}
+
+/// Whether the server closed this connection within `within` (reads EOF or a reset).
+fn closed_within(stream: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+fn short_timeouts(max_connections: usize) -> ServerConfig {
+    ServerConfig {
+        connections: emoarc::server::Connections {
+            max_connections,
+            header_timeout: Duration::from_millis(1000),
+            idle_timeout: Duration::from_millis(1000),
+            drain_timeout: Duration::from_millis(1000),
+        },
+        ..config()
+    }
+}
+
+#[test]
+fn idle_and_slow_header_connections_are_closed_while_health_answers() {
+    use std::io::Write;
+    let server = TestServer::start(short_timeouts(4096));
+    let mut idle: Vec<std::net::TcpStream> = (0..500).map(|_| std::net::TcpStream::connect(server.addr).unwrap()).collect();
+    // Slow headers: a byte every 300 ms keeps the connection busy but never finishes the head.
+    let mut slow: Vec<std::net::TcpStream> = (0..5).map(|_| std::net::TcpStream::connect(server.addr).unwrap()).collect();
+    let started = Instant::now();
+    for _ in 0..5 {
+        for s in &mut slow {
+            let _ = s.write_all(b"X");
+        }
+        assert_eq!(get(server.addr, "/health").status, 200, "health answers with 505 connections open");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(started.elapsed() > Duration::from_millis(1400));
+    let still_open = idle.iter_mut().chain(slow.iter_mut()).map(|s| closed_within(s, Duration::from_secs(3))).filter(|closed| !closed).count();
+    assert_eq!(still_open, 0, "{still_open} of 505 connections are still open");
+    assert_eq!(get(server.addr, "/health").status, 200);
+}
+
+#[test]
+fn at_the_connection_cap_idle_connections_make_room() {
+    let server = TestServer::start(ServerConfig {
+        connections: emoarc::server::Connections {
+            max_connections: 50,
+            ..emoarc::server::Connections::default()
+        },
+        ..config()
+    });
+    let _idle: Vec<std::net::TcpStream> = (0..60).map(|_| std::net::TcpStream::connect(server.addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    assert_eq!(get(server.addr, "/health").status, 200);
+    assert!(started.elapsed() < Duration::from_secs(3), "health waited {:?}", started.elapsed());
+}
+
+#[test]
+fn shutdown_with_a_half_sent_request_head_exits_within_the_drain_deadline() {
+    use std::io::Write;
+    let server = TestServer::start(ServerConfig {
+        connections: emoarc::server::Connections {
+            header_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_millis(1000),
+            ..emoarc::server::Connections::default()
+        },
+        ..config()
+    });
+    let mut half = std::net::TcpStream::connect(server.addr).unwrap();
+    half.write_all(b"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Len").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    server.shutdown().expect("a clean shutdown");
+    assert!(started.elapsed() < Duration::from_secs(3), "shutdown took {:?}", started.elapsed());
+    assert!(closed_within(&mut half, Duration::from_secs(1)));
+}
+
+#[test]
+fn the_cli_exits_on_sigterm_despite_a_half_sent_request() {
+    use std::io::{BufRead, Write};
+    if std::process::Command::new("kill").arg("-l").output().is_err() {
+        eprintln!("kill not found: skipping");
+        return;
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_emoarc"))
+        .args(["serve", "--port", "0", "--drain-timeout", "1"])
+        .current_dir(common::root())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("serving") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the server exited before serving");
+    }
+    let addr: SocketAddr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let mut half = std::net::TcpStream::connect(addr).unwrap();
+    half.write_all(b"POST /get_reward HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(4), "exit took {:?}", started.elapsed());
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+    assert!(rest.contains("drain deadline"), "{rest}");
+}
+
+#[test]
+fn ambiguous_framing_is_refused_and_gzip_is_decoded_within_the_limit() {
+    use std::io::Write;
+    let server = TestServer::start(ServerConfig {
+        limits: Limits {
+            max_body_bytes: 64 << 10,
+            ..Limits::default()
+        },
+        ..config()
+    });
+    let body = br#"{"texts": ["i am so happy"]}"#;
+    // Transfer-Encoding with Content-Length, in either order: 400 and the connection closed.
+    for headers in ["Transfer-Encoding: chunked\r\nContent-Length: 5", "Content-Length: 5\r\nTransfer-Encoding: chunked"] {
+        let wire = format!(
+            "POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+            body.len(),
+            std::str::from_utf8(body).unwrap()
+        );
+        let r = server_http::send_raw(server.addr, wire.as_bytes()).unwrap();
+        assert_eq!(error_of(&r), (400, "ambiguous_length".into(), None), "{headers}");
+        assert_eq!(r.header("connection"), Some("close"));
+    }
+    // Chunked alone is fine.
+    let wire = format!(
+        "POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+        body.len(),
+        std::str::from_utf8(body).unwrap()
+    );
+    assert_eq!(server_http::send_raw(server.addr, wire.as_bytes()).unwrap().status, 200);
+    // Gzip: decoded and answered as the plain body.
+    let gzip = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let plain = request(server.addr, "POST", "/v1/score", &[], body).unwrap();
+    let zipped = request(server.addr, "POST", "/v1/score", &[("Content-Encoding", "gzip")], &gzip(body)).unwrap();
+    assert_eq!((zipped.status, zipped.json()), (200, plain.json()));
+    // A zip bomb: 64 KiB sent, 16 MiB once decoded, over the 64 KiB body limit.
+    let mut bomb = b"{\"texts\": [\"".to_vec();
+    bomb.resize(16 << 20, b'a');
+    let bomb = gzip(&bomb);
+    assert!(bomb.len() < 64 << 10);
+    let r = request(server.addr, "POST", "/v1/score", &[("Content-Encoding", "gzip")], &bomb).unwrap();
+    assert_eq!(error_of(&r), (413, "body_too_large".into(), None));
+    let r = request(server.addr, "POST", "/v1/score", &[("Content-Encoding", "br")], body).unwrap();
+    assert_eq!(error_of(&r), (415, "unsupported_encoding".into(), None));
+    let r = request(server.addr, "POST", "/v1/score", &[("Content-Encoding", "gzip")], body).unwrap();
+    assert_eq!(error_of(&r).0, 400, "not gzip: {}", r.text());
 }

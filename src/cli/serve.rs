@@ -5,8 +5,8 @@ use super::reward::load_config;
 use super::ModelArgs;
 use anyhow::{Context, Result};
 use clap::Args;
-use emoarc::server::{check_exposure, serve, ApiKey, Batching, Limits, ServerConfig};
-use emoarc::trajectory::{ArcOptions, TurnReading};
+use emoarc::server::{check_exposure, serve, ApiKey, Batching, Connections, Limits, LogSink, ServerConfig};
+use emoarc::trajectory::{ArcOptions, Template, TurnReading};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,9 +57,35 @@ pub struct ServeArgs {
     /// Most turns over all conversations of one request.
     #[arg(long, default_value_t = Limits::default().max_turns)]
     max_turns: usize,
-    /// Most scoring requests handled at once; beyond it requests get 503 with Retry-After.
+    /// Most scoring requests handled at once; more wait in line (--max-waiting, --wait-timeout).
     #[arg(long, default_value_t = Limits::default().max_in_flight)]
     max_in_flight: usize,
+    /// Most requests waiting for a place in flight; beyond it requests get 503 with Retry-After at once.
+    #[arg(long, default_value_t = Limits::default().max_waiting)]
+    max_waiting: usize,
+    /// Longest a request waits for a place in flight, in seconds (then 503 with Retry-After).
+    #[arg(long, default_value_t = Limits::default().wait_timeout.as_secs_f64())]
+    wait_timeout: f64,
+    /// Most connections open at once; at the cap idle keep-alive connections are closed to admit new ones.
+    #[arg(long, default_value_t = Connections::default().max_connections)]
+    max_connections: usize,
+    /// Longest from the first byte of a request head to its end, in seconds.
+    #[arg(long, default_value_t = Connections::default().header_timeout.as_secs_f64())]
+    header_timeout: f64,
+    /// Longest a keep-alive connection may wait for its next request, in seconds.
+    #[arg(long, default_value_t = Connections::default().idle_timeout.as_secs_f64())]
+    idle_timeout: f64,
+    /// After SIGINT or SIGTERM, how long requests in flight get to finish before connections are closed and
+    /// the server exits, in seconds.
+    #[arg(long, default_value_t = Connections::default().drain_timeout.as_secs_f64())]
+    drain_timeout: f64,
+    /// Reward given to a batch item that cannot be rewarded (it is also listed in the response's errors).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    invalid_reward: f32,
+    /// Chat template of /get_reward queries (default: detected per query): one of chatml, qwen, llama3,
+    /// gemma, deepseek, phi3, llama2, mistral, role-lines.
+    #[arg(long)]
+    template: Option<Template>,
     /// Default reward: a term or a weighted sum such as terminal=1,accommodation=0.5 (default: the config's
     /// [terms], else terminal). /v1/reward requests may ask for another; /get_reward uses this one.
     #[arg(long)]
@@ -94,7 +120,18 @@ impl ServeArgs {
                 max_text_bytes: self.max_text_bytes,
                 max_turns: self.max_turns,
                 max_in_flight: self.max_in_flight,
+                max_waiting: self.max_waiting,
+                wait_timeout: seconds("--wait-timeout", self.wait_timeout)?,
             },
+            connections: Connections {
+                max_connections: self.max_connections,
+                header_timeout: seconds("--header-timeout", self.header_timeout)?,
+                idle_timeout: seconds("--idle-timeout", self.idle_timeout)?,
+                drain_timeout: seconds("--drain-timeout", self.drain_timeout)?,
+            },
+            invalid_reward: self.invalid_reward,
+            template: self.template,
+            log: Some(LogSink(Arc::new(|line: &str| eprintln!("emoarc: {line}")))),
             batching: Batching {
                 max_wait: seconds("--max-wait-ms", self.max_wait_ms / 1000.0)?,
                 max_texts: self.batch_texts,
@@ -141,7 +178,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let auth = if config.api_key.is_some() { "bearer token required" } else { "no authentication" };
         eprintln!("emoarc: serving {} on http://{local} ({auth})", estimator.spec().name);
         serve(listener, estimator, config, shutdown_signal()).await?;
-        eprintln!("emoarc: stopped; every request in flight was answered");
+        eprintln!("emoarc: stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -169,5 +206,5 @@ async fn shutdown_signal() {
         _ = interrupt => {},
         _ = terminate => {},
     }
-    eprintln!("emoarc: shutting down: finishing requests in flight");
+    eprintln!("emoarc: shutting down: finishing requests in flight (up to the drain deadline)");
 }

@@ -155,7 +155,8 @@ impl RewardConfig {
         parse_toml(&text, &path.display().to_string())
     }
 
-    /// Replaces the terms with a list like `terminal` or `terminal=1,accommodation=0.5` (weight 1 when absent).
+    /// Replaces the terms with a list like `terminal` or `terminal=1,accommodation=0.5` (weight 1 when absent);
+    /// a term listed twice is an error.
     pub fn set_terms(&mut self, spec: &str) -> Result<()> {
         let mut terms = BTreeMap::new();
         for item in spec.split(',').filter(|s| !s.trim().is_empty()) {
@@ -169,7 +170,10 @@ impl RewardConfig {
                 }
                 None => (item, 1.0),
             };
-            terms.insert(name.parse()?, weight);
+            // A repeated term would otherwise keep only its last weight, silently.
+            if terms.insert(name.parse()?, weight).is_some() {
+                return Err(Error::Config(format!("reward term {:?} is listed twice", name.trim())));
+            }
         }
         if terms.is_empty() {
             return Err(Error::Config("empty reward list".into()));

@@ -21,6 +21,16 @@ pub enum ApiError {
     /// The body could not be read (the client went away mid-body, or sent a broken chunked encoding).
     #[error("cannot read the request body: {0}")]
     BodyUnreadable(String),
+    /// `Content-Encoding` other than `gzip` or `identity`.
+    #[error("unsupported Content-Encoding {encoding:?}; send the body as is or gzip-compressed")]
+    UnsupportedEncoding {
+        /// The encoding the request named.
+        encoding: String,
+    },
+    /// `Transfer-Encoding` and `Content-Length` in one request: the body's length is ambiguous (the shape of a
+    /// request-smuggling attempt), so the request is refused and the connection closed.
+    #[error("both Transfer-Encoding and Content-Length are present; send one of them")]
+    AmbiguousLength,
     /// The body is not JSON (truncated, invalid UTF-8, nesting too deep, a number out of range).
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
@@ -120,7 +130,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BodyUnreadable(_) | ApiError::MalformedJson(_) | ApiError::InvalidField { .. } => {
+            ApiError::BodyUnreadable(_)
+            | ApiError::MalformedJson(_)
+            | ApiError::InvalidField { .. }
+            | ApiError::AmbiguousLength => {
                 StatusCode::BAD_REQUEST
             }
             ApiError::TooManyItems { .. } | ApiError::TextTooLong { .. } | ApiError::Unprocessable { .. } => {
@@ -130,6 +143,7 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded { .. } | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnsupportedEncoding { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Model(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -141,6 +155,8 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::BodyUnreadable(_) => "body_unreadable",
             ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::UnsupportedEncoding { .. } => "unsupported_encoding",
+            ApiError::AmbiguousLength => "ambiguous_length",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::TooManyItems { .. } => "too_many_items",
             ApiError::TextTooLong { .. } => "text_too_long",
@@ -202,6 +218,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::AmbiguousLength => {
+                // Where this request's body ends is unknown, so nothing after it on this connection can be trusted.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

@@ -103,6 +103,9 @@ struct Tables {
     batch_texts: Histogram,
     batch_requests: Histogram,
     batch_seconds: Histogram,
+    /// Per-item problems by code: errors (the item got the invalid reward) and warnings.
+    item_errors: BTreeMap<&'static str, u64>,
+    item_warnings: BTreeMap<&'static str, u64>,
 }
 
 /// The server's counters. Gauges and hot counters are atomics; the tables sit behind one mutex that is held
@@ -112,6 +115,8 @@ pub(crate) struct Metrics {
     tables: Mutex<Tables>,
     pub(crate) queue_texts: AtomicUsize,
     pub(crate) queue_jobs: AtomicUsize,
+    /// Requests waiting for a place in flight.
+    pub(crate) waiting: AtomicUsize,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     encoded_texts: AtomicU64,
@@ -133,9 +138,12 @@ impl Default for Metrics {
                 batch_texts: Histogram::new(BATCH_BUCKETS),
                 batch_requests: Histogram::new(BATCH_BUCKETS),
                 batch_seconds: Histogram::new(LATENCY_BUCKETS),
+                item_errors: BTreeMap::new(),
+                item_warnings: BTreeMap::new(),
             }),
             queue_texts: AtomicUsize::new(0),
             queue_jobs: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             encoded_texts: AtomicU64::new(0),
@@ -167,6 +175,13 @@ impl Metrics {
         t.batch_seconds.observe(elapsed.as_secs_f64());
     }
 
+    /// One item of a batch that got the invalid reward (`error`) or a warning, by its stable code.
+    pub(crate) fn record_item(&self, error: bool, code: &'static str) {
+        let mut t = self.tables();
+        let table = if error { &mut t.item_errors } else { &mut t.item_warnings };
+        *table.entry(code).or_default() += 1;
+    }
+
     pub(crate) fn record_cache(&self, hits: usize, misses: usize) {
         self.cache_hits.fetch_add(hits as u64, Ordering::Relaxed);
         self.cache_misses.fetch_add(misses as u64, Ordering::Relaxed);
@@ -191,10 +206,21 @@ impl Metrics {
         t.batch_requests.render(&mut out, "emoarc_batch_requests", "");
         header(&mut out, "emoarc_batch_duration_seconds", "histogram", "Time one estimator call took.");
         t.batch_seconds.render(&mut out, "emoarc_batch_duration_seconds", "");
+        let items = [
+            ("emoarc_item_errors_total", "Batch items answered with the invalid reward, by code.", &t.item_errors),
+            ("emoarc_item_warnings_total", "Batch items answered with a warning, by code.", &t.item_warnings),
+        ];
+        for (name, help, table) in items {
+            header(&mut out, name, "counter", help);
+            for (code, n) in table {
+                let _ = writeln!(out, "{name}{{code=\"{code}\"}} {n}");
+            }
+        }
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let values: [(&str, &str, &str, u64); 8] = [
+        let values: [(&str, &str, &str, u64); 9] = [
             ("emoarc_queue_texts", "gauge", "Texts waiting in the batching queue.", self.queue_texts.load(Ordering::Relaxed) as u64),
             ("emoarc_queue_requests", "gauge", "Requests waiting in the batching queue.", self.queue_jobs.load(Ordering::Relaxed) as u64),
+            ("emoarc_waiting_requests", "gauge", "Requests waiting for a place in flight.", self.waiting.load(Ordering::Relaxed) as u64),
             ("emoarc_cache_hits_total", "counter", "Texts answered from the utterance cache.", load(&self.cache_hits)),
             ("emoarc_cache_misses_total", "counter", "Texts that had to be encoded.", load(&self.cache_misses)),
             ("emoarc_cache_entries", "gauge", "Texts held in the utterance cache.", snapshot.cache_entries as u64),
@@ -227,6 +253,9 @@ mod tests {
         m.record_request(Endpoint::of("/nope"), 404, Duration::from_micros(100));
         m.record_batch(12, 3, Duration::from_millis(20));
         m.record_cache(5, 12);
+        m.record_item(false, "single_turn");
+        m.record_item(true, "no_speaker_turn");
+        m.record_item(false, "single_turn");
         let text = m.render(&Snapshot {
             cache_entries: 12,
             encoder_sequences: 12,
@@ -241,6 +270,8 @@ mod tests {
         assert!(text.contains("emoarc_batch_requests_sum 3\n"));
         assert!(text.contains("emoarc_cache_hits_total 5\n"));
         assert!(text.contains("# TYPE emoarc_queue_texts gauge\n"));
+        assert!(text.contains("emoarc_item_warnings_total{code=\"single_turn\"} 2\n"));
+        assert!(text.contains("emoarc_item_errors_total{code=\"no_speaker_turn\"} 1\n"));
         // Every sample line is `name{labels} value` or `name value`.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();

@@ -1,14 +1,18 @@
 //! The request bodies and how they are read. Bodies are parsed to a JSON value and walked by hand rather than
 //! derived, so that every refusal names the exact field (`texts[3]`, `conversations[1].turns[2].text`) and
-//! says whether it is malformed (400) or well-formed but over a limit or unusable (422). It also owns how an
-//! OpenRLHF `/get_reward` query string is read back into turns ([`read_query`]).
+//! says whether it is malformed (400) or well-formed but over a limit or unusable (422 for the request, or an
+//! item error for one conversation or query of a batch, see `items`). It also owns how an OpenRLHF
+//! `/get_reward` query string is read back into turns ([`read_query`], with the library's [`Template`]).
 
 use super::error::ApiError;
 use super::Limits;
 use crate::reward::WeightedReward;
 use crate::taxonomy::NUM_CATEGORIES;
 
-use crate::trajectory::{found_value, ArcOptions, Conversation, ConversationAt, ConversationProblem, Turn, TurnReading};
+use super::items::{self, Item, ItemIssue};
+use crate::trajectory::{
+    found_value, strip_markers, ArcOptions, Conversation, ConversationAt, ConversationProblem, Template, TemplateError, Turn, TurnReading,
+};
 use crate::RewardConfig;
 use serde_json::{Map, Value};
 
@@ -21,7 +25,7 @@ pub(crate) struct ScoreRequest {
 /// `POST /v1/reward`: `{"conversations": [...], "reward": "terminal=1,accommodation=0.5", "speaker": "user",
 /// "reading": "clauses"}`; everything but the conversations is optional and defaults to the server's settings.
 pub(crate) struct RewardRequest {
-    pub(crate) conversations: Vec<Conversation>,
+    pub(crate) items: Vec<Item>,
     pub(crate) reward: WeightedReward,
     pub(crate) options: ArcOptions,
 }
@@ -29,7 +33,7 @@ pub(crate) struct RewardRequest {
 /// `POST /get_reward` (OpenRLHF): `{"query": [string, ...], "prompts": [string, ...]}`; other fields (OpenRLHF
 /// sends `labels`) are ignored, as OpenRLHF's own server does.
 pub(crate) struct GetRewardRequest {
-    pub(crate) conversations: Vec<Conversation>,
+    pub(crate) items: Vec<Item>,
 }
 
 /// The server-wide defaults a request starts from.
@@ -38,6 +42,7 @@ pub(crate) struct Defaults<'a> {
     pub(crate) top: usize,
     pub(crate) reward: &'a RewardConfig,
     pub(crate) arc: &'a ArcOptions,
+    pub(crate) template: Option<Template>,
 }
 
 impl ScoreRequest {
@@ -88,17 +93,26 @@ impl RewardRequest {
         let reward = config.build().map_err(|e| ApiError::unprocessable("reward", config_message(e)))?;
         let items = required_array(&mut obj, "conversations")?;
         check_count("conversations", items.len(), d.limits.max_items)?;
-        let conversations = items
+        let items = items
             .into_iter()
             .enumerate()
             .map(|(i, item)| conversation(item, i))
             .collect::<Result<Vec<_>, _>>()?;
-        check_conversations(&conversations, &options.speaker, d.limits, |i, turn| match turn {
-            Some(t) => format!("conversations[{i}].turns[{t}]"),
-            None => format!("conversations[{i}]"),
-        })?;
+        check_turn_count(&items, d.limits)?;
+        let items = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                item.and_then(|c| {
+                    items::check_conversation(i, c, &options.speaker, d.limits, |turn| match turn {
+                        Some(t) => format!("conversations[{i}].turns[{t}]"),
+                        None => format!("conversations[{i}]"),
+                    })
+                })
+            })
+            .collect();
         Ok(RewardRequest {
-            conversations,
+            items,
             reward,
             options,
         })
@@ -122,7 +136,7 @@ impl GetRewardRequest {
             Some(other) => return Err(ApiError::field("prompts", format!("must be an array, found {}", found_value(&other)))),
         };
         let mut prompts = prompts.map(Vec::into_iter);
-        let conversations = queries
+        let items = queries
             .into_iter()
             .enumerate()
             .map(|(i, query)| {
@@ -131,13 +145,11 @@ impl GetRewardRequest {
                     Some(p) => Some(string_value(p, &format!("prompts[{i}]"))?),
                     None => None,
                 };
-                let turns = read_query(&query, prompt.as_deref());
-                Conversation::new(i.to_string(), turns)
-                    .map_err(|_| ApiError::unprocessable(format!("query[{i}]"), "no text to score in this query"))
+                Ok(query_item(i, &query, prompt.as_deref(), d))
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        check_conversations(&conversations, &d.arc.speaker, d.limits, |i, _| format!("query[{i}]"))?;
-        Ok(GetRewardRequest { conversations })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        check_turn_count(&items, d.limits)?;
+        Ok(GetRewardRequest { items })
     }
 }
 
@@ -205,8 +217,30 @@ fn check_text(text: &str, field: &str, limits: &Limits) -> Result<(), ApiError> 
     Ok(())
 }
 
-/// Conversation `i` of a reward request, with its position as the id when it has none.
-fn conversation(item: Value, i: usize) -> Result<Conversation, ApiError> {
+/// Query `i` read into a checked conversation, or why it cannot be rewarded.
+fn query_item(i: usize, query: &str, prompt: Option<&str>, d: &Defaults) -> Item {
+    let field = format!("query[{i}]");
+    items::check_text(i, query, &field, d.limits)?;
+    let turns = read_query(query, prompt, d.template).map_err(|e| {
+        let code = match e {
+            TemplateError::Unrecognised => "unrecognised_template",
+            _ => "no_turns",
+        };
+        ItemIssue::new(i, code, field.clone(), e.to_string())
+    })?;
+    let conversation = Conversation::new(i.to_string(), turns)
+        .map_err(|_| ItemIssue::new(i, "no_turns", field.clone(), "no text to score in this query"))?;
+    if !conversation.turns.iter().any(|t| t.role == "assistant") {
+        let message = "no reply after the prompt (an empty completion)";
+        return Err(ItemIssue::new(i, "empty_response", field, message));
+    }
+    items::check_conversation(i, conversation, &d.arc.speaker, d.limits, |_| field.clone())
+}
+
+/// Conversation `i` of a reward request, with its position as the id when it has none. A malformed or
+/// mis-shapen conversation fails the request (400: the client is broken); one that is well-formed but unusable
+/// (a blank text) is an item error.
+fn conversation(item: Value, i: usize) -> Result<Item, ApiError> {
     let item = match item {
         Value::Object(mut obj) => {
             obj.entry("id").or_insert_with(|| Value::from(i));
@@ -214,43 +248,29 @@ fn conversation(item: Value, i: usize) -> Result<Conversation, ApiError> {
         }
         other => other,
     };
-    Conversation::from_value(item, ConversationAt::default()).map_err(|e| match e {
-        crate::Error::Conversation { at, problem } => {
+    match Conversation::from_value(item, ConversationAt::default()) {
+        Ok(c) => Ok(Ok(c)),
+        Err(crate::Error::Conversation { at, problem }) => {
             let turn = at.turn.map_or(String::new(), |t| format!(".turns[{t}]"));
             let field = format!("conversations[{i}]{turn}");
             match problem {
-                ConversationProblem::Malformed(m) | ConversationProblem::Shape(m) => ApiError::field(field, m),
-                other => ApiError::unprocessable(field, other.to_string()),
+                ConversationProblem::Malformed(m) | ConversationProblem::Shape(m) => Err(ApiError::field(field, m)),
+                other => Ok(Err(ItemIssue::new(i, "unprocessable", field, other.to_string()))),
             }
         }
-        other => ApiError::field(format!("conversations[{i}]"), other.to_string()),
-    })
+        Err(other) => Err(ApiError::field(format!("conversations[{i}]"), other.to_string())),
+    }
 }
 
-/// Limits across a request's conversations (total turns, text length) and that each has the speaker.
-/// `field(i, turn)` names conversation `i`, or one of its turns.
-fn check_conversations(
-    conversations: &[Conversation],
-    speaker: &str,
-    limits: &Limits,
-    field: impl Fn(usize, Option<usize>) -> String,
-) -> Result<(), ApiError> {
-    let turns: usize = conversations.iter().map(|c| c.turns.len()).sum();
+/// The turn limit across a request's usable items: it bounds the request's work, so it refuses the request.
+fn check_turn_count(items: &[Item], limits: &Limits) -> Result<(), ApiError> {
+    let turns: usize = items.iter().flatten().map(|c| c.turns.len()).sum();
     if turns > limits.max_turns {
         return Err(ApiError::TooManyItems {
             field: "turns (all conversations together)".into(),
             count: turns,
             max: limits.max_turns,
         });
-    }
-    for (i, c) in conversations.iter().enumerate() {
-        for (t, turn) in c.turns.iter().enumerate() {
-            check_text(&turn.text, &field(i, Some(t)), limits)?;
-        }
-        c.require_speaker(speaker).map_err(|e| match e {
-            crate::Error::Conversation { problem, .. } => ApiError::unprocessable(field(i, None), problem.to_string()),
-            other => ApiError::unprocessable(field(i, None), other.to_string()),
-        })?;
     }
     Ok(())
 }
@@ -263,94 +283,22 @@ fn config_message(e: crate::Error) -> String {
     }
 }
 
-/// A chat template's turn markers: what opens a turn, what ends its role name, what closes it.
-struct Template {
-    open: &'static str,
-    role_end: &'static str,
-    close: &'static str,
-}
-
-/// The templates recognised in `/get_reward` queries: ChatML (Qwen and many others), Llama 3, Gemma.
-const TEMPLATES: [Template; 3] = [
-    Template {
-        open: "<|im_start|>",
-        role_end: "\n",
-        close: "<|im_end|>",
-    },
-    Template {
-        open: "<|start_header_id|>",
-        role_end: "<|end_header_id|>",
-        close: "<|eot_id|>",
-    },
-    Template {
-        open: "<start_of_turn>",
-        role_end: "\n",
-        close: "<end_of_turn>",
-    },
-];
-
-/// Sequence markers a rendered query may still carry at either end.
-const SEQUENCE_MARKERS: [&str; 8] = [
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|endoftext|>",
-    "<bos>",
-    "<eos>",
-    "<s>",
-    "</s>",
-    "<pad>",
-];
-
 /// Reads an OpenRLHF query (the prompt and the response rendered through the policy's chat template) back
 /// into turns:
-/// 1. If it contains ChatML, Llama 3 or Gemma turn markers, each marked turn becomes a turn with its role
-///    (lower-cased; Gemma's `model` reads as `assistant`); the text runs to the closing marker, or to the end
-///    for a response cut off mid-generation. System turns are kept but are not the speaker's, so they never
-///    enter the arc. Empty turns (the open `assistant` header that ends a prompt) are dropped.
-/// 2. Otherwise, if the query starts with its prompt, the prompt is the `user` turn and the rest the
-///    `assistant` turn.
-/// 3. Otherwise the whole query is one `user` turn.
-pub fn read_query(query: &str, prompt: Option<&str>) -> Vec<Turn> {
-    if let Some(template) = TEMPLATES.iter().find(|t| query.contains(t.open)) {
-        return query
-            .split(template.open)
-            .skip(1)
-            .filter_map(|segment| {
-                let (role, rest) = segment.split_once(template.role_end).unwrap_or((segment, ""));
-                let text = strip_markers(rest.split(template.close).next().unwrap_or_default());
-                let role = match role.trim().to_lowercase() {
-                    r if r == "model" => "assistant".to_string(),
-                    r => r,
-                };
-                (!text.is_empty() && !role.is_empty()).then(|| Turn::new(role, text))
-            })
-            .collect();
+/// 1. With `template`, or else the template [`Template::detect`] recognises from the query's markers, the
+///    query is read by that template (see [`Template`] for the roles, reasoning blocks and cut-off replies).
+/// 2. Otherwise, when the query starts with its (non-empty) prompt, the prompt is the `user` turn and the rest
+///    the `assistant` turn.
+/// 3. Otherwise the query cannot be read: [`TemplateError::Unrecognised`]. It is never read as all `user`,
+///    since the policy's own words would then count as the user's feelings.
+pub fn read_query(query: &str, prompt: Option<&str>, template: Option<Template>) -> Result<Vec<Turn>, TemplateError> {
+    if template.is_some() || Template::detect(query).is_some() {
+        return Template::read(query, template);
     }
     let query = strip_markers(query);
-    let split = prompt
-        .map(strip_markers)
-        .filter(|p| !p.is_empty())
-        .and_then(|p| query.strip_prefix(p).map(|rest| (p, strip_markers(rest))));
-    let turns = match split {
-        Some((prompt, response)) => vec![Turn::new("user", prompt), Turn::new("assistant", response)],
-        None => vec![Turn::new("user", query)],
-    };
-    turns.into_iter().filter(|t| !t.text.is_empty()).collect()
-}
-
-/// Trims white space and sequence markers from both ends.
-fn strip_markers(text: &str) -> &str {
-    let mut text = text.trim();
-    loop {
-        let before = text.len();
-        for marker in SEQUENCE_MARKERS {
-            text = text.strip_prefix(marker).unwrap_or(text);
-            text = text.strip_suffix(marker).unwrap_or(text).trim();
-        }
-        if text.len() == before {
-            return text;
-        }
-    }
+    let prompt = prompt.map(strip_markers).filter(|p| !p.is_empty()).ok_or(TemplateError::Unrecognised)?;
+    let response = query.strip_prefix(prompt).map(strip_markers).ok_or(TemplateError::Unrecognised)?;
+    Ok([Turn::new("user", prompt), Turn::new("assistant", response)].into_iter().filter(|t| !t.text.is_empty()).collect())
 }
 
 #[cfg(test)]
@@ -362,34 +310,20 @@ mod tests {
     }
 
     #[test]
-    fn reads_chat_templates() {
-        let chatml = "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\ni feel awful<|im_end|>\n\
-                      <|im_start|>assistant\nWhat happened?<|im_end|>\n<|im_start|>user\nbetter now, thanks<|im_end|>";
+    fn reads_templated_and_plain_queries_and_refuses_the_rest() {
+        let chatml = "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n";
+        assert_eq!(roles_and_texts(&read_query(chatml, None, None).unwrap()), vec![("user", "hello")]);
         assert_eq!(
-            roles_and_texts(&read_query(chatml, None)),
-            vec![("system", "Be kind."), ("user", "i feel awful"), ("assistant", "What happened?"), ("user", "better now, thanks")]
-        );
-        let llama = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\ni failed<|eot_id|>\
-                     <|start_header_id|>assistant<|end_header_id|>\n\nThat is hard. What now?";
-        assert_eq!(
-            roles_and_texts(&read_query(llama, None)),
-            vec![("user", "i failed"), ("assistant", "That is hard. What now?")]
-        );
-        let gemma = "<bos><start_of_turn>user\nso tired<end_of_turn>\n<start_of_turn>model\nRest a bit.<end_of_turn><eos>";
-        assert_eq!(roles_and_texts(&read_query(gemma, None)), vec![("user", "so tired"), ("assistant", "Rest a bit.")]);
-        // The open assistant header that ends a prompt is not a turn.
-        let open = "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n";
-        assert_eq!(roles_and_texts(&read_query(open, None)), vec![("user", "hello")]);
-    }
-
-    #[test]
-    fn reads_plain_queries_with_and_without_a_prompt() {
-        assert_eq!(
-            roles_and_texts(&read_query("i am sad. I'm sorry to hear that.</s>", Some("i am sad."))),
+            roles_and_texts(&read_query("i am sad. I'm sorry to hear that.</s>", Some("i am sad."), None).unwrap()),
             vec![("user", "i am sad."), ("assistant", "I'm sorry to hear that.")]
         );
-        assert_eq!(roles_and_texts(&read_query("<s> just me </s>", Some("other"))), vec![("user", "just me")]);
-        assert_eq!(roles_and_texts(&read_query("just me", None)), vec![("user", "just me")]);
-        assert!(read_query("</s><pad>", None).is_empty());
+        // An explicit template wins over detection and over the prompt.
+        assert_eq!(
+            roles_and_texts(&read_query("User: hi\nAssistant: hello", Some("x"), Some(Template::RoleLines)).unwrap()),
+            vec![("user", "hi"), ("assistant", "hello")]
+        );
+        // Neither a template nor the prompt: never "all user".
+        assert_eq!(read_query("<s> just me </s>", Some("other"), None), Err(TemplateError::Unrecognised));
+        assert_eq!(read_query("just me", None, None), Err(TemplateError::Unrecognised));
     }
 }

@@ -2,12 +2,14 @@
 //! reward reads: parsing conversations ([`Conversation`], [`Turn`]), reading a turn clause by clause
 //! ([`TurnReading`]), the documented valence/arousal table and well-being scale ([`AffectModel`],
 //! [`AFFECT_TABLE`]), the speaker's [`EmotionArc`] with its [`ArcSummary`], the whole scored [`Trajectory`], and
-//! the two ways to score: incrementally with [`ArcTracker`] or in bulk with [`score_conversations`].
+//! the two ways to score: incrementally with [`ArcTracker`] or in bulk with [`score_conversations`]; and reading
+//! chat-templated strings back into turns ([`Template`]).
 
 mod affect;
 mod arc;
 mod conversation;
 mod reading;
+mod template;
 mod tracker;
 
 pub use affect::{
@@ -17,6 +19,9 @@ pub use arc::{ArcSummary, EmotionArc, ScoredTurn, Trajectory, DEFAULT_TREND_WIND
 pub(crate) use arc::{slope, tail, volatility};
 #[cfg(feature = "server")]
 pub(crate) use conversation::found_value;
+#[cfg(feature = "server")]
+pub(crate) use template::strip_markers;
 pub use conversation::{read_conversations, Conversation, ConversationAt, ConversationProblem, Turn};
 pub use reading::{Clause, ClauseScore, TurnReading};
+pub use template::{Template, TemplateError};
 pub use tracker::{score_conversations, ArcOptions, ArcTracker, DEFAULT_CACHE_CAPACITY};
