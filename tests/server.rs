@@ -931,9 +931,11 @@ fn a_burst_of_1024_openrlhf_requests_is_answered_without_none() {
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let handles: Vec<_> = (0..CLIENTS)
         .map(|i| {
+            // A different opening turn in every request, so nothing is served from the cache and the burst
+            // really fills the places in flight.
             let query = format!(
-                "<|im_start|>user\ni failed my test ({}).<|im_end|>\n<|im_start|>assistant\n{}<|im_end|>\n<|im_start|>user\n{}<|im_end|>",
-                i % 16,
+                "<|im_start|>user\ni failed my driving test for the {}th time and i feel awful about it.<|im_end|>\n<|im_start|>assistant\n{}<|im_end|>\n<|im_start|>user\n{}<|im_end|>",
+                i + 1,
                 replies[i % 4],
                 reactions[(i / 4) % 4]
             );

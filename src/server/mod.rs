@@ -55,9 +55,11 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Most texts per `/v1/score`, conversations per `/v1/reward`, queries per `/get_reward` (422 beyond).
     pub max_items: usize,
-    /// Longest text or turn, in bytes (422 beyond).
+    /// Longest text or turn, in bytes: beyond it `/v1/score` answers 422, and the reward endpoints give that
+    /// item the invalid reward and an error entry (the rest of the batch is answered).
     pub max_text_bytes: usize,
-    /// Most turns over all the conversations of one request (422 beyond).
+    /// Most turns over all the conversations of one request (422 beyond: it bounds the request's work, so the
+    /// whole request is refused).
     pub max_turns: usize,
     /// Most scoring requests handled at once; with the body limit, this bounds the memory held by request
     /// bodies however many clients connect. `/health` and `/metrics` are not counted.
