@@ -92,9 +92,10 @@ impl IndexMut<Category> for Intensities {
     }
 }
 
-/// Rounds for output: four decimals is well below the model's precision and keeps files small.
-fn round4(v: f32) -> f64 {
-    (f64::from(v) * 1e4).round() / 1e4
+/// Rounds for output: four decimals is well below the model's precision and keeps files small. The one
+/// rounding rule of every output (CLI records, Python records, the server's answers).
+pub(crate) fn round4(v: impl Into<f64>) -> f64 {
+    (v.into() * 1e4).round() / 1e4
 }
 
 impl Serialize for Intensities {

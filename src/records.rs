@@ -3,6 +3,7 @@
 //! agree field for field and number for number.
 
 use crate::estimator::Estimate;
+use crate::intensities::round4;
 use crate::reward::{RewardConfig, WeightedReward};
 use crate::trajectory::{EmotionArc, Trajectory, DEFAULT_TREND_WINDOW};
 use serde_json::{json, Map, Value};
@@ -13,7 +14,7 @@ pub fn rounded(mut v: Value) -> Value {
         match v {
             Value::Number(n) if n.is_f64() => {
                 let x = n.as_f64().unwrap_or_default();
-                *v = json!((x * 1e4).round() / 1e4);
+                *v = json!(round4(x));
             }
             Value::Array(items) => items.iter_mut().for_each(walk),
             Value::Object(map) => map.values_mut().for_each(walk),
@@ -80,8 +81,4 @@ pub fn score_record(id: &Value, estimate: &Estimate, top: usize) -> Value {
         record["arousal"] = json!(round4(a.arousal));
     }
     record
-}
-
-fn round4(v: f32) -> f64 {
-    (f64::from(v) * 1e4).round() / 1e4
 }

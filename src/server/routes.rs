@@ -253,7 +253,7 @@ impl ScoreResult {
                 .top(top)
                 .into_iter()
                 // Four decimals, as `Intensities` serialises: far below the model's precision.
-                .map(|(c, v)| (c.name(), (f64::from(v) * 1e4).round() / 1e4))
+                .map(|(c, v)| (c.name(), crate::intensities::round4(v)))
                 .collect(),
             intensities: estimate.intensities,
             tokens: estimate.tokens,
