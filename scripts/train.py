@@ -435,6 +435,9 @@ def main():
                     help="weight of the intensity ranking loss on contrast groups of corpus rows (0: off)")
     ap.add_argument("--contrast-rows", type=int, default=8,
                     help="corpus rows in each step's contrast group: one category, present at different levels")
+    ap.add_argument("--rank-absent", type=int, default=0,
+                    help="corpus rows without the category added to each contrast group as level 0: they anchor the "
+                         "weakly present rows from below, so ordering intensities does not push them toward absence")
     ap.add_argument("--xed", type=int, default=0, help="also train on XED subtitles (licence doubt on the text, see the datasets README)")
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--token-budget", type=int, default=2048)
@@ -449,6 +452,7 @@ def main():
     if args.export_only:
         return export(args)
     torch.set_num_threads(args.threads)
+    print("args:", json.dumps(vars(args)), flush=True)  # a killed run has no report.json: its log says how it was started
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     os.makedirs(args.work, exist_ok=True)
@@ -528,7 +532,8 @@ def main():
     # from the batch. Each step therefore also reads a few corpus rows that share one present category at several
     # levels and adds a pairwise logistic loss on that category's logits.
     graded = {}
-    for i in source_rows.get("corpus", []):
+    corpus_rows = source_rows.get("corpus", [])
+    for i in corpus_rows:
         for k in np.nonzero(train_rows[i].target > 0)[0]:
             graded.setdefault(int(k), []).append(i)
     graded = {k: v for k, v in graded.items() if len({float(train_rows[i].target[k]) for i in v}) > 1}
@@ -540,6 +545,11 @@ def main():
         r = random.Random(f"{args.seed}-rank-{step}")
         k = r.choice(graded_keys)
         idx = r.sample(graded[k], min(args.contrast_rows, len(graded[k])))
+        if args.rank_absent:
+            while len(idx) < min(args.contrast_rows, len(graded[k])) + args.rank_absent:
+                i = r.choice(corpus_rows)
+                if train_rows[i].target[k] == 0 and train_rows[i].mask[k] > 0 and i not in idx:
+                    idx.append(i)
         ids, mask = collate(seqs, idx)
         logits, _ = model(ids, mask, args.dropout)
         lk = logits[:, k]

@@ -26,16 +26,20 @@ from ._rollouts import UnscoredRolloutWarning
 from ._emoarc import (
     CATEGORIES,
     TAXONOMY_VERSION,
+    TEMPLATES,
     ConfigError,
     ConversationError,
     EmoarcError,
     InputError,
     ModelError,
+    TemplateError,
+    read_rollout,
 )
 
 __all__ = [
     "CATEGORIES",
     "TAXONOMY_VERSION",
+    "TEMPLATES",
     "ArcTracker",
     "ConfigError",
     "ConversationError",
@@ -44,9 +48,11 @@ __all__ = [
     "InputError",
     "ModelError",
     "SingleTurnWarning",
+    "TemplateError",
     "UnscoredRolloutWarning",
     "arc",
     "default_estimator",
+    "read_rollout",
     "reward",
     "shipped_model",
 ]

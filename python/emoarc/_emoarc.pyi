@@ -7,6 +7,7 @@ import numpy.typing as npt
 
 CATEGORIES: list[str]
 TAXONOMY_VERSION: str
+TEMPLATES: list[str]
 
 class EmoarcError(Exception): ...
 
@@ -21,6 +22,9 @@ class ConversationError(EmoarcError):
     id: Optional[str]
     turn: Optional[int]
     problem: str
+
+class TemplateError(EmoarcError):
+    code: str
 
 class Estimator:
     def __new__(
@@ -59,6 +63,8 @@ def reward_records(
     estimator: Estimator, conversations: _Raw, reward: Optional[str] = None, config: Optional[str] = None,
     speaker: str = "user", reading: str = "clauses", affect: str = "table", rounded: bool = True,
 ) -> list[Union[str, EmoarcError]]: ...
+
+def read_rollout(query: str, prompt: Optional[str] = None, template: Optional[str] = None) -> list[tuple[str, str]]: ...
 
 class ArcTracker:
     def __new__(

@@ -5,8 +5,11 @@
 response, ``prompts`` the templated prompts, ``labels`` the ``--label_key`` column. It wants a dict with
 ``rewards`` (used for advantages), ``scores`` and ``extra_logs``. A file containing
 ``from emoarc.openrlhf import reward_func`` is enough; ``make_reward_func(simulator=...)`` builds one with a
-simulated user (RLVER's setup). ChatML and Llama 3 templates are parsed into turns; other prompts count as one
-user turn. A query that cannot be split into prompt and response gets the fallback value.
+simulated user (RLVER's setup). Queries are read into turns by the library's reader, the one the reward server
+uses: ChatML/Qwen, Llama 2 and 3, Mistral, Gemma, DeepSeek, Phi-3 and ``role: text`` lines are recognised from
+their markers (or named with ``template=``); a query with no markers is read as its prompt (one user turn) and
+the reply after it. A query that cannot be read, or has no reply, gets the fallback value; it is never read as
+all user, which would score the policy's own words as the user's feelings.
 
 **Remote.** ``emoarc serve`` answers OpenRLHF's ``/get_reward`` directly (``--remote_rm_url
 http://HOST:PORT/get_reward``); :mod:`emoarc.client` is its Python client.
@@ -14,35 +17,23 @@ http://HOST:PORT/get_reward``); :mod:`emoarc.client` is its Python client.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Optional, Sequence
 
 from ._conversations import normalize
+from ._emoarc import TemplateError, read_rollout
 from ._rollouts import RewardOptions, Simulator
 
-_CHATML = re.compile(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>", re.S)
-_LLAMA3 = re.compile(r"<\|start_header_id\|>(\w+)<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S)
-_END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "</s>", "<|end_of_text|>")
 
-
-def parse_prompt(prompt: str, speaker: str = "user") -> list[tuple[str, str]]:
-    """The turns of a chat-templated prompt (ChatML or Llama 3); any other prompt is one ``speaker`` turn."""
-    for pattern in (_CHATML, _LLAMA3):
-        turns = [(role, text.strip()) for role, text in pattern.findall(prompt)]
-        if turns:
-            return turns
-    return [(speaker, prompt.strip())]
-
-
-def split_query(query: str, prompt: str) -> Optional[str]:
-    """The response part of ``query`` (``prompt`` + response + end token), or ``None`` when ``query`` does not
-    start with ``prompt``."""
-    if not query.startswith(prompt):
+def turns_of(query: str, prompt: Optional[str] = None, template: Optional[str] = None
+             ) -> Optional[list[tuple[str, str]]]:
+    """The turns of one rollout, read as ``emoarc serve`` reads ``/get_reward`` (:func:`emoarc.read_rollout`:
+    every template family the library knows, reasoning blocks removed, cut-off replies kept); ``None`` when the
+    query cannot be read or has no reply after the prompt."""
+    try:
+        turns = read_rollout(query, prompt, template)
+    except TemplateError:
         return None
-    response = query[len(prompt):]
-    for token in _END_TOKENS:
-        response = response.replace(token, "")
-    return response.strip()
+    return turns if any(role == "assistant" for role, _ in turns) else None
 
 
 def _tensor(values: list[float]) -> Any:
@@ -55,8 +46,10 @@ def _tensor(values: list[float]) -> Any:
 
 
 def make_reward_func(estimator=None, *, reward: Optional[str] = None, config: Optional[str] = None,
-                     speaker: str = "user", simulator: Optional[Simulator] = None, fallback: float = 0.0):
-    """An OpenRLHF ``reward_func(queries, prompts, labels)``."""
+                     speaker: str = "user", simulator: Optional[Simulator] = None, fallback: float = 0.0,
+                     template: Optional[str] = None):
+    """An OpenRLHF ``reward_func(queries, prompts, labels)``; ``template`` forces a family (one of
+    :data:`emoarc.TEMPLATES`) instead of detecting it."""
     options = RewardOptions(estimator=estimator, reward=reward, config=config, speaker=speaker,
                             simulator=simulator, fallback=None)
 
@@ -65,12 +58,12 @@ def make_reward_func(estimator=None, *, reward: Optional[str] = None, config: Op
         slots: list[Optional[int]] = []
         conversations = []
         for query, prompt in zip(queries, prompts):
-            response = split_query(query, prompt)
-            if response is None:
+            turns = turns_of(query, prompt, template)
+            if turns is None:
                 slots.append(None)
                 continue
             slots.append(len(conversations))
-            conversations.append(parse_prompt(prompt, speaker) + [("assistant", response)])
+            conversations.append(turns)
         scored = options.score(normalize(conversations)) if conversations else []
         rewards = [fallback if s is None or scored[s] is None else scored[s] for s in slots]
         unparsed = sum(s is None for s in slots)

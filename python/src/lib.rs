@@ -18,6 +18,7 @@ create_exception!(_emoarc, InputError, EmoarcError, "An input text was refused; 
 create_exception!(_emoarc, ModelError, EmoarcError, "The model could not be found, verified or loaded.");
 create_exception!(_emoarc, ConfigError, EmoarcError, "An option, reward configuration or backend choice is invalid.");
 create_exception!(_emoarc, ConversationError, EmoarcError, "A conversation could not be scored (no turn by the speaker, a refused turn).");
+create_exception!(_emoarc, TemplateError, EmoarcError, "A rollout string could not be read into turns; `code` says why.");
 
 /// The Python exception for a library error: the class says what kind of thing went wrong, the message is the
 /// library's own, and an input error also carries the index and the problem as attributes.
@@ -393,6 +394,28 @@ impl PyArcTracker {
 }
 
 /// Category names in the order of every score row (the EmoNet taxonomy's canonical order).
+/// The turns of a rollout string, read by the library's `read_rollout` (the reward server's reader): with
+/// `template`, or the template its markers show, or else as `prompt` followed by the reply. An unknown
+/// template name is a `ConfigError`; a string that cannot be read is a `TemplateError` whose `code` is the
+/// server's (`unrecognised_template`, `no_turns`), never "all of it is the user".
+#[pyfunction]
+#[pyo3(signature = (query, prompt=None, template=None))]
+fn read_rollout(py: Python<'_>, query: &str, prompt: Option<&str>, template: Option<&str>) -> PyResult<Vec<(String, String)>> {
+    use emoarc::trajectory::{Template, TemplateError as Te};
+    let template = template
+        .map(|name| name.parse::<Template>().map_err(|e| ConfigError::new_err(e.to_string())))
+        .transpose()?;
+    match emoarc::trajectory::read_rollout(query, prompt, template) {
+        Ok(turns) => Ok(turns.into_iter().map(|t| (t.role, t.text)).collect()),
+        Err(e) => {
+            let err = TemplateError::new_err(e.to_string());
+            let code = if matches!(e, Te::Unrecognised) { "unrecognised_template" } else { "no_turns" };
+            let _ = err.value(py).setattr("code", code);
+            Err(err)
+        }
+    }
+}
+
 fn categories() -> Vec<&'static str> {
     emoarc::Category::ALL.iter().map(|c| c.name()).collect()
 }
@@ -404,6 +427,8 @@ fn _emoarc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyArcTracker>()?;
     m.add_function(wrap_pyfunction!(arc_records, m)?)?;
     m.add_function(wrap_pyfunction!(reward_records, m)?)?;
+    m.add_function(wrap_pyfunction!(read_rollout, m)?)?;
+    m.add("TEMPLATES", emoarc::trajectory::Template::NAMES.to_vec())?;
     m.add("CATEGORIES", categories())?;
     m.add("TAXONOMY_VERSION", emoarc::TAXONOMY_VERSION)?;
     m.add("EmoarcError", py.get_type::<EmoarcError>())?;
@@ -411,5 +436,6 @@ fn _emoarc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ModelError", py.get_type::<ModelError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("ConversationError", py.get_type::<ConversationError>())?;
+    m.add("TemplateError", py.get_type::<TemplateError>())?;
     Ok(())
 }

@@ -133,9 +133,24 @@ def test_openrlhf_reward_func():
     f = openrlhf.make_reward_func(simulator=user_simulator)
     rewards = list(map(float, f(queries[:2], prompts[:2], ["", ""])["rewards"]))
     assert rewards[0] > rewards[1]
-    llama = "<|start_header_id|>user<|end_header_id|>\n\nhi there<|eot_id|>"
-    assert openrlhf.parse_prompt(llama) == [("user", "hi there")]
-    assert openrlhf.parse_prompt("just text") == [("user", "just text")]
+
+    # The same reader as the server's: other families, reasoning removed, no "all user" reading, named templates.
+    llama = ("<|start_header_id|>user<|end_header_id|>\n\nhi there<|eot_id|>"
+             "<|start_header_id|>assistant<|end_header_id|>\n\n<think>plan</think>hello!")
+    assert openrlhf.turns_of(llama) == [("user", "hi there"), ("assistant", "hello!")]
+    assert openrlhf.turns_of("i am sad. so sorry.</s>", "i am sad.") == [("user", "i am sad."), ("assistant", "so sorry.")]
+    assert openrlhf.turns_of("just text") is None
+    assert openrlhf.turns_of(prompt) is None  # a prompt with an empty completion has no reply to reward
+    with pytest.raises(emoarc.TemplateError) as err:
+        emoarc.read_rollout("just text")
+    assert err.value.code == "unrecognised_template"
+    with pytest.raises(emoarc.ConfigError):
+        emoarc.read_rollout("User: hi", template="nonesuch")
+    assert emoarc.read_rollout("User: hi\nAssistant: hello", template="role-lines") == [("user", "hi"), ("assistant", "hello")]
+    assert "gemma" in emoarc.TEMPLATES
+    gemma = f"<start_of_turn>user\n{PROMPT}<end_of_turn>\n<start_of_turn>model\n"
+    gemma_rewards = f([gemma + KIND + "<end_of_turn>", gemma + RUDE], [gemma, gemma], ["", ""])["rewards"]
+    assert float(gemma_rewards[0]) > float(gemma_rewards[1])
 
 
 def test_client_reward_fn_warns_on_single_turn_before_any_request():

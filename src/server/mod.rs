@@ -38,7 +38,6 @@ pub use auth::{check_exposure, ApiKey};
 pub use conn::Connections;
 pub use log::LogSink;
 pub use error::{ApiError, ServerError};
-pub use protocol::read_query;
 pub use queue::Batching;
 
 use crate::estimator::Estimator;

@@ -2,7 +2,7 @@
 //! derived, so that every refusal names the exact field (`texts[3]`, `conversations[1].turns[2].text`) and
 //! says whether it is malformed (400) or well-formed but over a limit or unusable (422 for the request, or an
 //! item error for one conversation or query of a batch, see `items`). It also owns how an OpenRLHF
-//! `/get_reward` query string is read back into turns ([`read_query`], with the library's [`Template`]).
+//! `/get_reward` query string is read back into turns ([`read_rollout`], the library's reader).
 
 use super::error::ApiError;
 use super::Limits;
@@ -11,7 +11,7 @@ use crate::taxonomy::NUM_CATEGORIES;
 
 use super::items::{self, Item, ItemIssue};
 use crate::trajectory::{
-    found_value, strip_markers, ArcOptions, Conversation, ConversationAt, ConversationProblem, Template, TemplateError, Turn, TurnReading,
+    found_value, read_rollout, turns_after_prompt, ArcOptions, Conversation, ConversationAt, ConversationProblem, Template, TemplateError, TurnReading,
 };
 use crate::RewardConfig;
 use serde_json::{Map, Value};
@@ -34,6 +34,8 @@ pub(crate) struct RewardRequest {
 /// sends `labels`) are ignored, as OpenRLHF's own server does.
 pub(crate) struct GetRewardRequest {
     pub(crate) items: Vec<Item>,
+    /// `speaker_turn_in_reply` warnings: a turn by the speaker after the prompt (see [`reply_warning`]).
+    pub(crate) warnings: Vec<ItemIssue>,
 }
 
 /// The server-wide defaults a request starts from.
@@ -136,6 +138,7 @@ impl GetRewardRequest {
             Some(other) => return Err(ApiError::field("prompts", format!("must be an array, found {}", found_value(&other)))),
         };
         let mut prompts = prompts.map(Vec::into_iter);
+        let mut warnings = Vec::new();
         let items = queries
             .into_iter()
             .enumerate()
@@ -145,11 +148,15 @@ impl GetRewardRequest {
                     Some(p) => Some(string_value(p, &format!("prompts[{i}]"))?),
                     None => None,
                 };
-                Ok(query_item(i, &query, prompt.as_deref(), d))
+                let item = query_item(i, &query, prompt.as_deref(), d);
+                if let (Ok(conversation), Some(prompt)) = (&item, prompt.as_deref()) {
+                    warnings.extend(reply_warning(i, conversation, &query, prompt, d));
+                }
+                Ok(item)
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         check_turn_count(&items, d.limits)?;
-        Ok(GetRewardRequest { items })
+        Ok(GetRewardRequest { items, warnings })
     }
 }
 
@@ -221,7 +228,7 @@ fn check_text(text: &str, field: &str, limits: &Limits) -> Result<(), ApiError> 
 fn query_item(i: usize, query: &str, prompt: Option<&str>, d: &Defaults) -> Item {
     let field = format!("query[{i}]");
     items::check_text(i, query, &field, d.limits)?;
-    let turns = read_query(query, prompt, d.template).map_err(|e| {
+    let turns = read_rollout(query, prompt, d.template).map_err(|e| {
         let code = match e {
             TemplateError::Unrecognised => "unrecognised_template",
             _ => "no_turns",
@@ -235,6 +242,23 @@ fn query_item(i: usize, query: &str, prompt: Option<&str>, d: &Defaults) -> Item
         return Err(ItemIssue::new(i, "empty_response", field, message));
     }
     items::check_conversation(i, conversation, &d.arc.speaker, d.limits, |_| field.clone())
+}
+
+/// The warning for a query whose part after the prompt holds a turn by the speaker. A multi-turn environment
+/// may have appended it; a policy may also have written it, spelling a turn marker out in its reply so that its
+/// own words enter the user's arc. The string cannot tell which, so the item is scored and the warning (counted
+/// in the metrics and in `extra_logs`) lets the trainer watch for the second.
+fn reply_warning(i: usize, conversation: &Conversation, query: &str, prompt: &str, d: &Defaults) -> Option<ItemIssue> {
+    let after = turns_after_prompt(&conversation.turns, query, prompt, d.template)?;
+    let n = after.iter().filter(|t| t.role == d.arc.speaker).count();
+    (n > 0).then(|| {
+        let message = format!(
+            "{n} turn(s) by the speaker {:?} after the prompt: appended by an environment, or written by the policy \
+             as turn markers inside its reply (then its own words are scored as the user's)",
+            d.arc.speaker
+        );
+        ItemIssue::new(i, "speaker_turn_in_reply", format!("query[{i}]"), message)
+    })
 }
 
 /// Conversation `i` of a reward request, with its position as the id when it has none. A malformed or
@@ -280,50 +304,5 @@ fn config_message(e: crate::Error) -> String {
     match e {
         crate::Error::Config(m) => m,
         other => other.to_string(),
-    }
-}
-
-/// Reads an OpenRLHF query (the prompt and the response rendered through the policy's chat template) back
-/// into turns:
-/// 1. With `template`, or else the template [`Template::detect`] recognises from the query's markers, the
-///    query is read by that template (see [`Template`] for the roles, reasoning blocks and cut-off replies).
-/// 2. Otherwise, when the query starts with its (non-empty) prompt, the prompt is the `user` turn and the rest
-///    the `assistant` turn.
-/// 3. Otherwise the query cannot be read: [`TemplateError::Unrecognised`]. It is never read as all `user`,
-///    since the policy's own words would then count as the user's feelings.
-pub fn read_query(query: &str, prompt: Option<&str>, template: Option<Template>) -> Result<Vec<Turn>, TemplateError> {
-    if template.is_some() || Template::detect(query).is_some() {
-        return Template::read(query, template);
-    }
-    let query = strip_markers(query);
-    let prompt = prompt.map(strip_markers).filter(|p| !p.is_empty()).ok_or(TemplateError::Unrecognised)?;
-    let response = query.strip_prefix(prompt).map(strip_markers).ok_or(TemplateError::Unrecognised)?;
-    Ok([Turn::new("user", prompt), Turn::new("assistant", response)].into_iter().filter(|t| !t.text.is_empty()).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn roles_and_texts(turns: &[Turn]) -> Vec<(&str, &str)> {
-        turns.iter().map(|t| (t.role.as_str(), t.text.as_str())).collect()
-    }
-
-    #[test]
-    fn reads_templated_and_plain_queries_and_refuses_the_rest() {
-        let chatml = "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n";
-        assert_eq!(roles_and_texts(&read_query(chatml, None, None).unwrap()), vec![("user", "hello")]);
-        assert_eq!(
-            roles_and_texts(&read_query("i am sad. I'm sorry to hear that.</s>", Some("i am sad."), None).unwrap()),
-            vec![("user", "i am sad."), ("assistant", "I'm sorry to hear that.")]
-        );
-        // An explicit template wins over detection and over the prompt.
-        assert_eq!(
-            roles_and_texts(&read_query("User: hi\nAssistant: hello", Some("x"), Some(Template::RoleLines)).unwrap()),
-            vec![("user", "hi"), ("assistant", "hello")]
-        );
-        // Neither a template nor the prompt: never "all user".
-        assert_eq!(read_query("<s> just me </s>", Some("other"), None), Err(TemplateError::Unrecognised));
-        assert_eq!(read_query("just me", None, None), Err(TemplateError::Unrecognised));
     }
 }

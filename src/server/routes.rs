@@ -472,8 +472,8 @@ async fn reward(State(state): State<Arc<AppState>>, request: Request) -> Result<
 
 /// OpenRLHF's remote reward response: `rewards` for the advantage, `scores` (the same values) for its dynamic
 /// sampling filter, and per query in `extra_logs` (which OpenRLHF logs alongside) each term (0 for an item in
-/// `errors`), `invalid` (1 for an item in `errors`) and `single_turn` (1 for an item warned about); `errors` and
-/// `warnings` list the items' problems.
+/// `errors`), `invalid` (1 for an item in `errors`), `single_turn` and `speaker_turn_in_reply` (1 for an item
+/// with that warning); `errors` and `warnings` list the items' problems.
 #[derive(Serialize)]
 struct OpenRlhfRewards<'a> {
     rewards: Vec<f32>,
@@ -489,6 +489,7 @@ async fn get_reward(State(state): State<Arc<AppState>>, request: Request) -> Res
     let speaker = &state.config.arc.speaker;
     let trajectories = trajectories(&state.scorer, &req.items, &state.config.arc, |i, _| format!("query[{i}]")).await?;
     let mut outcomes = Outcomes::default();
+    req.warnings.iter().cloned().for_each(|w| outcomes.warn(w));
     let field = |i| format!("query[{i}]");
     let rewarded = reward_items(&state, &req.items, &trajectories, &state.reward, speaker, field, &mut outcomes);
     outcomes.finish(Endpoint::GET_REWARD, &state.metrics, &state.log);
@@ -508,6 +509,7 @@ async fn get_reward(State(state): State<Arc<AppState>>, request: Request) -> Res
     let flag = |f: &dyn Fn(usize) -> bool| (0..rewarded.len()).map(|i| if f(i) { 1.0 } else { 0.0 }).collect();
     extra_logs.push(("invalid".into(), flag(&|i| outcomes.failed(i))));
     extra_logs.push(("single_turn".into(), flag(&|i| outcomes.warned(i, "single_turn"))));
+    extra_logs.push(("speaker_turn_in_reply".into(), flag(&|i| outcomes.warned(i, "speaker_turn_in_reply"))));
     Ok(json_response(
         StatusCode::OK,
         &OpenRlhfRewards {

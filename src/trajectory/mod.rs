@@ -19,9 +19,7 @@ pub use arc::{ArcSummary, EmotionArc, ScoredTurn, Trajectory, DEFAULT_TREND_WIND
 pub(crate) use arc::{slope, tail, volatility};
 #[cfg(feature = "server")]
 pub(crate) use conversation::found_value;
-#[cfg(feature = "server")]
-pub(crate) use template::strip_markers;
 pub use conversation::{read_conversations, Conversation, ConversationAt, ConversationProblem, Turn};
 pub use reading::{Clause, ClauseScore, TurnReading};
-pub use template::{Template, TemplateError};
+pub use template::{read_rollout, turns_after_prompt, Template, TemplateError};
 pub use tracker::{score_conversations, ArcOptions, ArcTracker, DEFAULT_CACHE_CAPACITY};
