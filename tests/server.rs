@@ -914,9 +914,26 @@ fn one_bad_item_does_not_fail_the_batch() {
 fn non_finite_rewards_are_item_errors_and_duplicate_terms_are_refused() {
     let server = TestServer::start(config());
     // Each weight is finite, but their sum over this conversation's terms overflows f32, as the library shows.
-    let spec = "terminal=3.4e38,delta=3.4e38,discounted=3.4e38";
+    // The terms are the ones positive on this conversation under the shipped model, enough of them that their
+    // values add up past 1 (so the weighted sum passes f32::MAX whatever the model reads).
     let conversation = Conversation::from_json_line(&SAD_TO_BETTER.replace('\n', " "), 1).unwrap();
     let trajectory = score_conversations(&estimator(), &[conversation], &ArcOptions::default()).unwrap().remove(0).unwrap();
+    let mut all_terms = RewardConfig::default();
+    all_terms.set_terms("terminal=1,delta=1,discounted=1,trend=1,target=1").unwrap();
+    let all_terms = all_terms.build().unwrap();
+    let mut positive = all_terms.terms(&trajectory);
+    positive.retain(|(_, v)| *v > 0.0);
+    positive.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let (mut names, mut sum) = (Vec::new(), 0.0);
+    for (name, value) in positive {
+        if sum <= 1.05 {
+            names.push(format!("{name}=3.4e38"));
+            sum += value;
+        }
+    }
+    assert!(sum > 1.05, "the terms on this conversation add up to {sum} only");
+    let spec = names.join(",");
+    let spec = spec.as_str();
     let mut reward_config = RewardConfig::default();
     reward_config.set_terms(spec).unwrap();
     let library = reward_config.build().unwrap().reward(&trajectory);
