@@ -1,6 +1,7 @@
 //! Utterances per second of the shipped model on CPU, in f32 and int16: batches of 1, 32 and 128 chat
 //! utterances, and a mixed-length corpus (the authored training corpus, short lines and paragraphs together)
-//! scored in one call so the estimator's own length bucketing is what is measured.
+//! scored in one call so the estimator's own length bucketing is what is measured. The `tokenize` group times
+//! tokenization alone on the same mixed corpus, one text at a time on one thread, to set it beside the encoder.
 //!
 //! Run: cargo bench --bench throughput
 
@@ -47,6 +48,15 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(mixed.len() as u64));
         group.bench_function("mixed_corpus_512", |b| b.iter(|| estimator.estimate(&mixed).unwrap()));
         group.finish();
+        if precision == Precision::Int16 {
+            let mut group = c.benchmark_group("tokenize");
+            group.sample_size(10);
+            group.throughput(Throughput::Elements(mixed.len() as u64));
+            group.bench_function("mixed_corpus_512_one_thread", |b| {
+                b.iter(|| mixed.iter().map(|t| estimator.model_token_ids(t).unwrap().len()).sum::<usize>())
+            });
+            group.finish();
+        }
     }
 }
 
