@@ -34,6 +34,7 @@ from ._emoarc import (
     ModelError,
     TemplateError,
     read_rollout,
+    turns_after_prompt,
 )
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "arc",
     "default_estimator",
     "read_rollout",
+    "turns_after_prompt",
     "reward",
     "shipped_model",
 ]

@@ -9,7 +9,10 @@ simulated user (RLVER's setup). Queries are read into turns by the library's rea
 uses: ChatML/Qwen, Llama 2 and 3, Mistral, Gemma, DeepSeek, Phi-3 and ``role: text`` lines are recognised from
 their markers (or named with ``template=``); a query with no markers is read as its prompt (one user turn) and
 the reply after it. A query that cannot be read, or has no reply, gets the fallback value; it is never read as
-all user, which would score the policy's own words as the user's feelings.
+all user, which would score the policy's own words as the user's feelings. ``extra_logs`` counts the
+unreadable queries (``emoarc/unparsed``) and those with a user turn after the prompt
+(``emoarc/speaker_turn_in_reply``: a multi-turn environment's turn, or a reply that spells out turn markers to
+write the user's next words itself; the server warns about the same).
 
 **Remote.** ``emoarc serve`` answers OpenRLHF's ``/get_reward`` directly (``--remote_rm_url
 http://HOST:PORT/get_reward``); :mod:`emoarc.client` is its Python client.
@@ -20,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from ._conversations import normalize
-from ._emoarc import TemplateError, read_rollout
+from ._emoarc import TemplateError, read_rollout, turns_after_prompt
 from ._rollouts import RewardOptions, Simulator
 
 
@@ -56,6 +59,7 @@ def make_reward_func(estimator=None, *, reward: Optional[str] = None, config: Op
     def reward_func(queries: Sequence[str], prompts: Sequence[str], labels: Sequence[Any] = (), **kwargs: Any
                     ) -> dict[str, Any]:
         slots: list[Optional[int]] = []
+        written = 0  # rollouts with a speaker turn after the prompt: an environment's, or one the policy wrote
         conversations = []
         for query, prompt in zip(queries, prompts):
             turns = turns_of(query, prompt, template)
@@ -64,13 +68,16 @@ def make_reward_func(estimator=None, *, reward: Optional[str] = None, config: Op
                 continue
             slots.append(len(conversations))
             conversations.append(turns)
+            after = turns_after_prompt(query, prompt, template) if prompt else None
+            written += any(role == speaker for role, _ in after or ())
         scored = options.score(normalize(conversations)) if conversations else []
         rewards = [fallback if s is None or scored[s] is None else scored[s] for s in slots]
         unparsed = sum(s is None for s in slots)
         return {
             "rewards": _tensor(rewards),
             "scores": _tensor(rewards),
-            "extra_logs": {"emoarc/unparsed": _tensor([float(unparsed)])},
+            "extra_logs": {"emoarc/unparsed": _tensor([float(unparsed)]),
+                           "emoarc/speaker_turn_in_reply": _tensor([float(written)])},
         }
 
     return reward_func

@@ -401,19 +401,44 @@ impl PyArcTracker {
 #[pyfunction]
 #[pyo3(signature = (query, prompt=None, template=None))]
 fn read_rollout(py: Python<'_>, query: &str, prompt: Option<&str>, template: Option<&str>) -> PyResult<Vec<(String, String)>> {
-    use emoarc::trajectory::{Template, TemplateError as Te};
-    let template = template
-        .map(|name| name.parse::<Template>().map_err(|e| ConfigError::new_err(e.to_string())))
-        .transpose()?;
-    match emoarc::trajectory::read_rollout(query, prompt, template) {
-        Ok(turns) => Ok(turns.into_iter().map(|t| (t.role, t.text)).collect()),
-        Err(e) => {
-            let err = TemplateError::new_err(e.to_string());
-            let code = if matches!(e, Te::Unrecognised) { "unrecognised_template" } else { "no_turns" };
-            let _ = err.value(py).setattr("code", code);
-            Err(err)
-        }
-    }
+    let template = template_arg(template)?;
+    Ok(read_rollout_turns(py, query, prompt, template)?.into_iter().map(|t| (t.role, t.text)).collect())
+}
+
+/// A template name from Python: one of `TEMPLATES`, else a `ConfigError`.
+fn template_arg(name: Option<&str>) -> PyResult<Option<emoarc::trajectory::Template>> {
+    name.map(|n| n.parse().map_err(|e: emoarc::trajectory::TemplateError| ConfigError::new_err(e.to_string())))
+        .transpose()
+}
+
+/// `read_rollout` with the template already parsed; a string that cannot be read is a `TemplateError` with the
+/// server's code.
+fn read_rollout_turns(
+    py: Python<'_>,
+    query: &str,
+    prompt: Option<&str>,
+    template: Option<emoarc::trajectory::Template>,
+) -> PyResult<Vec<Turn>> {
+    emoarc::trajectory::read_rollout(query, prompt, template).map_err(|e| {
+        let code = if matches!(e, emoarc::trajectory::TemplateError::Unrecognised) { "unrecognised_template" } else { "no_turns" };
+        let err = TemplateError::new_err(e.to_string());
+        let _ = err.value(py).setattr("code", code);
+        err
+    })
+}
+
+/// The turns of a rollout after its prompt (the library's `turns_after_prompt`): `None` when the prompt does not
+/// read into the start of the query. A turn by the speaker among them was appended by an environment or written
+/// by the policy inside its reply; the reward server warns `speaker_turn_in_reply` for it.
+#[pyfunction]
+#[pyo3(signature = (query, prompt, template=None))]
+fn turns_after_prompt(py: Python<'_>, query: &str, prompt: &str, template: Option<&str>) -> PyResult<Option<Vec<(String, String)>>> {
+    let template = template_arg(template)?;
+    let Ok(turns) = read_rollout_turns(py, query, Some(prompt), template) else {
+        return Ok(None);
+    };
+    Ok(emoarc::trajectory::turns_after_prompt(&turns, query, prompt, template)
+        .map(|after| after.iter().map(|t| (t.role.clone(), t.text.clone())).collect()))
 }
 
 fn categories() -> Vec<&'static str> {
@@ -428,6 +453,7 @@ fn _emoarc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arc_records, m)?)?;
     m.add_function(wrap_pyfunction!(reward_records, m)?)?;
     m.add_function(wrap_pyfunction!(read_rollout, m)?)?;
+    m.add_function(wrap_pyfunction!(turns_after_prompt, m)?)?;
     m.add("TEMPLATES", emoarc::trajectory::Template::NAMES.to_vec())?;
     m.add("CATEGORIES", categories())?;
     m.add("TAXONOMY_VERSION", emoarc::TAXONOMY_VERSION)?;
