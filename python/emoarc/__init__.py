@@ -34,6 +34,7 @@ from ._emoarc import (
     ModelError,
     TemplateError,
     read_rollout,
+    split_rollout,
     turns_after_prompt,
 )
 
@@ -54,6 +55,7 @@ __all__ = [
     "arc",
     "default_estimator",
     "read_rollout",
+    "split_rollout",
     "turns_after_prompt",
     "reward",
     "shipped_model",

@@ -66,6 +66,9 @@ def reward_records(
 
 def read_rollout(query: str, prompt: Optional[str] = None, template: Optional[str] = None) -> list[tuple[str, str]]: ...
 def turns_after_prompt(query: str, prompt: str, template: Optional[str] = None) -> Optional[list[tuple[str, str]]]: ...
+def split_rollout(
+    query: str, prompt: Optional[str] = None, template: Optional[str] = None,
+) -> tuple[list[tuple[str, str]], Optional[int]]: ...
 
 class ArcTracker:
     def __new__(

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from ._conversations import normalize
-from ._emoarc import TemplateError, read_rollout, turns_after_prompt
+from ._emoarc import TemplateError, split_rollout
 from ._rollouts import RewardOptions, Simulator
 
 
@@ -32,11 +32,19 @@ def turns_of(query: str, prompt: Optional[str] = None, template: Optional[str] =
     """The turns of one rollout, read as ``emoarc serve`` reads ``/get_reward`` (:func:`emoarc.read_rollout`:
     every template family the library knows, reasoning blocks removed, cut-off replies kept); ``None`` when the
     query cannot be read or has no reply after the prompt."""
+    read = _read(query, prompt, template)
+    return read[0] if read else None
+
+
+def _read(query: str, prompt: Optional[str], template: Optional[str]
+          ) -> Optional[tuple[list[tuple[str, str]], Optional[int]]]:
+    """One reading of a rollout (:func:`emoarc.split_rollout`): its turns and the index of the first turn after
+    the prompt; ``None`` when it cannot be read or has no reply."""
     try:
-        turns = read_rollout(query, prompt, template)
+        turns, start = split_rollout(query, prompt, template)
     except TemplateError:
         return None
-    return turns if any(role == "assistant" for role, _ in turns) else None
+    return (turns, start) if any(role == "assistant" for role, _ in turns) else None
 
 
 def _tensor(values: list[float]) -> Any:
@@ -62,14 +70,14 @@ def make_reward_func(estimator=None, *, reward: Optional[str] = None, config: Op
         written = 0  # rollouts with a speaker turn after the prompt: an environment's, or one the policy wrote
         conversations = []
         for query, prompt in zip(queries, prompts):
-            turns = turns_of(query, prompt, template)
-            if turns is None:
+            read = _read(query, prompt, template)
+            if read is None:
                 slots.append(None)
                 continue
+            turns, start = read
             slots.append(len(conversations))
             conversations.append(turns)
-            after = turns_after_prompt(query, prompt, template) if prompt else None
-            written += any(role == speaker for role, _ in after or ())
+            written += start is not None and any(role == speaker for role, _ in turns[start:])
         scored = options.score(normalize(conversations)) if conversations else []
         rewards = [fallback if s is None or scored[s] is None else scored[s] for s in slots]
         unparsed = sum(s is None for s in slots)

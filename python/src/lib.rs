@@ -433,12 +433,41 @@ fn read_rollout_turns(
 #[pyfunction]
 #[pyo3(signature = (query, prompt, template=None))]
 fn turns_after_prompt(py: Python<'_>, query: &str, prompt: &str, template: Option<&str>) -> PyResult<Option<Vec<(String, String)>>> {
-    let template = template_arg(template)?;
-    let Ok(turns) = read_rollout_turns(py, query, Some(prompt), template) else {
+    let Ok((turns, Some(start))) = split_turns(py, query, Some(prompt), template_arg(template)?) else {
         return Ok(None);
     };
-    Ok(emoarc::trajectory::turns_after_prompt(&turns, query, prompt, template)
-        .map(|after| after.iter().map(|t| (t.role.clone(), t.text.clone())).collect()))
+    Ok(Some(turns[start..].iter().map(|t| (t.role.clone(), t.text.clone())).collect()))
+}
+
+/// `read_rollout` and `turns_after_prompt` from one reading of the query, as the reward server does: the turns,
+/// and the index of the first turn after the prompt (`None` without a prompt, or when the prompt does not read
+/// into the start of the query). Adapters that need both call this instead of reading each query twice.
+#[pyfunction]
+#[pyo3(signature = (query, prompt=None, template=None))]
+fn split_rollout(
+    py: Python<'_>,
+    query: &str,
+    prompt: Option<&str>,
+    template: Option<&str>,
+) -> PyResult<(Vec<(String, String)>, Option<usize>)> {
+    let (turns, start) = split_turns(py, query, prompt, template_arg(template)?)?;
+    Ok((turns.into_iter().map(|t| (t.role, t.text)).collect(), start))
+}
+
+/// The turns of `query` and where the turns after `prompt` start, with one reading of the query.
+fn split_turns(
+    py: Python<'_>,
+    query: &str,
+    prompt: Option<&str>,
+    template: Option<emoarc::trajectory::Template>,
+) -> PyResult<(Vec<Turn>, Option<usize>)> {
+    let turns = read_rollout_turns(py, query, prompt, template)?;
+    // An empty prompt is no prompt (as `read_rollout` reads it): every turn would otherwise count as after it.
+    let start = prompt
+        .filter(|p| !p.is_empty())
+        .and_then(|p| emoarc::trajectory::turns_after_prompt(&turns, query, p, template))
+        .map(|after| turns.len() - after.len());
+    Ok((turns, start))
 }
 
 fn categories() -> Vec<&'static str> {
@@ -454,6 +483,7 @@ fn _emoarc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reward_records, m)?)?;
     m.add_function(wrap_pyfunction!(read_rollout, m)?)?;
     m.add_function(wrap_pyfunction!(turns_after_prompt, m)?)?;
+    m.add_function(wrap_pyfunction!(split_rollout, m)?)?;
     m.add("TEMPLATES", emoarc::trajectory::Template::NAMES.to_vec())?;
     m.add("CATEGORIES", categories())?;
     m.add("TAXONOMY_VERSION", emoarc::TAXONOMY_VERSION)?;
