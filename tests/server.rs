@@ -296,7 +296,7 @@ fn the_cache_makes_resent_conversation_prefixes_free() {
     for (role, text) in lines {
         turns.push(json!({"role": role, "text": text}));
         if role == "user" {
-            let r = server.post("/v1/reward", json!({"conversations": [{"turns": turns}]}));
+            let r = server.post("/v1/reward", json!({"conversations": [{"turns": turns}], "reading": "clauses"}));
             assert_eq!(r.status, 200, "{}", r.text());
             encoded.push(server.metric("emoarc_encoded_texts_total"));
         }

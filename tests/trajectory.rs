@@ -21,7 +21,10 @@ const TURNS: [(&str, &str); 6] = [
 #[test]
 fn tracker_encodes_each_new_clause_once_and_matches_the_batch_path() {
     let estimator = common::estimator();
-    let mut tracker = ArcTracker::new(estimator, ArcOptions::default(), "job");
+    // Clause by clause (not the default), so that a turn's clauses are shared with other turns' and cached.
+    let mut options = ArcOptions::default();
+    options.reading = TurnReading::Clauses;
+    let mut tracker = ArcTracker::new(estimator, options.clone(), "job");
     assert_eq!(tracker.reward(&Terminal), None, "no reward before the speaker has a turn");
     let mut seen: HashSet<&str> = HashSet::new();
     let mut scored = Vec::new();
@@ -56,7 +59,7 @@ fn tracker_encodes_each_new_clause_once_and_matches_the_batch_path() {
     // The batch path gives the same scores and also encodes each distinct clause once.
     let conversation = Conversation::new("job", TURNS.iter().map(|(r, t)| Turn::new(*r, *t)).collect()).unwrap();
     let before = estimator.stats().sequences;
-    let batch = score_conversations(estimator, std::slice::from_ref(&conversation), &ArcOptions::default()).unwrap();
+    let batch = score_conversations(estimator, std::slice::from_ref(&conversation), &options).unwrap();
     assert_eq!((estimator.stats().sequences - before) as usize, seen.len());
     let batch = batch.into_iter().next().unwrap().unwrap();
     for (a, b) in batch.turns().iter().zip(tracker.trajectory().turns()) {

@@ -123,7 +123,7 @@ def _records(kind: Callable[..., list], estimator: Estimator, conversations: Ite
 
 
 def arc(estimator: Estimator, turns: Union[Conversation, Sequence[Conversation]], speaker: str = "user", *,
-        reading: str = "clauses", affect: str = "table", skip_bad: bool = False, rounded: bool = True):
+        reading: str = "whole", affect: str = "table", skip_bad: bool = False, rounded: bool = True):
     """The emotion arc of ``speaker``: ``emoarc arc``'s record (``id``, ``speaker``, ``arc`` with ``turns``,
     ``wellbeing``, ``valence``, ``arousal``, ``summary``). ``turns`` is one conversation (a list of
     ``(role, text)`` pairs or ``{"role", "content"}`` messages) or a list of them; one in, one record out."""
@@ -134,7 +134,7 @@ def arc(estimator: Estimator, turns: Union[Conversation, Sequence[Conversation]]
 
 
 def reward(estimator: Estimator, conversations: Sequence[Conversation], reward: Optional[str] = None, *,
-           config: Optional[PathLike] = None, speaker: str = "user", reading: str = "clauses", affect: str = "table",
+           config: Optional[PathLike] = None, speaker: str = "user", reading: str = "whole", affect: str = "table",
            simulator: Optional[Callable[[list[dict]], str]] = None, skip_bad: bool = False,
            rounded: bool = True) -> list[dict]:
     """``emoarc reward``'s records, one per conversation: ``id``, ``reward``, ``arc``, ``terms`` and
@@ -165,7 +165,7 @@ class ArcTracker:
     """
 
     def __init__(self, estimator: Optional[Estimator] = None, speaker: str = "user", reward: Optional[str] = None,
-                 config: Optional[PathLike] = None, *, id: str = "conversation", reading: str = "clauses",
+                 config: Optional[PathLike] = None, *, id: str = "conversation", reading: str = "whole",
                  affect: str = "table"):
         est = default_estimator() if estimator is None else estimator
         self.speaker = speaker

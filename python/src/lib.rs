@@ -277,7 +277,7 @@ fn conversation_records(
 
 /// `emoarc arc`'s records (JSON strings) or exceptions, one per conversation.
 #[pyfunction]
-#[pyo3(signature = (estimator, conversations, speaker="user", reading="clauses", affect="table", rounded=true))]
+#[pyo3(signature = (estimator, conversations, speaker="user", reading="whole", affect="table", rounded=true))]
 fn arc_records(
     py: Python<'_>,
     estimator: &PyEstimator,
@@ -293,7 +293,7 @@ fn arc_records(
 
 /// `emoarc reward`'s records (JSON strings) or exceptions, one per conversation.
 #[pyfunction]
-#[pyo3(signature = (estimator, conversations, reward=None, config=None, speaker="user", reading="clauses", affect="table", rounded=true))]
+#[pyo3(signature = (estimator, conversations, reward=None, config=None, speaker="user", reading="whole", affect="table", rounded=true))]
 #[allow(clippy::too_many_arguments)]
 fn reward_records(
     py: Python<'_>,
@@ -326,7 +326,7 @@ struct PyArcTracker {
 #[pymethods]
 impl PyArcTracker {
     #[new]
-    #[pyo3(signature = (estimator, speaker="user", reward=None, config=None, id="conversation", reading="clauses", affect="table"))]
+    #[pyo3(signature = (estimator, speaker="user", reward=None, config=None, id="conversation", reading="whole", affect="table"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,

@@ -44,8 +44,8 @@ pub struct ArcFlags {
     /// Whose turns form the arc.
     #[arg(long, default_value = "user")]
     pub speaker: String,
-    /// How a turn is read: clauses (weighted toward where the turn ends) or whole (one text, as score does).
-    #[arg(long, default_value = "clauses")]
+    /// How a turn is read: whole (one text, as score does) or clauses (weighted toward where the turn ends).
+    #[arg(long, default_value_t = TurnReading::default())]
     pub reading: TurnReading,
     /// Where valence and arousal come from: the documented table of the 40 categories (default: it ranks the
     /// conversation pairs better), or the head's own, learned from human ratings (the table for heads without).

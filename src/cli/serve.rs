@@ -96,8 +96,8 @@ pub struct ServeArgs {
     /// Whose turns form the arc that rewards read.
     #[arg(long, default_value = "user")]
     speaker: String,
-    /// How a turn is read: clauses or whole.
-    #[arg(long, default_value = "clauses")]
+    /// How a turn is read: whole or clauses.
+    #[arg(long, default_value_t = TurnReading::default())]
     reading: TurnReading,
     #[command(flatten)]
     model: ModelArgs,

@@ -1,8 +1,11 @@
-//! How one turn's text becomes the intensities an arc records for it ([`TurnReading`]). By default a turn is
-//! read clause by clause and the clauses are weighted toward where the turn ends up: a whole-text mean pool
-//! lets "still scared but it feels less like a sentence now, thank you" read as fear, while a person's state at
-//! the end of their turn is what an arc should follow. It also owns the cache of clause vectors that lets
-//! [`ArcTracker`](super::ArcTracker) and the batch path encode each distinct text once.
+//! How one turn's text becomes the intensities an arc records for it ([`TurnReading`]): the whole turn as one
+//! text (the default), or clause by clause weighted toward where the turn ends up. It also owns the cache of
+//! clause vectors that lets [`ArcTracker`](super::ArcTracker) and the batch path encode each distinct text once.
+//!
+//! The whole-turn reading is the default because it ranks conversations better where the choice was made:
+//! on the 24 development pairs (`data/conversations/pairs-dev.jsonl`) the `terminal` reward ranked 19 right
+//! read whole and 12 read by clauses. A turn that ends politely ("... ok. thanks anyway") puts its last and
+//! heaviest clause on the thanks, so the clause reading scores a resigned ending like a grateful one.
 
 use crate::error::{InputProblem, Result};
 use super::affect::Affect;
@@ -18,11 +21,18 @@ pub enum TurnReading {
     /// Split into clauses (sentences, and at a contrastive "but"), score each, and take a weighted mean:
     /// clause `k` of `n` (0-based) weighs `k + 1`, so later clauses count more; a clause that opens with "but"
     /// weighs 1.5 times more and every clause before it half as much (the contrast rule of the VADER sentiment
-    /// analyser: what follows "but" is what the speaker means).
-    #[default]
+    /// analyser: what follows "but" is what the speaker means). Follows a change of state inside a turn
+    /// ("still scared but it feels less like a sentence now"), and over-weights a closing formula.
     Clauses,
-    /// Score the whole turn as one text, as `emoarc score` does.
+    /// Score the whole turn as one text, as `emoarc score` does (the default; see the module doc for why).
+    #[default]
     Whole,
+}
+
+impl std::fmt::Display for TurnReading {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl TurnReading {
