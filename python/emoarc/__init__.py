@@ -123,10 +123,12 @@ def _records(kind: Callable[..., list], estimator: Estimator, conversations: Ite
 
 
 def arc(estimator: Estimator, turns: Union[Conversation, Sequence[Conversation]], speaker: str = "user", *,
-        reading: str = "whole", affect: str = "table", skip_bad: bool = False, rounded: bool = True):
+        reading: Optional[str] = None, affect: Optional[str] = None, skip_bad: bool = False, rounded: bool = True):
     """The emotion arc of ``speaker``: ``emoarc arc``'s record (``id``, ``speaker``, ``arc`` with ``turns``,
     ``wellbeing``, ``valence``, ``arousal``, ``summary``). ``turns`` is one conversation (a list of
-    ``(role, text)`` pairs or ``{"role", "content"}`` messages) or a list of them; one in, one record out."""
+    ``(role, text)`` pairs or ``{"role", "content"}`` messages) or a list of them; one in, one record out.
+    ``reading`` (``"whole"`` or ``"clauses"``) and ``affect`` (``"table"`` or ``"learned"``) are the CLI's
+    ``--reading`` and ``--affect``; left out, the library's defaults (whole turns, the table)."""
     single = _is_one_conversation(turns)
     records = _records(_emoarc.arc_records, estimator, [turns] if single else turns, skip_bad,
                        speaker=speaker, reading=reading, affect=affect, rounded=rounded)
@@ -134,7 +136,7 @@ def arc(estimator: Estimator, turns: Union[Conversation, Sequence[Conversation]]
 
 
 def reward(estimator: Estimator, conversations: Sequence[Conversation], reward: Optional[str] = None, *,
-           config: Optional[PathLike] = None, speaker: str = "user", reading: str = "whole", affect: str = "table",
+           config: Optional[PathLike] = None, speaker: str = "user", reading: Optional[str] = None, affect: Optional[str] = None,
            simulator: Optional[Callable[[list[dict]], str]] = None, skip_bad: bool = False,
            rounded: bool = True) -> list[dict]:
     """``emoarc reward``'s records, one per conversation: ``id``, ``reward``, ``arc``, ``terms`` and
@@ -165,8 +167,8 @@ class ArcTracker:
     """
 
     def __init__(self, estimator: Optional[Estimator] = None, speaker: str = "user", reward: Optional[str] = None,
-                 config: Optional[PathLike] = None, *, id: str = "conversation", reading: str = "whole",
-                 affect: str = "table"):
+                 config: Optional[PathLike] = None, *, id: str = "conversation", reading: Optional[str] = None,
+                 affect: Optional[str] = None):
         est = default_estimator() if estimator is None else estimator
         self.speaker = speaker
         self._inner = _emoarc.ArcTracker(est, speaker, reward, None if config is None else os.fspath(config),

@@ -56,12 +56,12 @@ class Estimator:
 _Raw = Sequence[tuple[str, Sequence[tuple[str, str]]]]
 
 def arc_records(
-    estimator: Estimator, conversations: _Raw, speaker: str = "user", reading: str = "whole",
-    affect: str = "table", rounded: bool = True,
+    estimator: Estimator, conversations: _Raw, speaker: str = "user", reading: Optional[str] = None,
+    affect: Optional[str] = None, rounded: bool = True,
 ) -> list[Union[str, EmoarcError]]: ...
 def reward_records(
     estimator: Estimator, conversations: _Raw, reward: Optional[str] = None, config: Optional[str] = None,
-    speaker: str = "user", reading: str = "whole", affect: str = "table", rounded: bool = True,
+    speaker: str = "user", reading: Optional[str] = None, affect: Optional[str] = None, rounded: bool = True,
 ) -> list[Union[str, EmoarcError]]: ...
 
 def read_rollout(query: str, prompt: Optional[str] = None, template: Optional[str] = None) -> list[tuple[str, str]]: ...
@@ -73,7 +73,7 @@ def split_rollout(
 class ArcTracker:
     def __new__(
         cls, estimator: Estimator, speaker: str = "user", reward: Optional[str] = None, config: Optional[str] = None,
-        id: str = "conversation", reading: str = "whole", affect: str = "table",
+        id: str = "conversation", reading: Optional[str] = None, affect: Optional[str] = None,
     ) -> "ArcTracker": ...
     def push(self, role: str, text: str) -> None: ...
     def reward(self) -> Optional[float]: ...

@@ -34,7 +34,7 @@ class RewardOptions:
     speaker: str = "user"
     simulator: Optional[Simulator] = None
     fallback: Optional[float] = 0.0
-    reading: str = "whole"
+    reading: Optional[str] = None  # None: the library's default reading (whole turns)
     _est: Any = field(default=None, repr=False)
 
     def get_estimator(self):

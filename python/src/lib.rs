@@ -202,18 +202,19 @@ fn to_array(py: Python<'_>, flat: Vec<f32>, rows: usize, cols: usize) -> Bound<'
         .into_pyarray(py)
 }
 
-/// Arc options from the CLI's flag values.
-fn arc_options(py: Python<'_>, speaker: &str, reading: &str, affect: &str) -> PyResult<ArcOptions> {
-    let mut options = ArcOptions {
-        speaker: speaker.to_string(),
-        reading: parse::<TurnReading>(py, reading)?,
-        ..ArcOptions::default()
-    };
-    options.affect.learned = match affect {
-        "table" => false,
-        "learned" => true,
-        other => return Err(ConfigError::new_err(format!("affect must be table or learned, not {other:?}"))),
-    };
+/// Arc options from the CLI's flag values; `None` keeps the library's default (`ArcOptions::default()`), so the
+/// Python defaults cannot drift from the CLI's.
+fn arc_options(py: Python<'_>, speaker: &str, reading: Option<&str>, affect: Option<&str>) -> PyResult<ArcOptions> {
+    let mut options = ArcOptions { speaker: speaker.to_string(), ..ArcOptions::default() };
+    if let Some(reading) = reading {
+        options.reading = parse::<TurnReading>(py, reading)?;
+    }
+    match affect {
+        None => {}
+        Some("table") => options.affect.learned = false,
+        Some("learned") => options.affect.learned = true,
+        Some(other) => return Err(ConfigError::new_err(format!("affect must be table or learned, not {other:?}"))),
+    }
     Ok(options)
 }
 
@@ -277,14 +278,14 @@ fn conversation_records(
 
 /// `emoarc arc`'s records (JSON strings) or exceptions, one per conversation.
 #[pyfunction]
-#[pyo3(signature = (estimator, conversations, speaker="user", reading="whole", affect="table", rounded=true))]
+#[pyo3(signature = (estimator, conversations, speaker="user", reading=None, affect=None, rounded=true))]
 fn arc_records(
     py: Python<'_>,
     estimator: &PyEstimator,
     conversations: Vec<RawConversation>,
     speaker: &str,
-    reading: &str,
-    affect: &str,
+    reading: Option<&str>,
+    affect: Option<&str>,
     rounded: bool,
 ) -> PyResult<Vec<PyObject>> {
     let options = arc_options(py, speaker, reading, affect)?;
@@ -293,7 +294,7 @@ fn arc_records(
 
 /// `emoarc reward`'s records (JSON strings) or exceptions, one per conversation.
 #[pyfunction]
-#[pyo3(signature = (estimator, conversations, reward=None, config=None, speaker="user", reading="whole", affect="table", rounded=true))]
+#[pyo3(signature = (estimator, conversations, reward=None, config=None, speaker="user", reading=None, affect=None, rounded=true))]
 #[allow(clippy::too_many_arguments)]
 fn reward_records(
     py: Python<'_>,
@@ -302,8 +303,8 @@ fn reward_records(
     reward: Option<&str>,
     config: Option<&str>,
     speaker: &str,
-    reading: &str,
-    affect: &str,
+    reading: Option<&str>,
+    affect: Option<&str>,
     rounded: bool,
 ) -> PyResult<Vec<PyObject>> {
     let options = arc_options(py, speaker, reading, affect)?;
@@ -326,7 +327,7 @@ struct PyArcTracker {
 #[pymethods]
 impl PyArcTracker {
     #[new]
-    #[pyo3(signature = (estimator, speaker="user", reward=None, config=None, id="conversation", reading="whole", affect="table"))]
+    #[pyo3(signature = (estimator, speaker="user", reward=None, config=None, id="conversation", reading=None, affect=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -335,8 +336,8 @@ impl PyArcTracker {
         reward: Option<&str>,
         config: Option<&str>,
         id: &str,
-        reading: &str,
-        affect: &str,
+        reading: Option<&str>,
+        affect: Option<&str>,
     ) -> PyResult<Self> {
         let options = arc_options(py, speaker, reading, affect)?;
         let (config, reward) = reward_config(py, config, reward)?;

@@ -72,6 +72,12 @@ def test_arc_and_reward_records_equal_the_cli(estimator, cli, root):
         json.loads(line) for line in cli("reward", path, "--config", config).splitlines()]
     assert emoarc.reward(estimator, convs, reward="trend") == [
         json.loads(line) for line in cli("reward", path, "--reward", "trend").splitlines()]
+    # Left out, reading and affect are the library's defaults (as the CLI's are); given, they are the CLI's flags.
+    assert emoarc.arc(estimator, convs, reading="clauses", affect="learned") == [
+        json.loads(line) for line in cli("arc", path, "--reading", "clauses", "--affect", "learned").splitlines()]
+    assert emoarc.arc(estimator, convs, reading="clauses") != emoarc.arc(estimator, convs)
+    with pytest.raises(emoarc.ConfigError, match="affect"):
+        emoarc.arc(estimator, convs, affect="both")
 
 
 def test_tracker_matches_the_batch_reward(estimator):
