@@ -340,6 +340,7 @@ pub fn build_model(
         normalize: true,
         outputs: NUM_CATEGORIES,
         affect: false,
+        lexical: false,
     };
     let mut spec = ModelSpec::read_unverified(out_dir)?.unwrap_or_else(|| ModelSpec {
         format: FORMAT_VERSION,

@@ -184,8 +184,9 @@ fn fine_tuned_top_layers_are_stored_as_an_override_and_load_back() {
                 weights: format!("head-{name}.safetensors"),
                 encoder_override: Some(format!("encoder-{name}.safetensors")),
                 encoder_layers: 6,
-                // Heads trained by candle have no learned valence/arousal output.
+                // Heads trained by candle have no learned valence/arousal output and no lexicon.
                 affect: false,
+                lexical: false,
                 ..base.clone()
             },
         );

@@ -178,3 +178,71 @@ fn hub_sources_resolve_from_the_cache_offline() {
         Err(Error::UnlistedModel { .. })
     ));
 }
+
+/// A lexical head (format 2) on real files: the shipped head with a one-word lexicon added ("furious" pushes
+/// Anger up by 3 logits) changes Anger on text with that word by exactly that and nothing else; a lexical head in
+/// a format-1 folder, or one whose file lacks its lexicon, is refused with a typed error.
+#[test]
+fn a_lexical_head_adds_its_words_logits_and_a_malformed_one_is_refused() {
+    use candle_core::{Device, Tensor};
+    use emoarc::model::{HeadSpec, ModelSpec};
+    let (tmp, dir) = checkout_copy();
+    let manifest_path = tmp.path().join("weights-manifest");
+    let mut spec = ModelSpec::read_unverified(&dir).unwrap().unwrap();
+    let base = spec.heads[&spec.default_head].clone();
+    let mut tensors = candle_core::safetensors::load(dir.join(&base.weights), &Device::Cpu).unwrap();
+    tensors.retain(|name, _| !name.starts_with("lexical."));
+    emoarc::zero_shot::save_tensors(&dir.join("head-plain.safetensors"), &tensors).unwrap();
+
+    let ids = load(&dir).unwrap().token_ids("furious").unwrap();
+    assert_eq!(ids.len(), 3, "'furious' is one wordpiece between [CLS] and [SEP]: {ids:?}");
+    let anger = emoarc::Category::Anger.index();
+    let mut quant = vec![128u8; 40];
+    quant[anger] = 255; // (255 - 128) * 3/127 = +3 logits
+    tensors.insert("lexical.ids".into(), Tensor::new(&[ids[1] as i32], &Device::Cpu).unwrap());
+    tensors.insert("lexical.idf".into(), Tensor::new(&[1.5f32], &Device::Cpu).unwrap());
+    tensors.insert("lexical.weight".into(), Tensor::from_vec(quant, (1, 40), &Device::Cpu).unwrap());
+    tensors.insert("lexical.scale".into(), Tensor::from_vec(vec![3.0f32 / 127.0; 40], 40, &Device::Cpu).unwrap());
+    emoarc::zero_shot::save_tensors(&dir.join("head-lex.safetensors"), &tensors).unwrap();
+
+    let install = |spec: &ModelSpec| {
+        spec.save(&dir).unwrap();
+        let entry = Manifest::load(&manifest_path).unwrap().model(NAME).unwrap().clone();
+        emoarc::weights::record_model(&manifest_path, &dir, &spec.files(), entry).unwrap();
+    };
+    let head = |file: &str, lexical: bool| HeadSpec { weights: file.into(), lexical, ..base.clone() };
+    spec.format = 2;
+    spec.heads.insert("plain".into(), head("head-plain.safetensors", false));
+    spec.heads.insert("lex".into(), head("head-lex.safetensors", true));
+    install(&spec);
+    let with_head = |name: &str| {
+        Estimator::builder().model(ModelSource::Dir(dir.clone())).head(name).device(DeviceChoice::Cpu).build()
+    };
+    let texts = ["I am furious about the delay", "What a lovely quiet morning"];
+    let plain = with_head("plain").unwrap().estimate(&texts).unwrap();
+    let lex = with_head("lex").unwrap().estimate(&texts).unwrap();
+    let logit = |p: f32| (p / (1.0 - p)).ln();
+    for c in 0..40 {
+        let (a, b) = (plain[0].as_slice()[c], lex[0].as_slice()[c]);
+        if c == anger {
+            assert!((logit(b) - logit(a) - 3.0).abs() < 1e-2, "Anger {a} -> {b}: not +3 logits");
+        } else {
+            assert!((a - b).abs() < 1e-6, "category {c} moved without a lexical weight: {a} -> {b}");
+        }
+    }
+    assert!(plain[1].max_abs_diff(&lex[1]) < 1e-6, "text without the word must score as the plain head");
+
+    // The same head in a format-1 folder: a build that read only format 1 would drop the lexicon unseen.
+    spec.format = 1;
+    install(&spec);
+    match with_head("plain") {
+        Err(Error::ModelFormat { reason, .. }) => assert!(reason.contains("needs format 2"), "{reason}"),
+        other => panic!("expected a format error, got {:?}", other.err()),
+    }
+    // Lexical in the spec, no lexicon in the file.
+    spec.format = 2;
+    spec.heads.insert("lex".into(), head("head-plain.safetensors", true));
+    install(&spec);
+    let err = with_head("lex").err().expect("a lexical head without its lexicon must fail");
+    assert!(err.to_string().contains("lexical.ids"), "{err}");
+}

@@ -133,6 +133,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         normalize: opts.normalize,
         outputs: emoarc::NUM_CATEGORIES,
         affect: false,
+        lexical: false,
     };
     emoarc::zero_shot::save_tensors(&args.out.join(&head.weights), &trained.tensors)?;
     spec.name = folder_name(&args.out)?;

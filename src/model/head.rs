@@ -1,6 +1,8 @@
 //! The head: the small network from a pooled utterance vector to 40 intensities in `[0, 1]` (and, for heads
-//! that learned it, valence and arousal). It runs in f32 with candle on the CPU whatever backend ran the encoder.
+//! that learned it, valence and arousal), plus, for lexical heads, the logits of a [`Lexicon`] over the
+//! utterance's tokens. It runs in f32 with candle on the CPU whatever backend ran the encoder.
 
+use super::lexical::Lexicon;
 use super::spec::{Activation, HeadSpec};
 use candle_core::{Module, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
@@ -13,6 +15,8 @@ pub struct Head {
     normalize: bool,
     /// Valence and arousal from the last hidden layer's activations (see [`HeadSpec::affect`]).
     affect: Option<Linear>,
+    /// Logits from the tokens themselves, added to the network's (see [`HeadSpec::lexical`]).
+    lexical: Option<Lexicon>,
 }
 
 /// What the head gives for a batch: intensities `[b, 40]` in `[0, 1]` and, when the head has learned affect,
@@ -26,7 +30,8 @@ pub struct HeadOutput {
 }
 
 impl Head {
-    /// Loads the head's layers; `vb` must hold `layers.{i}.weight` and `layers.{i}.bias`.
+    /// Loads the head's layers; `vb` must hold `layers.{i}.weight` and `layers.{i}.bias` (and `affect.*`,
+    /// `lexical.*` when the spec says the head has them).
     pub fn load(vb: VarBuilder, spec: &HeadSpec) -> candle_core::Result<Self> {
         let widths: Vec<usize> = std::iter::once(spec.inputs)
             .chain(spec.hidden.iter().copied())
@@ -43,11 +48,17 @@ impl Head {
         } else {
             None
         };
+        let lexical = if spec.lexical {
+            Some(Lexicon::load(&vb, spec.outputs)?)
+        } else {
+            None
+        };
         Ok(Head {
             layers,
             activation: spec.activation,
             normalize: spec.normalize,
             affect,
+            lexical,
         })
     }
 
@@ -58,6 +69,7 @@ impl Head {
             activation,
             normalize,
             affect: None,
+            lexical: None,
         }
     }
 
@@ -79,20 +91,30 @@ impl Head {
         Ok(xs)
     }
 
-    /// Pre-sigmoid scores, `[batch, 40]`.
+    /// The network's pre-sigmoid scores, `[batch, 40]`: without the lexicon's part, which needs the tokens
+    /// ([`forward_all`](Self::forward_all) adds it). Training heads, which have no lexicon, use this.
     pub fn logits(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
         self.layers[self.layers.len() - 1].forward(&self.trunk(pooled)?)
     }
 
-    /// Intensities in `[0, 1]`, `[batch, 40]`.
+    /// Intensities in `[0, 1]`, `[batch, 40]`, from the network alone (see [`logits`](Self::logits)).
     pub fn forward(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::ops::sigmoid(&self.logits(pooled)?)
     }
 
     /// Intensities and, when the head has them, learned valence and arousal, from one pass of the trunk.
-    pub fn forward_all(&self, pooled: &Tensor) -> candle_core::Result<HeadOutput> {
+    /// `tokens` are the token ids each pooled row was encoded from (read only by a lexical head).
+    pub fn forward_all(&self, pooled: &Tensor, tokens: &[&[u32]]) -> candle_core::Result<HeadOutput> {
         let trunk = self.trunk(pooled)?;
-        let logits = self.layers[self.layers.len() - 1].forward(&trunk)?;
+        let mut logits = self.layers[self.layers.len() - 1].forward(&trunk)?;
+        if let Some(lexicon) = &self.lexical {
+            let rows = pooled.dim(0)?;
+            if tokens.len() != rows {
+                candle_core::bail!("{rows} pooled rows but {} token sequences", tokens.len());
+            }
+            let lexical = Tensor::from_vec(lexicon.logits(tokens), logits.shape(), logits.device())?;
+            logits = (logits + lexical)?;
+        }
         let affect = match &self.affect {
             Some(linear) => Some(candle_nn::ops::sigmoid(&linear.forward(&trunk)?)?),
             None => None,
@@ -101,6 +123,11 @@ impl Head {
             intensities: candle_nn::ops::sigmoid(&logits)?,
             affect,
         })
+    }
+
+    /// The head's lexicon, if it has one.
+    pub fn lexicon(&self) -> Option<&Lexicon> {
+        self.lexical.as_ref()
     }
 
     /// Whether the head predicts valence and arousal itself.

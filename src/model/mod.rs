@@ -1,13 +1,17 @@
-//! The model: a model folder's format ([`spec`]), the head
-//! ([`head`]) and [`EmotionModel`], which puts an encoder backend ([`crate::backend`]) and a head together from
-//! verified files. It knows nothing about batching or text.
+//! The model: a model folder's format ([`spec`]), the head ([`head`], with its optional [`lexical`] part) and
+//! [`EmotionModel`], which puts an encoder backend ([`crate::backend`]) and a head together from verified files.
+//! It knows nothing about batching or text.
 
 pub mod head;
+pub mod lexical;
 pub mod spec;
 
 pub use crate::backend::config::{BertShape, EncoderConfig};
 pub use head::{l2_normalize, Head, HeadOutput};
-pub use spec::{Activation, EncoderSpec, HeadSpec, ModelSpec, Pooling, FORMAT_VERSION, SPEC_FILE};
+pub use lexical::Lexicon;
+pub use spec::{
+    Activation, EncoderSpec, HeadSpec, ModelSpec, Pooling, FORMAT_VERSION, OLDEST_FORMAT_VERSION, SPEC_FILE,
+};
 // Training builds on the candle encoder directly (it needs gradients through its layers).
 pub use crate::backend::candle::{mean_pool, Encoder};
 
@@ -112,7 +116,7 @@ impl EmotionModel {
     pub(crate) fn forward(&self, batch: &TokenBatch) -> Result<(Vec<f32>, HeadOutput)> {
         let pooled = self.encoder.embed(batch)?;
         let input = Tensor::from_slice(&pooled, (batch.seqs.len(), self.encoder.hidden_size()), &Device::Cpu)?;
-        let out = self.head.forward_all(&input)?;
+        let out = self.head.forward_all(&input, batch.seqs)?;
         Ok((pooled, out))
     }
 }

@@ -8,8 +8,13 @@ use crate::weights::VerifiedModel;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// The current version of the `emoarc.json` format.
-pub const FORMAT_VERSION: u32 = 1;
+/// The current version of the `emoarc.json` format: what this build writes. Version 2 added lexical heads
+/// ([`HeadSpec::lexical`]); a build that reads only version 1 refuses such a folder instead of dropping the
+/// lexical part without a word.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest `emoarc.json` format this build still reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// The file every model folder has.
 pub const SPEC_FILE: &str = "emoarc.json";
@@ -77,6 +82,10 @@ pub struct HeadSpec {
     /// it leave affect to the documented table (`trajectory::affect`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub affect: bool,
+    /// Whether the head also holds a lexicon (`lexical.*`, see [`crate::model::lexical`]): a TF-IDF model over
+    /// the encoder's wordpieces whose logits are added to the network's, trained with it. Needs format 2.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lexical: bool,
 }
 
 /// `emoarc.json`: everything needed to run a model folder, besides the weights.
@@ -189,8 +198,11 @@ impl ModelSpec {
                 reason,
             })
         };
-        if self.format != FORMAT_VERSION {
-            return fail(format!("format {} is not supported (this build reads {FORMAT_VERSION})", self.format));
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&self.format) {
+            return fail(format!(
+                "format {} is not supported (this build reads {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
+                self.format
+            ));
         }
         if self.taxonomy != TAXONOMY_VERSION || self.categories != Self::canonical_categories() {
             return fail(format!(
@@ -205,6 +217,9 @@ impl ModelSpec {
         for (name, head) in &self.heads {
             if head.outputs != NUM_CATEGORIES {
                 return fail(format!("head {name:?} has {} outputs, expected {NUM_CATEGORIES}", head.outputs));
+            }
+            if head.lexical && self.format < 2 {
+                return fail(format!("head {name:?} is lexical, which needs format 2 (the file says {})", self.format));
             }
         }
         if self.encoder.arch != "bert" {
