@@ -27,23 +27,6 @@ import train as T  # noqa: E402  (the training script's model, corpus reader and
 LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def load_model(folder):
-    from safetensors.torch import load_file
-
-    spec = json.load(open(os.path.join(folder, "emoarc.json")))["heads"]["trained"]
-    cfg = json.load(open(os.path.join(folder, "config.json")))
-    enc = load_file(os.path.join(folder, "encoder.safetensors"))
-    enc.update(load_file(os.path.join(folder, spec["encoder_override"])))
-    enc = {k.removeprefix("bert."): v for k, v in enc.items()}
-    head = load_file(os.path.join(folder, spec["weights"]))
-    model = T.Model(cfg, spec["encoder_layers"], spec["hidden"][0])
-    model.load_encoder(enc)
-    for mod, name in ((model.head0, "layers.0"), (model.head1, "layers.1"), (model.affect, "affect")):
-        mod.weight.data = head[f"{name}.weight"].float()
-        mod.bias.data = head[f"{name}.bias"].float()
-    return model
-
-
 def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
@@ -77,15 +60,15 @@ def main():
 
     from tokenizers import Tokenizer
 
-    model = load_model(args.model)
+    model, lexicon = T.load_model_folder(args.model)
     tok = Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
 
     def logits(rows):
-        p, _ = T.predict(model, T.tokenize(tok, rows, 256))
-        p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
-        return np.log(p / (1 - p))
+        seqs = T.tokenize(tok, rows, 256)
+        z, _ = T.predict(model, seqs, feats=[lexicon.features(q) for q in seqs] if lexicon else None)
+        return z.astype(np.float64)
 
     dev, test = T.load_corpus(args.data, "dev"), T.load_corpus(args.data, "test")
     neutral = [T.Row(l.strip(), "neutral") for l in open(os.path.join(args.data, "neutral.txt")) if l.strip()]

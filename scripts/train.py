@@ -240,7 +240,7 @@ class Layer(torch.nn.Module):
 
 
 class Model(torch.nn.Module):
-    def __init__(self, cfg, layers, hidden):
+    def __init__(self, cfg, layers, hidden, lexical=0):
         super().__init__()
         h = cfg["hidden_size"]
         self.word = torch.nn.Embedding(cfg["vocab_size"], h)
@@ -252,6 +252,8 @@ class Model(torch.nn.Module):
         self.head0 = torch.nn.Linear(h, hidden)
         self.head1 = torch.nn.Linear(hidden, C)
         self.affect = torch.nn.Linear(hidden, 2)
+        # Lexical weights (features x categories), zero at the start so a run from a checkpoint starts where it was.
+        self.lex = torch.nn.Parameter(torch.zeros(lexical, C)) if lexical else None
 
     def load_encoder(self, tensors):
         self.word.weight.data = tensors["embeddings.word_embeddings.weight"].float()
@@ -259,6 +261,9 @@ class Model(torch.nn.Module):
         self.typ.weight.data = tensors["embeddings.token_type_embeddings.weight"].float()
         self.ln.weight.data = tensors["embeddings.LayerNorm.weight"].float()
         self.ln.bias.data = tensors["embeddings.LayerNorm.bias"].float()
+        self.load_layers(tensors)
+
+    def load_layers(self, tensors):
         for i, layer in enumerate(self.layers):
             for attr, name in Layer.NAMES.items():
                 mod = getattr(layer, attr)
@@ -282,7 +287,38 @@ class Model(torch.nn.Module):
             "affect.weight": t(self.affect.weight), "affect.bias": t(self.affect.bias),
         }
 
-    def forward(self, ids, mask, dropout=0.0):
+    def load_exported(self, folder):
+        """Loads an exported model folder's trained head and encoder override (the inverse of `export`), so a run
+        can start from a shipped model when its checkpoint.pt is gone; the override is f16, so the start differs
+        from the checkpoint it was exported from by that rounding. Returns the head's Lexicon, or None; a head with
+        one needs this model built with a lexicon of the same size."""
+        self.load_layers(load_file(os.path.join(folder, "encoder-trained.safetensors")))
+        head = load_file(os.path.join(folder, "head-trained.safetensors"))
+        for mod, name in ((self.head0, "layers.0"), (self.head1, "layers.1"), (self.affect, "affect")):
+            mod.weight.data = head[f"{name}.weight"].float().clone()
+            mod.bias.data = head[f"{name}.bias"].float().clone()
+        if "lexical.ids" not in head:
+            return None
+        lexicon = Lexicon(head["lexical.ids"].numpy().astype(np.int64), head["lexical.idf"].numpy())
+        if self.lex is None or self.lex.shape[0] != len(lexicon.ids):
+            raise ValueError(f"{folder}: its head has a lexicon of {len(lexicon.ids)} wordpieces, this model "
+                             f"{0 if self.lex is None else self.lex.shape[0]}")
+        self.lex.data = (head["lexical.weight"].float() - 128.0) * head["lexical.scale"].float()
+        return lexicon
+
+    def lexical_tensors(self, lexicon):
+        """The lexicon for the head file: wordpiece ids (u32), idf (f32) and the weights as u8 with a per-category
+        scale (w = (q - 128) * scale): 8,192 x 40 weights take 328 KB instead of 1.3 MB."""
+        w = self.lex.detach().float()
+        scale = (w.abs().amax(0) / 127.0).clamp(min=1e-8)
+        q = (torch.round(w / scale) + 128).clamp(1, 255).to(torch.uint8)
+        return {
+            "lexical.ids": torch.from_numpy(lexicon.ids.astype(np.int64)).to(torch.int32).contiguous(),
+            "lexical.idf": torch.from_numpy(lexicon.idf).contiguous(),
+            "lexical.weight": q.contiguous(), "lexical.scale": scale.contiguous(),
+        }
+
+    def forward(self, ids, mask, dropout=0.0, lex=None):
         s = ids.shape[1]
         x = self.word(ids) + self.pos.weight[:s] + self.typ.weight[0]
         x = F.dropout(self.ln(x), dropout, self.training)
@@ -292,10 +328,24 @@ class Model(torch.nn.Module):
         m = mask.float().unsqueeze(-1)
         pooled = (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
         z = F.gelu(self.head0(F.normalize(pooled, dim=-1, eps=1e-12)))
-        return self.head1(z), torch.sigmoid(self.affect(z))
+        logits = self.head1(z)
+        if self.lex is not None and lex is not None:
+            flat, offsets, vals = lex
+            logits = logits + F.embedding_bag(flat, self.lex, offsets, mode="sum", per_sample_weights=vals)
+        return logits, torch.sigmoid(self.affect(z))
 
 
 # ------------------------------------------------------------------------------------------------------- batches
+
+
+def load_model_folder(folder):
+    """The trained head of an exported model folder, as a Model with its encoder, and the head's Lexicon (or None)."""
+    spec = json.load(open(os.path.join(folder, "emoarc.json")))["heads"]["trained"]
+    cfg = json.load(open(os.path.join(folder, "config.json")))
+    lexical = len(load_file(os.path.join(folder, spec["weights"])).get("lexical.ids", [])) if spec.get("lexical") else 0
+    model = Model(cfg, spec["encoder_layers"], spec["hidden"][0], lexical)
+    model.load_encoder(load_file(os.path.join(folder, "encoder.safetensors")))
+    return model, model.load_exported(folder)
 
 
 def tokenize(tok, rows, max_len):
@@ -337,27 +387,75 @@ def collate(seqs, idx):
     return ids, mask
 
 
+# ------------------------------------------------------------------------------------------------------ lexical
+
+# Wordpieces that are never lexical features: [PAD], [CLS], [SEP], [MASK] (in every text, or in none).
+SPECIAL_IDS = {0, 101, 102, 103}
+
+
+class Lexicon:
+    """The lexical part of the head: a TF-IDF model over the encoder's own wordpieces, whose logits are added to
+    the network's. The features are the `size` wordpieces found in the most training texts; a text's vector is
+    (1 + ln tf) * idf per feature, L2-normalised, with idf = ln((1 + n) / (1 + df)) + 1 over the n training texts.
+    emoarc computes the same vector from the token ids it encodes (src/model/lexical.rs)."""
+
+    def __init__(self, ids, idf):
+        self.ids = np.asarray(ids, np.int64)
+        self.idf = np.asarray(idf, np.float32)
+        self.index = {int(t): i for i, t in enumerate(self.ids)}
+
+    @classmethod
+    def fit(cls, seqs, size):
+        """The lexicon of training token sequences `seqs`."""
+        df = {}
+        for s in seqs:
+            for t in set(s):
+                if t not in SPECIAL_IDS:
+                    df[t] = df.get(t, 0) + 1
+        ids = sorted(sorted(df, key=lambda t: (-df[t], t))[:size])
+        n = len(seqs)
+        return cls(ids, [math.log((1 + n) / (1 + df[t])) + 1.0 for t in ids])
+
+    def features(self, seq):
+        """(feature indices, values) of one token sequence."""
+        tf = {}
+        for t in seq:
+            f = self.index.get(t)
+            if f is not None:
+                tf[f] = tf.get(f, 0) + 1
+        idx = np.array(sorted(tf), np.int64)
+        val = np.array([(1.0 + math.log(tf[f])) * self.idf[f] for f in idx], np.float32)
+        norm = float(np.sqrt((val ** 2).sum()))
+        return idx, (val / norm if norm > 0 else val)
+
+
+def lex_batch(feats, idx):
+    """EmbeddingBag inputs for rows `idx` of `feats` (a list of (indices, values)), or None without a lexicon."""
+    if feats is None:
+        return None
+    parts = [feats[i] for i in idx]
+    offsets = torch.tensor(np.cumsum([0] + [len(p[0]) for p in parts[:-1]]), dtype=torch.long)
+    flat = torch.from_numpy(np.concatenate([p[0] for p in parts])) if parts else torch.zeros(0, dtype=torch.long)
+    vals = torch.from_numpy(np.concatenate([p[1] for p in parts])) if parts else torch.zeros(0)
+    return flat, offsets, vals
+
+
 # ---------------------------------------------------------------------------------------------------- evaluation
 
 
 def roc_auc(scores, labels):
-    pos, neg = labels.sum(), len(labels) - labels.sum()
+    """ROC-AUC with ties given their average rank (the Mann-Whitney statistic)."""
+    pos = labels.sum()
+    neg = len(labels) - pos
     if pos == 0 or neg == 0:
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    s = scores[order]
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
     return (ranks[labels == 1].sum() - pos * (pos + 1) / 2) / (pos * neg)
 
 
-def predict(model, seqs, batch=128):
+def predict(model, seqs, batch=128, feats=None):
+    """Pre-sigmoid intensity scores `[n, C]` and valence/arousal `[n, 2]` of each token sequence."""
     model.eval()
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out, va = np.zeros((len(seqs), C), np.float32), np.zeros((len(seqs), 2), np.float32)
@@ -365,20 +463,28 @@ def predict(model, seqs, batch=128):
         for b in range(0, len(order), batch):
             idx = order[b:b + batch]
             ids, mask = collate(seqs, idx)
-            logits, aff = model(ids, mask)
-            out[idx] = torch.sigmoid(logits).numpy()
+            logits, aff = model(ids, mask, lex=lex_batch(feats, idx))
+            out[idx] = logits.numpy()
             va[idx] = aff.numpy()
     model.train()
     return out, va
 
 
-def evaluate(model, dev, dev_seqs):
+def evaluate(model, dev, dev_seqs, dev_feats=None):
     """Dev scores used for model selection (the full report with baselines is `emoarc eval`)."""
+    preds = {name: predict(model, dev_seqs[name], feats=None if dev_feats is None else dev_feats[name])
+             for name, rows in dev.items() if rows}
+    return dev_scores(dev, preds)
+
+
+def dev_scores(dev, preds):
+    """The dev scores of predictions `preds[name] = (logits, valence/arousal)` for each dev set."""
     res = {}
     for name, rows in dev.items():
         if not rows:
             continue
-        pred, va = predict(model, dev_seqs[name])
+        logits, va = preds[name]
+        pred = 1.0 / (1.0 + np.exp(-logits))
         if name == "emobank":
             gold = np.array([r.va for r in rows])
             res["emobank_v"] = float(np.corrcoef(va[:, 0], gold[:, 0])[0, 1])
@@ -404,6 +510,8 @@ def evaluate(model, dev, dev_seqs):
         if name == "corpus":
             # Reported, not selected on: the share of neutral dev lines (no label) with any output above 0.5,
             # the false-positive figure `emoarc eval` gives on data/neutral.txt.
+            # Also reported only: the calibration slope of output on label over all cells (`emoarc eval`'s).
+            res["corpus_slope"] = float(np.polyfit(tgt[msk > 0], pred[msk > 0], 1)[0])
             neutral = tgt.max(axis=1) == 0
             res["corpus_neutral_fp"] = float((pred[neutral].max(axis=1) > 0.5).mean()) if neutral.any() else float("nan")
     # One number to select on: the mean of the dev scores the issue targets.
@@ -434,7 +542,8 @@ def main():
     ap.add_argument("--mix", default="corpus=0.35,goemotions=0.45,emobank=0.12,empathic=0.08",
                     help="share of each source in every epoch (sources are cycled, so small ones repeat)")
     ap.add_argument("--rows-per-epoch", type=int, default=65000)
-    ap.add_argument("--init", default=None, help="start from this checkpoint.pt's model weights (fresh optimiser)")
+    ap.add_argument("--init", default=None,
+                    help="start from this checkpoint.pt's model weights, or an exported model folder's (fresh optimiser)")
     ap.add_argument("--va-weight", type=float, default=10.0)
     ap.add_argument("--rank-weight", type=float, default=0.0,
                     help="weight of the intensity ranking loss on contrast groups of corpus rows (0: off)")
@@ -443,6 +552,10 @@ def main():
     ap.add_argument("--rank-absent", type=int, default=0,
                     help="corpus rows without the category added to each contrast group as level 0: they anchor the "
                          "weakly present rows from below, so ordering intensities does not push them toward absence")
+    ap.add_argument("--lexical", type=int, default=0,
+                    help="add a TF-IDF model over this many wordpieces to the head, trained with it (0: none)")
+    ap.add_argument("--lex-lr", type=float, default=2e-3, help="learning rate of the lexical weights")
+    ap.add_argument("--lex-decay", type=float, default=0.01, help="weight decay of the lexical weights")
     ap.add_argument("--xed", type=int, default=0, help="also train on XED subtitles (licence doubt on the text, see the datasets README)")
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--token-budget", type=int, default=2048)
@@ -479,18 +592,21 @@ def main():
     seqs = tokenize(tok, train_rows, args.max_len)
     lengths = [len(s) for s in seqs]
     dev_seqs = {k: tokenize(tok, v, args.max_len) for k, v in dev.items()}
+    lexicon = Lexicon.fit(seqs, args.lexical) if args.lexical else None
+    feats = [lexicon.features(s) for s in seqs] if lexicon else None
+    dev_feats = {k: [lexicon.features(s) for s in v] for k, v in dev_seqs.items()} if lexicon else None
     print(f"data and tokens: {time.time() - t0:.1f}s", flush=True)
 
-    model = Model(cfg, args.layers, args.hidden)
+    model = Model(cfg, args.layers, args.hidden, args.lexical)
     model.load_encoder(load_file(os.path.join(args.base, "encoder.safetensors")))
     for p in (model.word.weight, model.pos.weight, model.typ.weight, model.ln.weight, model.ln.bias):
         p.requires_grad_(False)  # embeddings stay shared with the base encoder: the override holds layers only
     enc_params = [p for l in model.layers for p in l.parameters()]
     head_params = list(model.head0.parameters()) + list(model.head1.parameters()) + list(model.affect.parameters())
-    opt = torch.optim.AdamW([
-        {"params": enc_params, "lr": args.lr},
-        {"params": head_params, "lr": args.head_lr},
-    ], weight_decay=0.01)
+    groups = [{"params": enc_params, "lr": args.lr}, {"params": head_params, "lr": args.head_lr}]
+    if model.lex is not None:
+        groups.append({"params": [model.lex], "lr": args.lex_lr, "weight_decay": args.lex_decay})
+    opt = torch.optim.AdamW(groups, weight_decay=0.01)
 
     # One epoch = `rows_per_epoch` rows, each source's share as `--mix` says; a source is walked through in a
     # shuffled order that carries over between epochs, so every row is seen before any repeats.
@@ -517,8 +633,18 @@ def main():
         opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
     print(f"{steps_per_epoch} steps per epoch, {total_steps} in all", flush=True)
 
-    if args.init:
-        model.load_state_dict(torch.load(args.init, weights_only=False)["model"])
+    if args.init and os.path.isdir(args.init):
+        try:
+            held = model.load_exported(args.init)
+        except ValueError as e:
+            raise SystemExit(f"--init: {e}")
+        if held is not None and not np.array_equal(held.ids, lexicon.ids):
+            raise SystemExit(f"--init {args.init}: its lexicon has other wordpieces than this run's")
+        print(f"initialised from the model folder {args.init}", flush=True)
+    elif args.init:
+        missing, unexpected = model.load_state_dict(torch.load(args.init, weights_only=False)["model"], strict=False)
+        if unexpected or set(missing) - {"lex"}:  # only a lexicon new in this run may be missing
+            raise SystemExit(f"--init {args.init}: missing {missing}, unexpected {unexpected}")
         print(f"initialised from {args.init}", flush=True)
     ck = os.path.join(args.work, "checkpoint.pt")
     step, best, history = 0, None, []
@@ -556,7 +682,7 @@ def main():
                 if train_rows[i].target[k] == 0 and train_rows[i].mask[k] > 0 and i not in idx:
                     idx.append(i)
         ids, mask = collate(seqs, idx)
-        logits, _ = model(ids, mask, args.dropout)
+        logits, _ = model(ids, mask, args.dropout, lex_batch(feats, idx))
         lk = logits[:, k]
         tk = torch.tensor([float(train_rows[i].target[k]) for i in idx])
         diff = tk[:, None] - tk[None, :]
@@ -573,7 +699,7 @@ def main():
         for idx in batches[within:]:
             rows = [train_rows[i] for i in idx]
             ids, mask = collate(seqs, idx)
-            logits, aff = model(ids, mask, args.dropout)
+            logits, aff = model(ids, mask, args.dropout, lex_batch(feats, idx))
             tgt, msk = T([r.target for r in rows]), T([r.mask for r in rows])
             w = msk * (1.0 + (args.positive_weight - 1.0) * (tgt > 0).float())
             bce = F.binary_cross_entropy_with_logits(logits, tgt, reduction="none")
@@ -588,7 +714,7 @@ def main():
                     loss = loss + args.rank_weight * rl
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(enc_params + head_params, 1.0)
+            torch.nn.utils.clip_grad_norm_(enc_params + head_params, 1.0)  # the lexicon's sparse rows: unclipped
             opt.step()
             sched.step()
             step += 1
@@ -601,14 +727,17 @@ def main():
                 print(f"timing: {t_steps} steps in {time.time() - t_start:.1f}s", flush=True)
                 return
             if step % eval_every == 0 or step == total_steps:
-                res = evaluate(model, dev, dev_seqs)
+                res = evaluate(model, dev, dev_seqs, dev_feats)
                 res["step"] = step
                 history.append(res)
                 print("dev:", json.dumps(res), flush=True)
                 if best is None or res["select"] > best["select"]:
                     best = res
                     save_file(model.encoder_tensors(), os.path.join(args.work, "best-encoder.safetensors"))
-                    save_file(model.head_tensors(), os.path.join(args.work, "best-head.safetensors"))
+                    head = model.head_tensors()
+                    if lexicon:
+                        head.update(model.lexical_tensors(lexicon))
+                    save_file(head, os.path.join(args.work, "best-head.safetensors"))
             if step % args.checkpoint_every == 0 or step == total_steps:
                 torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                             "step": step, "best": best, "history": history}, ck + ".tmp")
@@ -635,6 +764,9 @@ def export(args):
         "encoder_override": "encoder-trained.safetensors", "kind": "trained", "inputs": 384,
         "hidden": [args.hidden], "activation": "gelu", "normalize": True, "outputs": C, "affect": True,
     }
+    if "lexical.ids" in load_file(os.path.join(args.work, "best-head.safetensors")):
+        spec["heads"]["trained"]["lexical"] = True
+        spec["format"] = max(spec.get("format", 1), 2)  # format 2 is the first that knows a lexical head
     spec["default_head"] = "trained"
     with open(spec_path, "w") as f:
         json.dump(spec, f, indent=2, ensure_ascii=False)
