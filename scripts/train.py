@@ -766,7 +766,8 @@ def export(args):
     }
     if "lexical.ids" in load_file(os.path.join(args.work, "best-head.safetensors")):
         spec["heads"]["trained"]["lexical"] = True
-        spec["format"] = max(spec.get("format", 1), 2)  # format 2 is the first that knows a lexical head
+    # The oldest format that describes the heads, as emoarc's ModelSpec::save writes: 2 knows lexical heads.
+    spec["format"] = 2 if any(h.get("lexical") for h in spec["heads"].values()) else 1
     spec["default_head"] = "trained"
     with open(spec_path, "w") as f:
         json.dump(spec, f, indent=2, ensure_ascii=False)

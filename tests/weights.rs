@@ -205,8 +205,9 @@ fn a_lexical_head_adds_its_words_logits_and_a_malformed_one_is_refused() {
     tensors.insert("lexical.scale".into(), Tensor::from_vec(vec![3.0f32 / 127.0; 40], 40, &Device::Cpu).unwrap());
     emoarc::zero_shot::save_tensors(&dir.join("head-lex.safetensors"), &tensors).unwrap();
 
+    // Written as given (`ModelSpec::save` would write the format the heads need).
     let install = |spec: &ModelSpec| {
-        spec.save(&dir).unwrap();
+        std::fs::write(dir.join("emoarc.json"), serde_json::to_string_pretty(spec).unwrap()).unwrap();
         let entry = Manifest::load(&manifest_path).unwrap().model(NAME).unwrap().clone();
         emoarc::weights::record_model(&manifest_path, &dir, &spec.files(), entry).unwrap();
     };
@@ -245,4 +246,13 @@ fn a_lexical_head_adds_its_words_logits_and_a_malformed_one_is_refused() {
     install(&spec);
     let err = with_head("lex").err().expect("a lexical head without its lexicon must fail");
     assert!(err.to_string().contains("lexical.ids"), "{err}");
+
+    // `save` writes the oldest format that describes the heads: 2 with a lexical head, 1 without.
+    spec.format = 1;
+    spec.save(&dir).unwrap();
+    assert_eq!(ModelSpec::read_unverified(&dir).unwrap().unwrap().format, 2);
+    spec.heads.retain(|_, h| !h.lexical);
+    spec.format = 2;
+    spec.save(&dir).unwrap();
+    assert_eq!(ModelSpec::read_unverified(&dir).unwrap().unwrap().format, 1);
 }

@@ -8,9 +8,9 @@ use crate::weights::VerifiedModel;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// The current version of the `emoarc.json` format: what this build writes. Version 2 added lexical heads
+/// The newest version of the `emoarc.json` format this build reads. Version 2 added lexical heads
 /// ([`HeadSpec::lexical`]); a build that reads only version 1 refuses such a folder instead of dropping the
-/// lexical part without a word.
+/// lexical part without a word. [`ModelSpec::save`] writes the oldest version that describes the folder.
 pub const FORMAT_VERSION: u32 = 2;
 
 /// The oldest `emoarc.json` format this build still reads.
@@ -181,9 +181,23 @@ impl ModelSpec {
         }
     }
 
-    /// Writes `emoarc.json` into a folder atomically.
+    /// The oldest format that describes this spec: 2 when a head is lexical, else 1, so that a folder without
+    /// lexical heads stays readable by builds that know only format 1.
+    pub fn required_format(&self) -> u32 {
+        if self.heads.values().any(|h| h.lexical) {
+            2
+        } else {
+            OLDEST_FORMAT_VERSION
+        }
+    }
+
+    /// Writes `emoarc.json` into a folder atomically, with `format` set to [`required_format`](Self::required_format).
     pub fn save(&self, dir: &std::path::Path) -> Result<()> {
-        crate::weights::write_atomically(&dir.join(SPEC_FILE), serde_json::to_string_pretty(self)?.as_bytes())
+        let spec = ModelSpec {
+            format: self.required_format(),
+            ..self.clone()
+        };
+        crate::weights::write_atomically(&dir.join(SPEC_FILE), serde_json::to_string_pretty(&spec)?.as_bytes())
     }
 
     /// The category names in canonical order, as the spec records them.
