@@ -87,6 +87,8 @@ def main():
                     help="lexical weights only for the categories a human-labelled source maps to (GoEmotions, "
                          "Empathic Reactions); the others learn from the authored corpus alone")
     ap.add_argument("--skip", default="", help="categories (comma-separated names) given no lexical weights")
+    ap.add_argument("--exclude-words", default="",
+                    help="words (comma-separated) whose wordpieces are never lexical features")
     ap.add_argument("--iters", type=int, default=400, help="L-BFGS iterations per fit")
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
@@ -110,7 +112,8 @@ def main():
     share = np.concatenate([np.full(len(part), mix[name] / len(part), np.float32)
                             for name, part in train.items() if name in mix and part])
     seqs = T.tokenize(tok, rows, args.max_len)
-    lexicon = T.Lexicon.fit(seqs, args.lexical)
+    excluded = {i for w in filter(None, args.exclude_words.split(",")) for i in tok.encode(w, add_special_tokens=False).ids}
+    lexicon = T.Lexicon.fit(seqs, args.lexical, exclude=excluded)
     x = sparse_features(lexicon, seqs)
     target = torch.from_numpy(np.stack([r.target for r in rows]))
     weight = np.stack([r.mask for r in rows]) * share[:, None]

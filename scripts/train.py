@@ -405,12 +405,13 @@ class Lexicon:
         self.index = {int(t): i for i, t in enumerate(self.ids)}
 
     @classmethod
-    def fit(cls, seqs, size):
-        """The lexicon of training token sequences `seqs`."""
+    def fit(cls, seqs, size, exclude=()):
+        """The lexicon of training token sequences `seqs`, without the wordpieces in `exclude`."""
         df = {}
+        skip = SPECIAL_IDS | set(exclude)
         for s in seqs:
             for t in set(s):
-                if t not in SPECIAL_IDS:
+                if t not in skip:
                     df[t] = df.get(t, 0) + 1
         ids = sorted(sorted(df, key=lambda t: (-df[t], t))[:size])
         n = len(seqs)
