@@ -32,6 +32,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
@@ -290,8 +291,8 @@ class Model(torch.nn.Module):
     def load_exported(self, folder):
         """Loads an exported model folder's trained head and encoder override (the inverse of `export`), so a run
         can start from a shipped model when its checkpoint.pt is gone; the override is f16, so the start differs
-        from the checkpoint it was exported from by that rounding. Returns the head's Lexicon, or None; a head with
-        one needs this model built with a lexicon of the same size."""
+        from the checkpoint it was exported from by that rounding. Returns the head's Lexicon, or None; a model built
+        with a lexicon (`lexical`) takes the head's only if it is the same size."""
         self.load_layers(load_file(os.path.join(folder, "encoder-trained.safetensors")))
         head = load_file(os.path.join(folder, "head-trained.safetensors"))
         for mod, name in ((self.head0, "layers.0"), (self.head1, "layers.1"), (self.affect, "affect")):
@@ -300,10 +301,14 @@ class Model(torch.nn.Module):
         if "lexical.ids" not in head:
             return None
         lexicon = Lexicon(head["lexical.ids"].numpy().astype(np.int64), head["lexical.idf"].numpy())
-        if self.lex is None or self.lex.shape[0] != len(lexicon.ids):
+        weight = (head["lexical.weight"].float() - 128.0) * head["lexical.scale"].float()
+        if self.lex is None:
+            self.lex = torch.nn.Parameter(weight)
+        elif self.lex.shape == weight.shape:
+            self.lex.data = weight  # in place: an optimiser may already hold this parameter
+        else:
             raise ValueError(f"{folder}: its head has a lexicon of {len(lexicon.ids)} wordpieces, this model "
-                             f"{0 if self.lex is None else self.lex.shape[0]}")
-        self.lex.data = (head["lexical.weight"].float() - 128.0) * head["lexical.scale"].float()
+                             f"{self.lex.shape[0]}")
         return lexicon
 
     def lexical_tensors(self, lexicon):
@@ -313,7 +318,7 @@ class Model(torch.nn.Module):
         scale = (w.abs().amax(0) / 127.0).clamp(min=1e-8)
         q = (torch.round(w / scale) + 128).clamp(1, 255).to(torch.uint8)
         return {
-            "lexical.ids": torch.from_numpy(lexicon.ids.astype(np.int64)).to(torch.int32).contiguous(),
+            "lexical.ids": torch.from_numpy(lexicon.ids.astype(np.int32)),
             "lexical.idf": torch.from_numpy(lexicon.idf).contiguous(),
             "lexical.weight": q.contiguous(), "lexical.scale": scale.contiguous(),
         }
@@ -342,8 +347,7 @@ def load_model_folder(folder):
     """The trained head of an exported model folder, as a Model with its encoder, and the head's Lexicon (or None)."""
     spec = json.load(open(os.path.join(folder, "emoarc.json")))["heads"]["trained"]
     cfg = json.load(open(os.path.join(folder, "config.json")))
-    lexical = len(load_file(os.path.join(folder, spec["weights"])).get("lexical.ids", [])) if spec.get("lexical") else 0
-    model = Model(cfg, spec["encoder_layers"], spec["hidden"][0], lexical)
+    model = Model(cfg, spec["encoder_layers"], spec["hidden"][0])
     model.load_encoder(load_file(os.path.join(folder, "encoder.safetensors")))
     return model, model.load_exported(folder)
 
@@ -639,8 +643,8 @@ def main():
             held = model.load_exported(args.init)
         except ValueError as e:
             raise SystemExit(f"--init: {e}")
-        if held is not None and not np.array_equal(held.ids, lexicon.ids):
-            raise SystemExit(f"--init {args.init}: its lexicon has other wordpieces than this run's")
+        if held is not None and (lexicon is None or not np.array_equal(held.ids, lexicon.ids)):
+            raise SystemExit(f"--init {args.init}: its lexicon has other wordpieces than this run's --lexical")
         print(f"initialised from the model folder {args.init}", flush=True)
     elif args.init:
         missing, unexpected = model.load_state_dict(torch.load(args.init, weights_only=False)["model"], strict=False)
@@ -765,7 +769,9 @@ def export(args):
         "encoder_override": "encoder-trained.safetensors", "kind": "trained", "inputs": 384,
         "hidden": [args.hidden], "activation": "gelu", "normalize": True, "outputs": C, "affect": True,
     }
-    if "lexical.ids" in load_file(os.path.join(args.work, "best-head.safetensors")):
+    with safe_open(os.path.join(args.work, "best-head.safetensors"), "pt") as head:
+        lexical = "lexical.ids" in head.keys()
+    if lexical:
         spec["heads"]["trained"]["lexical"] = True
     # The oldest format that describes the heads, as emoarc's ModelSpec::save writes: 2 knows lexical heads.
     spec["format"] = 2 if any(h.get("lexical") for h in spec["heads"].values()) else 1

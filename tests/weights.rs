@@ -221,7 +221,11 @@ fn a_lexical_head_adds_its_words_logits_and_a_malformed_one_is_refused() {
     };
     let texts = ["I am furious about the delay", "What a lovely quiet morning"];
     let plain = with_head("plain").unwrap().estimate(&texts).unwrap();
-    let lex = with_head("lex").unwrap().estimate(&texts).unwrap();
+    let lexical = with_head("lex").unwrap();
+    let lex = lexical.estimate(&texts).unwrap();
+    // Without the tokens a lexical head refuses, rather than give the network's part as the whole.
+    let pooled = Tensor::zeros((1, base.inputs), candle_core::DType::F32, &Device::Cpu).unwrap();
+    assert!(lexical.model().head().logits(&pooled).unwrap_err().to_string().contains("lexical"));
     let logit = |p: f32| (p / (1.0 - p)).ln();
     for c in 0..40 {
         let (a, b) = (plain[0].as_slice()[c], lex[0].as_slice()[c]);

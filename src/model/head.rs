@@ -91,13 +91,17 @@ impl Head {
         Ok(xs)
     }
 
-    /// The network's pre-sigmoid scores, `[batch, 40]`: without the lexicon's part, which needs the tokens
-    /// ([`forward_all`](Self::forward_all) adds it). Training heads, which have no lexicon, use this.
+    /// Pre-sigmoid scores, `[batch, 40]`, from pooled vectors alone. A lexical head's scores also need the
+    /// tokens, so it refuses here rather than give the network's part as if it were the whole
+    /// ([`forward_all`](Self::forward_all) takes the tokens).
     pub fn logits(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+        if self.lexical.is_some() {
+            candle_core::bail!("this head is lexical: its scores need the tokens (Head::forward_all)");
+        }
         self.layers[self.layers.len() - 1].forward(&self.trunk(pooled)?)
     }
 
-    /// Intensities in `[0, 1]`, `[batch, 40]`, from the network alone (see [`logits`](Self::logits)).
+    /// Intensities in `[0, 1]`, `[batch, 40]`, from pooled vectors alone (see [`logits`](Self::logits)).
     pub fn forward(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::ops::sigmoid(&self.logits(pooled)?)
     }
@@ -123,11 +127,6 @@ impl Head {
             intensities: candle_nn::ops::sigmoid(&logits)?,
             affect,
         })
-    }
-
-    /// The head's lexicon, if it has one.
-    pub fn lexicon(&self) -> Option<&Lexicon> {
-        self.lexical.as_ref()
     }
 
     /// Whether the head predicts valence and arousal itself.

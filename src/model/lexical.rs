@@ -1,4 +1,4 @@
-//! The lexical part of a head: a TF-IDF model over the encoder's own wordpieces, trained together with the
+//! The lexical part of a head: a TF-IDF model over the encoder's own wordpieces, fitted with or after the
 //! network, whose logits are added to the network's before the sigmoid (a "wide and deep" head).
 //!
 //! Why: a three-layer encoder reads context but forgets words it saw rarely; a linear model over word counts
@@ -12,7 +12,7 @@
 //! holds `lexical.ids` (`[k]` i32, ascending wordpiece ids), `lexical.idf` (`[k]` f32), `lexical.weight`
 //! (`[k, outputs]` u8, `w = (q − 128) · scale`) and `lexical.scale` (`[outputs]` f32).
 
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use candle_nn::VarBuilder;
 
 /// A loaded lexicon: features by ascending wordpiece id, their idf and their dequantized weights.
@@ -28,10 +28,8 @@ pub struct Lexicon {
 impl Lexicon {
     /// Reads `lexical.*` from a head file; a wrong shape, order or value is an error naming it.
     pub fn load(vb: &VarBuilder, outputs: usize) -> candle_core::Result<Self> {
-        let get = |name: &str, dtype: DType| -> candle_core::Result<Tensor> {
-            // The head's VarBuilder converts to f32; ids and quantized weights are read in their own dtype.
-            vb.get_unchecked_dtype(name, dtype)
-        };
+        // The head's VarBuilder converts to f32; ids and quantized weights are read in their own dtype.
+        let get = |name: &str, dtype: DType| vb.get_unchecked_dtype(name, dtype);
         let bad = |what: String| candle_core::Error::Msg(format!("lexicon: {what}"));
         let ids = get("lexical.ids", DType::I32)?.to_vec1::<i32>()?;
         let idf = get("lexical.idf", DType::F32)?.to_vec1::<f32>()?;
