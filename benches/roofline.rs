@@ -1,8 +1,9 @@
 //! Roofline line for the encoder: FLOPs per utterance on a corpus (from real token counts), the achieved
-//! GFLOP/s of `Estimator::estimate` on it, in f32 and in int16, against this machine's measured peaks: f32
-//! gemm (candle's matmul on large square matrices) and the VNNI 16-bit dot-product instruction that the int16
-//! path is built on (a register-only loop: the instruction's throughput, no memory), so the distance to the
-//! physical limit is printed rather than guessed.
+//! GFLOP/s of `Estimator::estimate` on it, in f32, int16 and int8, against this machine's measured peaks: f32
+//! gemm (candle's matmul on large square matrices) and the VNNI dot-product instructions that the integer
+//! paths are built on (`vpdpwssd`, `vpdpbusd`: register-only loops, the instructions' throughput with no
+//! memory), so the distance to the physical limit is printed rather than guessed. Then the products alone:
+//! MiniLM's four linear layers on a batch of 2,048 tokens, in int16 and int8, against the same peaks.
 //!
 //! Run: cargo bench --bench roofline -- [CORPUS.txt]   (default: the shared peer corpus, else data/corpus)
 
@@ -53,17 +54,18 @@ fn gemm_peak(n: usize) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Operations per second of `vpdpwssd` (32 multiply-adds, 64 operations each) on all cores, or None without VNNI.
+/// Operations per second of `vpdpwssd` (32 multiply-adds, 64 operations each; `int8`: `vpdpbusd`, 64
+/// multiply-adds) on all cores, or None without VNNI.
 #[cfg(target_arch = "x86_64")]
-fn vnni_peak() -> Option<f64> {
+fn vnni_peak(int8: bool) -> Option<f64> {
     use std::arch::x86_64::*;
     #[target_feature(enable = "avx512f,avx512vnni")]
-    unsafe fn spin(iters: usize) -> i32 {
+    unsafe fn spin(iters: usize, int8: bool) -> i32 {
         let mut acc = [_mm512_setzero_si512(); 24];
         let (a, b) = (_mm512_set1_epi32(0x0001_0001), _mm512_set1_epi32(0x0002_0002));
         for _ in 0..iters {
             for x in acc.iter_mut() {
-                *x = _mm512_dpwssd_epi32(*x, a, b);
+                *x = if int8 { _mm512_dpbusd_epi32(*x, a, b) } else { _mm512_dpwssd_epi32(*x, a, b) };
             }
         }
         acc.iter().fold(0, |s, x| s ^ _mm512_reduce_add_epi32(*x))
@@ -77,15 +79,61 @@ fn vnni_peak() -> Option<f64> {
     std::thread::scope(|s| {
         for _ in 0..threads {
             // SAFETY: the CPU has AVX-512 VNNI (checked above).
-            s.spawn(|| std::hint::black_box(unsafe { spin(iters) }));
+            s.spawn(|| std::hint::black_box(unsafe { spin(iters, int8) }));
         }
     });
-    Some((threads * iters * 24 * 64) as f64 / t.elapsed().as_secs_f64() / 1e9)
+    let ops_per_instruction = if int8 { 128 } else { 64 };
+    Some((threads * iters * 24 * ops_per_instruction) as f64 / t.elapsed().as_secs_f64() / 1e9)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn vnni_peak() -> Option<f64> {
+fn vnni_peak(_int8: bool) -> Option<f64> {
     None
+}
+
+/// GOP/s of MiniLM's four products (QKV, attention output, up, down) on `rows` tokens, both threads sharing
+/// the output tiles, best of five: `(int16, int8)`.
+fn products(rows: usize) -> (f64, f64) {
+    use emoarc::backend::int16::{Int8Linear, Kernel, QuantLinear, QuantRows, Rows8};
+    let kernel = Kernel::detect();
+    let shapes = [(1152, 384), (384, 384), (1536, 384), (384, 1536)];
+    let values = |n: usize, seed: u32| -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    };
+    let ops: f64 = shapes.iter().map(|&(o, i)| 2.0 * (rows * o * i) as f64).sum();
+    let (mut best16, mut best8) = (0f64, 0f64);
+    let layers: Vec<_> = shapes
+        .iter()
+        .map(|&(o, i)| {
+            let (w, b, x) = (values(o * i, 1), values(o, 2), values(rows * i, 3));
+            let q16 = QuantLinear::new(&w, &b, o, i);
+            let q8 = Int8Linear::new(&w, &b, o, i, &vec![1.0; i], &[]);
+            let (mut r16, mut r8) = (QuantRows::default(), Rows8::default());
+            q16.quantize(&x, &mut r16, kernel);
+            q8.quantize(&x, &mut r8, kernel);
+            (q16, q8, r16, r8, vec![0f32; rows * o])
+        })
+        .collect();
+    let mut layers = layers;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for (q16, _, r16, _, out) in layers.iter_mut() {
+            q16.forward(r16, out, kernel, true);
+        }
+        best16 = best16.max(ops / t.elapsed().as_secs_f64() / 1e9);
+        let t = Instant::now();
+        for (_, q8, _, r8, out) in layers.iter_mut() {
+            q8.forward(r8, out, kernel, true);
+        }
+        best8 = best8.max(ops / t.elapsed().as_secs_f64() / 1e9);
+    }
+    (best16, best8)
 }
 
 /// Seconds of one `estimate` call over all texts (after a warm-up).
@@ -132,21 +180,42 @@ fn main() {
         texts.len() as f64 / dt,
         100.0 * achieved / peak
     );
-    let int16 = load(Precision::Int16);
-    let dt = time_estimate(&int16, &refs);
-    let achieved = flops / dt / 1e9;
-    match vnni_peak() {
-        Some(peak) => println!(
-            "roofline: int16 {:.1} utterances/s = {achieved:.1} GOP/s achieved; vpdpwssd peak measured {peak:.1} GOP/s \
-             ({:.0}% of peak)",
-            texts.len() as f64 / dt,
-            100.0 * achieved / peak
-        ),
-        None => println!(
-            "roofline: int16 {:.1} utterances/s = {achieved:.1} GOP/s achieved on {} (no AVX-512 VNNI here, so no \
-             vpdpwssd peak to compare with)",
-            texts.len() as f64 / dt,
-            int16.backend_name()
-        ),
+    let (peak16, peak8) = (vnni_peak(false), vnni_peak(true));
+    for (name, precision, peak, instruction) in
+        [("int16", Precision::Int16, peak16, "vpdpwssd"), ("int8 ", Precision::Int8, peak8, "vpdpbusd")]
+    {
+        let Ok(estimator) = Estimator::builder()
+            .model(ModelSource::Dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/emoarc-minilm")))
+            .device(DeviceChoice::Cpu)
+            .precision(precision)
+            .build()
+        else {
+            println!("roofline: {name} does not run here (no AVX-512 VNNI)");
+            continue;
+        };
+        let dt = time_estimate(&estimator, &refs);
+        let achieved = flops / dt / 1e9;
+        let rate = texts.len() as f64 / dt;
+        match peak {
+            Some(peak) => println!(
+                "roofline: {name} {rate:.1} utterances/s = {achieved:.1} GOP/s achieved on {}; {instruction} peak \
+                 measured {peak:.1} GOP/s ({:.0}% of peak)",
+                estimator.backend_name(),
+                100.0 * achieved / peak
+            ),
+            None => println!(
+                "roofline: {name} {rate:.1} utterances/s = {achieved:.1} GOP/s achieved on {} (no AVX-512 VNNI here, \
+                 so no {instruction} peak to compare with)",
+                estimator.backend_name()
+            ),
+        }
     }
+    let (int16, int8) = products(2048);
+    let share = |got: f64, peak: Option<f64>| peak.map_or(String::new(), |p| format!(" ({:.0}% of peak)", 100.0 * got / p));
+    println!(
+        "roofline: products alone (2,048 tokens, MiniLM's four shapes, both threads): int16 {int16:.1} GOP/s{}, \
+         int8 {int8:.1} GOP/s{}",
+        share(int16, peak16),
+        share(int8, peak8)
+    );
 }

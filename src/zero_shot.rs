@@ -333,6 +333,7 @@ pub fn build_model(
         weights: format!("head-{HEAD_NAME}.safetensors"),
         encoder_layers: layers,
         encoder_override: None,
+        int8: None,
         kind: "zero-shot".into(),
         inputs: hidden,
         hidden: vec![],

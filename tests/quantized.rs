@@ -1,12 +1,12 @@
-//! The int16 backend against the f32 reference on real text: the quality bar every faster path must meet
-//! (cosine of pooled embeddings at least 0.99 for every utterance, intensities within 0.02), batch invariance,
-//! and the portable kernel agreeing with the fast one. With `EMOARC_REQUIRE_FAST_KERNEL=1` (set it where the CPU
-//! has AVX-512 VNNI) a CPU without the fast kernel fails instead of skipping that comparison.
+//! The int16 and int8 backends against the f32 reference on real text: the quality bar every faster path must
+//! meet (cosine of pooled embeddings at least 0.99 for every utterance, intensities within 0.02), batch
+//! invariance, and the portable kernel agreeing with the fast one. With `EMOARC_REQUIRE_FAST_KERNEL=1` (set it
+//! where the CPU has AVX-512 VNNI) a CPU without the fast kernel fails instead of skipping that comparison.
 
 mod common;
 
 use emoarc::data::{Corpus, Split};
-use emoarc::backend::int16::{Kernel, QuantizedEncoder};
+use emoarc::backend::int16::{Int8Calibration, Kernel, QuantizedEncoder};
 use emoarc::model::EncoderConfig;
 use emoarc::{Backend, DeviceChoice, Error, Estimator, ModelSource, Precision};
 use std::sync::OnceLock;
@@ -147,6 +147,131 @@ fn the_estimator_reports_the_backend_that_ran() {
 #[test]
 fn unknown_precisions_are_refused_with_the_choices() {
     assert_eq!("int16".parse::<Precision>().unwrap(), Precision::Int16);
-    let err = "int8".parse::<Precision>().unwrap_err().to_string();
-    assert!(err.contains("auto, f32, f16, bf16 or int16"), "{err}");
+    let err = "int4".parse::<Precision>().unwrap_err().to_string();
+    assert!(err.contains("auto, f32, f16, bf16, int16 or int8"), "{err}");
+}
+
+/// The shipped head's encoder files, config and int8 calibration.
+fn shipped_int8() -> (EncoderConfig, Vec<std::path::PathBuf>, usize, Int8Calibration) {
+    let dir = common::shipped_dir();
+    let spec = common::reference().spec();
+    let head = &spec.heads[&spec.default_head];
+    let mut weights = vec![dir.join(&spec.encoder.weights)];
+    weights.extend(head.encoder_override.iter().map(|f| dir.join(f)));
+    let config = EncoderConfig::read(&dir.join(&spec.encoder.config)).unwrap();
+    let file = head.int8.as_ref().expect("the shipped default head has an int8 calibration");
+    (config, weights, head.encoder_layers, Int8Calibration::read(&dir.join(file)).unwrap())
+}
+
+#[test]
+fn int8_stays_within_the_quality_bar_of_f32_on_every_utterance() {
+    // On a CPU with AVX-512 VNNI the whole test split and sample; elsewhere the portable kernel (the same
+    // integers, much slower) on the first 150 of them.
+    let kernel = Kernel::detect();
+    common_require_fast(kernel);
+    let texts = texts();
+    let take = if kernel.is_vnni() { texts.len() } else { 150 };
+    let refs: Vec<&str> = texts.iter().take(take).map(String::as_str).collect();
+    let reference = common::reference();
+    let (config, weights, layers, calibration) = shipped_int8();
+    assert!(!calibration.products().is_empty());
+    let k = if kernel.is_vnni() { kernel } else { Kernel::portable() };
+    let encoder = QuantizedEncoder::load_calibrated(&config, &weights, Some(layers), Some(k), Some(&calibration)).unwrap();
+    assert_eq!(encoder.int8_products(), calibration.products().len());
+    let seqs: Vec<Vec<u32>> = refs.iter().map(|t| reference.token_ids(t).unwrap()).collect();
+    let seq_refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    let pooled = encoder.embed(&seq_refs).unwrap();
+    let h = encoder.hidden_size();
+    let input = candle_core::Tensor::from_slice(&pooled, (refs.len(), h), &candle_core::Device::Cpu).unwrap();
+    let got: Vec<Vec<f32>> = reference.model().head().forward_all(&input, &seq_refs).unwrap().intensities.to_vec2().unwrap();
+    let (gold_pooled, gold) = (reference.embed(&refs).unwrap(), reference.estimate(&refs).unwrap());
+    let mut worst = (1f64, 0f32);
+    for (i, text) in refs.iter().enumerate() {
+        let c = cosine(&pooled[i * h..(i + 1) * h], &gold_pooled[i]);
+        assert!(c >= 0.99, "cosine {c:.5} for {text:?}");
+        let d = got[i].iter().zip(gold[i].as_slice()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(d <= 0.02, "intensities differ by {d:.4} for {text:?}");
+        worst = (worst.0.min(c), worst.1.max(d));
+    }
+    eprintln!("int8 ({k}) on {} texts: worst cosine {:.5}, worst intensity difference {:.4}", refs.len(), worst.0, worst.1);
+    // Batch invariance: alone, an utterance gets the same bits as in the batch.
+    for (i, seq) in seq_refs.iter().enumerate().step_by(37) {
+        assert_eq!(encoder.embed(&[seq]).unwrap(), pooled[i * h..(i + 1) * h].to_vec(), "{:?}", refs[i]);
+    }
+}
+
+fn common_require_fast(kernel: Kernel) {
+    if std::env::var("EMOARC_REQUIRE_FAST_KERNEL").is_ok_and(|v| v == "1") {
+        assert!(kernel.is_vnni(), "EMOARC_REQUIRE_FAST_KERNEL=1 but this CPU gets the {kernel} kernel");
+    }
+}
+
+#[test]
+fn the_int8_backend_runs_where_vnni_is_and_is_refused_elsewhere() {
+    let built = Estimator::builder()
+        .model(ModelSource::Dir(common::shipped_dir()))
+        .backend(Backend::Int8)
+        .build();
+    if Kernel::detect().is_vnni() {
+        let e = built.expect("int8 loads on a CPU with VNNI");
+        let name = e.backend_name();
+        assert!(name.starts_with("int8 (avx512-vnni;") && name.contains("products int8"), "{name}");
+        // And auto picks it there.
+        assert_eq!(Backend::Auto.resolve(), Backend::Int8);
+        let d = e.estimate(&["I can't believe they cancelled it again."]).unwrap()[0]
+            .max_abs_diff(&common::reference().estimate(&["I can't believe they cancelled it again."]).unwrap()[0]);
+        assert!(d <= 0.02, "{d}");
+    } else {
+        let err = built.err().expect("int8 is refused without VNNI");
+        assert!(matches!(err, Error::Backend { .. }) && err.to_string().contains("AVX-512 VNNI"), "{err}");
+    }
+}
+
+#[test]
+fn calibrating_a_head_chooses_products_by_measured_quality() {
+    let texts = texts();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let options = emoarc::train::int8::CalibrationOptions::default();
+    let report = emoarc::train::int8::calibrate_int8(common::reference(), &refs[..60], &refs[60..120], &options).unwrap();
+    assert_eq!(report.total_products, 12);
+    assert_eq!(report.alone.len(), 12);
+    assert!(report.int16.worst_cosine > 0.999, "{:?}", report.int16);
+    // What was chosen meets the margin it was chosen for, measured on the check text.
+    assert!(report.chosen.worst_cosine >= options.min_cosine, "{:?}", report.chosen);
+    assert!(report.chosen.worst_difference <= options.max_difference, "{:?}", report.chosen);
+    // Every product judged alone beyond the margin stayed int16.
+    let chosen = report.calibration.products();
+    for (p, q) in &report.alone {
+        if q.worst_difference > options.max_difference {
+            assert!(!chosen.contains(p), "{p:?} chosen although alone it gave {q:?}");
+        }
+    }
+    // The file round-trips.
+    let bytes = report.calibration.to_bytes().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("int8.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let back = Int8Calibration::read(&path).unwrap();
+    assert_eq!(back.products(), chosen);
+    assert_eq!((back.alpha, back.outliers), (options.alpha, options.outliers));
+    assert!(back.notes().contains_key("check_worst_cosine"));
+}
+
+#[test]
+fn bad_int8_calibration_files_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("int8.safetensors");
+    std::fs::write(&path, b"layer,product\n0,qkv\n").unwrap();
+    let err = Int8Calibration::read(&path).unwrap_err().to_string();
+    assert!(err.contains("int8 calibration") && err.contains("int8.safetensors"), "{err}");
+    // A stored alpha outside [0, 1] (same length, so the header stays well formed).
+    let (_, _, _, calibration) = shipped_int8();
+    let bytes = calibration.to_bytes().unwrap();
+    let (from, to) = (b"\"alpha\":\"0.5\"", b"\"alpha\":\"1.5\"");
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("alpha in the header");
+    let mut bad = bytes.clone();
+    bad[at..at + to.len()].copy_from_slice(to);
+    std::fs::write(&path, &bad).unwrap();
+    let err = Int8Calibration::read(&path).unwrap_err().to_string();
+    assert!(err.contains("alpha 1.5"), "{err}");
 }

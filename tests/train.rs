@@ -183,6 +183,7 @@ fn fine_tuned_top_layers_are_stored_as_an_override_and_load_back() {
             HeadSpec {
                 weights: format!("head-{name}.safetensors"),
                 encoder_override: Some(format!("encoder-{name}.safetensors")),
+                int8: None,
                 encoder_layers: 6,
                 // Heads trained by candle have no learned valence/arousal output and no lexicon.
                 affect: false,

@@ -78,7 +78,7 @@ class Estimator(_emoarc.Estimator):
 
     ``model`` is a model folder (default: ``EMOARC_MODEL`` if set, else the model inside this package),
     ``head`` one of its heads (default: the model's default), ``backend`` the CLI's ``--precision`` (auto, f32,
-    f16, bf16, int16) and ``device`` its ``--device`` (auto, cpu, cuda[:N]). Pin ``backend`` when numbers must
+    f16, bf16, int16, int8) and ``device`` its ``--device`` (auto, cpu, cuda[:N]). Pin ``backend`` when numbers must
     match across machines: ``auto`` picks the fastest for each CPU.
     """
 

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--top", type=int, default=3, help="top categories per utterance (at most 40)")
     score.add_argument("--model", help="model folder (default: the one in this package)")
     score.add_argument("--head", help="which head of the model to use")
-    score.add_argument("--precision", default="auto", help="auto, f32, f16, bf16 or int16 (the Estimator's backend)")
+    score.add_argument("--precision", default="auto", help="auto, f32, f16, bf16, int16 or int8 (the Estimator's backend)")
     score.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or metal[:N]")
     args = parser.parse_args(argv)
 

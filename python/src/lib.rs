@@ -71,7 +71,7 @@ struct PyEstimator {
 
 #[pymethods]
 impl PyEstimator {
-    /// `backend` is the CLI's `--precision` (auto, f32, f16, bf16, int16) and `device` its `--device`.
+    /// `backend` is the CLI's `--precision` (auto, f32, f16, bf16, int16, int8) and `device` its `--device`.
     #[new]
     #[pyo3(signature = (model=None, head=None, backend="auto", *, device="auto", manifest=None, max_length=None, on_long="truncate", token_budget=None, max_batch=256))]
     #[allow(clippy::too_many_arguments)]

@@ -140,6 +140,10 @@ pub enum Backend {
     },
     /// emoarc's quantized CPU encoder (16-bit integer linear layers, packed batches).
     Int16,
+    /// The same encoder with the products that the head's int8 calibration lists in 8-bit integers (AVX-512
+    /// VNNI's `vpdpbusd`), the rest in int16; a head without a calibration runs all int16. Needs a CPU with
+    /// AVX-512 VNNI.
+    Int8,
 }
 
 /// The names of the CLI's `--precision` flag; with a [`DeviceChoice`] they make a [`Backend`]
@@ -158,6 +162,8 @@ pub enum Precision {
     BF16,
     /// The int16 CPU path.
     Int16,
+    /// The int8 CPU path (int16 where the calibration keeps it).
+    Int8,
 }
 
 impl Precision {
@@ -166,7 +172,7 @@ impl Precision {
             Precision::F32 => Some(FloatType::F32),
             Precision::F16 => Some(FloatType::F16),
             Precision::BF16 => Some(FloatType::BF16),
-            Precision::Auto | Precision::Int16 => None,
+            Precision::Auto | Precision::Int16 | Precision::Int8 => None,
         }
     }
 }
@@ -180,7 +186,8 @@ impl FromStr for Precision {
             "f16" => Ok(Precision::F16),
             "bf16" => Ok(Precision::BF16),
             "int16" => Ok(Precision::Int16),
-            _ => Err(Error::Config(format!("precision must be auto, f32, f16, bf16 or int16, not {s:?}"))),
+            "int8" => Ok(Precision::Int8),
+            _ => Err(Error::Config(format!("precision must be auto, f32, f16, bf16, int16 or int8, not {s:?}"))),
         }
     }
 }
@@ -195,8 +202,9 @@ impl Backend {
         let cpu = matches!(device, DeviceChoice::Cpu | DeviceChoice::Auto);
         match precision {
             Precision::Int16 if cpu => Ok(Backend::Int16),
-            Precision::Int16 => Err(Error::Backend {
-                backend: "int16".into(),
+            Precision::Int8 if cpu => Ok(Backend::Int8),
+            Precision::Int16 | Precision::Int8 => Err(Error::Backend {
+                backend: if precision == Precision::Int8 { "int8" } else { "int16" }.into(),
                 reason: format!("runs on the CPU only, not {device}; pass --device cpu or another precision"),
             }),
             _ if device == DeviceChoice::Auto => Ok(Backend::Auto),
@@ -209,9 +217,13 @@ impl Backend {
         }
     }
 
-    /// The CPU's best backend: int16 where a fast integer kernel exists, else candle f32.
+    /// The CPU's best backend: int8 (with int16 where the calibration keeps it) on AVX-512 VNNI, int16 where
+    /// another fast integer kernel exists, else candle f32.
     fn cpu_default() -> Backend {
-        if int16::Kernel::detect().is_fast() {
+        let kernel = int16::Kernel::detect();
+        if kernel.is_vnni() {
+            Backend::Int8
+        } else if kernel.is_fast() {
             Backend::Int16
         } else {
             Backend::Candle {
@@ -262,6 +274,7 @@ impl fmt::Display for Backend {
             Backend::Auto => f.write_str("auto"),
             Backend::Candle { dtype, device } => write!(f, "candle {} on {}", dtype.name(), device),
             Backend::Int16 => f.write_str("int16"),
+            Backend::Int8 => f.write_str("int8"),
         }
     }
 }
@@ -309,16 +322,28 @@ pub(crate) trait EncoderBackend: Send + Sync {
 
 /// Loads the encoder for `backend` (after [`Backend::resolve`]): `config` read once, `weights` in order (later
 /// files' tensors replace earlier ones', which is how a head's fine-tuned layers override the shared encoder),
-/// and only the first `layers` layers.
+/// and only the first `layers` layers; `int8` is the head's int8 calibration file, if it has one.
 pub(crate) fn load(
     backend: Backend,
     config: &EncoderConfig,
     weights: &[PathBuf],
     layers: usize,
+    int8: Option<&std::path::Path>,
 ) -> Result<Box<dyn EncoderBackend>> {
     let (backend, opened) = backend.resolve_opening();
     Ok(match backend {
         Backend::Int16 => Box::new(int16::QuantizedEncoder::load(config, weights, Some(layers), None)?),
+        Backend::Int8 => {
+            let kernel = int16::Kernel::detect();
+            if !kernel.is_vnni() {
+                return Err(Error::Backend {
+                    backend: "int8".into(),
+                    reason: format!("needs AVX-512 VNNI; this CPU runs the {kernel} kernel: use --precision int16"),
+                });
+            }
+            let calibration = int8.map(int16::Int8Calibration::read).transpose()?;
+            Box::new(int16::QuantizedEncoder::load_calibrated(config, weights, Some(layers), Some(kernel), calibration.as_ref())?)
+        }
         Backend::Candle { dtype, device } => {
             let device = match opened {
                 Some(device) => device,
@@ -344,6 +369,9 @@ mod tests {
             }
         );
         assert_eq!(Backend::from_flags(Precision::Int16, DeviceChoice::Cpu).unwrap(), Backend::Int16);
+        assert_eq!(Backend::from_flags(Precision::Int8, DeviceChoice::Auto).unwrap(), Backend::Int8);
+        let err = Backend::from_flags(Precision::Int8, DeviceChoice::Cuda(0)).unwrap_err();
+        assert!(err.to_string().contains("int8") && err.to_string().contains("--device cpu"), "{err}");
         let err = Backend::from_flags(Precision::Int16, DeviceChoice::Metal(0)).unwrap_err();
         assert!(matches!(err, Error::Backend { .. }), "{err}");
         assert!(err.to_string().contains("--device cpu"), "{err}");
@@ -360,8 +388,15 @@ mod tests {
         assert_ne!(resolved, Backend::Auto);
         // No GPU in a plain build: the CPU choice follows the kernel this CPU has.
         if !cfg!(any(feature = "cuda", feature = "metal")) {
-            let expect_int16 = int16::Kernel::detect().is_fast();
-            assert_eq!(resolved == Backend::Int16, expect_int16, "{resolved}");
+            let kernel = int16::Kernel::detect();
+            let expected = if kernel.is_vnni() {
+                Backend::Int8
+            } else if kernel.is_fast() {
+                Backend::Int16
+            } else {
+                Backend::Candle { dtype: FloatType::F32, device: DeviceChoice::Cpu }
+            };
+            assert_eq!(resolved, expected, "{kernel}");
         }
     }
 
@@ -370,6 +405,7 @@ mod tests {
         assert_eq!("int16".parse::<Precision>().unwrap(), Precision::Int16);
         assert_eq!("bf16".parse::<Precision>().unwrap(), Precision::BF16);
         assert_eq!("auto".parse::<Precision>().unwrap(), Precision::Auto);
-        assert!("int8".parse::<Precision>().is_err());
+        assert_eq!("int8".parse::<Precision>().unwrap(), Precision::Int8);
+        assert!("int4".parse::<Precision>().is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! command that loads a model takes the same flags.
 
 mod arc;
+mod calibrate;
 mod data;
 mod eval;
 mod eval_arcs;
@@ -36,6 +37,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Work with the labelled data (check it).
     Data(data::DataArgs),
+    /// Measure which encoder products of a head can run in int8 and store that calibration beside the model.
+    Calibrate(calibrate::CalibrateArgs),
     /// Build (or refresh) a model folder's zero-shot head from the base encoder and record it in the weights manifest.
     ZeroShot(zero_shot::ZeroShotArgs),
     /// Emotion arcs of conversations (JSONL), optionally drawn as SVG.
@@ -63,8 +66,9 @@ pub struct ModelArgs {
     /// auto, cpu, cuda[:N] or metal[:N].
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Encoder precision: auto (the fastest measured for this machine: f16 on a GPU; int16 on CPUs with
-    /// integer dot products, else f32), f32, f16, bf16, or int16 (CPU only).
+    /// Encoder precision: auto (the fastest measured for this machine: f16 on a GPU; int8 where the head has
+    /// an int8 calibration and the CPU AVX-512 VNNI, int16 on other CPUs with integer dot products, else f32),
+    /// f32, f16, bf16, int16 (CPU only) or int8 (CPU with AVX-512 VNNI).
     #[arg(long, alias = "dtype", default_value = "auto")]
     pub precision: Precision,
     /// Run only the first K encoder layers (for training a head for a first-k-layers model).
@@ -147,6 +151,7 @@ pub fn run() -> Result<ExitCode> {
             score::run(args)
         }
         Command::ZeroShot(args) => zero_shot::run(args),
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Data(args) => data::run(args),

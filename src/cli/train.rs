@@ -126,6 +126,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         weights: format!("head-{}.safetensors", args.head_name),
         encoder_layers: estimator.model().encoder_layers(),
         encoder_override,
+        int8: None,
         kind: "trained".into(),
         inputs: estimator.model().hidden_size(),
         hidden: opts.hidden.clone(),

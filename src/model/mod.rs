@@ -40,7 +40,8 @@ impl EmotionModel {
         let weights = spec.encoder_weights(model, head_spec)?;
         let config = EncoderConfig::read(&model.file(&spec.encoder.config)?)?;
         let encoder_layers = config.depth(Some(layers.unwrap_or(head_spec.encoder_layers)))?;
-        let encoder = backend::load(backend, &config, &weights, encoder_layers)?;
+        let int8 = head_spec.int8.as_deref().map(|f| model.file(f)).transpose()?;
+        let encoder = backend::load(backend, &config, &weights, encoder_layers, int8.as_deref())?;
         if encoder.hidden_size() != head_spec.inputs {
             return Err(Error::ModelFormat {
                 model: spec.name.clone(),

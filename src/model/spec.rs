@@ -63,6 +63,11 @@ pub struct HeadSpec {
     /// with and without fine-tuning share one encoder file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder_override: Option<String>,
+    /// The int8 calibration of this head's encoder (safetensors, see
+    /// [`crate::backend::int16::Int8Calibration`]): which products run in int8 on CPUs with AVX-512 VNNI.
+    /// Readers that predate it ignore it and run int16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<String>,
     /// `zero-shot` (prototype similarities) or `trained`; informational.
     pub kind: String,
     /// Input width (the encoder's hidden size).
@@ -161,6 +166,7 @@ impl ModelSpec {
         for h in self.heads.values() {
             files.push(h.weights.clone());
             files.extend(h.encoder_override.clone());
+            files.extend(h.int8.clone());
         }
         files.sort();
         files.dedup();

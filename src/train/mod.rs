@@ -4,6 +4,7 @@
 //! once per run by the caller, so an epoch costs only the head. The same seed and data give bit-identical
 //! weights. [`top_layers`] goes further and fine-tunes the encoder's top layers with the head.
 
+pub mod int8;
 pub mod top_layers;
 
 use crate::error::{Error, Result};

@@ -11,10 +11,10 @@
 use std::arch::x86_64::*;
 
 /// Output columns per tile: four 16-lane vectors.
-pub const TILE_N: usize = 64;
+pub(super) const TILE_N: usize = 64;
 /// Rows per micro-kernel call: 6 rows x 4 vectors = 24 accumulators, which with the 4 weight vectors and the
 /// broadcast row fits the 32 vector registers.
-const TILE_M: usize = 6;
+pub(super) const TILE_M: usize = 6;
 /// Inputs per VNNI group (`vpdpwssd` sums pairs of 16-bit products).
 const GROUP: usize = 2;
 /// Packed weights per tile and per group of inputs.
@@ -65,8 +65,9 @@ impl Kernel {
         self.0 != Kind::Portable
     }
 
-    /// Whether this is the AVX-512 VNNI kernel; true only on CPUs that have it.
-    pub(crate) fn is_vnni(self) -> bool {
+    /// Whether this is the AVX-512 VNNI kernel (true only on CPUs that have it): the one that runs int8
+    /// products, and the one `auto` runs them on.
+    pub fn is_vnni(self) -> bool {
         self.0 == Kind::Vnni
     }
 
@@ -154,21 +155,10 @@ impl QuantLinear {
     pub fn forward(&self, x: &QuantRows, out: &mut [f32], kernel: Kernel, parallel: bool) {
         assert_eq!(x.width, self.padded_inputs, "activation width");
         assert_eq!(out.len(), x.rows * self.outputs, "output shape");
-        let out_ptr = SharedOut(out.as_mut_ptr());
-        let tile = |tile: usize| {
-            let out_ptr = &out_ptr;
-            for row0 in (0..x.rows).step_by(TILE_M) {
-                let rows = TILE_M.min(x.rows - row0);
-                // SAFETY: each (tile, row block) writes a disjoint block of `out`, which outlives the loop.
-                unsafe { self.block(x, row0, rows, tile, out_ptr.0, kernel) };
-            }
-        };
-        if parallel {
-            use rayon::prelude::*;
-            (0..self.tiles).into_par_iter().for_each(tile);
-        } else {
-            (0..self.tiles).for_each(tile);
-        }
+        // SAFETY: `block` writes only its own rows and tile of `out`, which is `[x.rows, outputs]`.
+        for_each_block(self.tiles, x.rows, out, parallel, |tile, row0, rows, out| unsafe {
+            self.block(x, row0, rows, tile, out, kernel)
+        });
     }
 
     /// One block of up to 6 rows by 64 columns.
@@ -189,6 +179,8 @@ impl QuantLinear {
                 row_scale: &x.scale[row0..row0 + rows],
                 scale: &self.scale[col0..col0 + TILE_N],
                 bias: &self.bias[col0..col0 + TILE_N],
+                zero: &[],
+                weight_sum: &[],
                 out: out.add(row0 * self.outputs + col0),
                 ldo: self.outputs,
                 cols,
@@ -196,14 +188,7 @@ impl QuantLinear {
             match kernel.0 {
                 // SAFETY (the caller's): `Kind::Vnni` exists only where `Kernel::detect` found the instructions.
                 #[cfg(target_arch = "x86_64")]
-                Kind::Vnni => match rows {
-                    6 => vnni_block::<6>(&block),
-                    5 => vnni_block::<5>(&block),
-                    4 => vnni_block::<4>(&block),
-                    3 => vnni_block::<3>(&block),
-                    2 => vnni_block::<2>(&block),
-                    _ => vnni_block::<1>(&block),
-                },
+                Kind::Vnni => vnni_rows::<false, _, _>(&block, rows),
                 #[cfg(target_arch = "x86_64")]
                 Kind::Avx2 => match rows {
                     // Six rows would need 24 accumulators: two calls of up to three rows each.
@@ -223,10 +208,36 @@ impl QuantLinear {
                     2 => avx2_tile::<2>(&block, 0),
                     _ => avx2_tile::<1>(&block, 0),
                 },
-                _ => portable_block(&block, rows),
+                _ => portable_block::<i16, i16, GROUP>(&block, rows),
             }
     
         }
+    }
+}
+
+/// Calls `block(tile, row0, rows, out)` for every block of up to [`TILE_M`] rows by one tile of output columns,
+/// tiles shared between rayon's threads with `parallel`. `block` must write only its own block of `out`: each
+/// element's arithmetic is then the same whatever the split, so results depend neither on the thread count
+/// nor on the other rows.
+pub(super) fn for_each_block(
+    tiles: usize,
+    rows: usize,
+    out: &mut [f32],
+    parallel: bool,
+    block: impl Fn(usize, usize, usize, *mut f32) + Sync,
+) {
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    let tile = |tile: usize| {
+        let out_ptr = &out_ptr;
+        for row0 in (0..rows).step_by(TILE_M) {
+            block(tile, row0, TILE_M.min(rows - row0), out_ptr.0);
+        }
+    };
+    if parallel {
+        use rayon::prelude::*;
+        (0..tiles).into_par_iter().for_each(tile);
+    } else {
+        (0..tiles).for_each(tile);
     }
 }
 
@@ -236,23 +247,29 @@ struct SharedOut(*mut f32);
 unsafe impl Sync for SharedOut {}
 unsafe impl Send for SharedOut {}
 
-/// Everything one micro-kernel call reads and where it writes.
-struct Block<'a> {
-    a: &'a [i16],
-    lda: usize,
-    b: &'a [i16],
-    groups: usize,
-    row_scale: &'a [f32],
-    scale: &'a [f32],
-    bias: &'a [f32],
-    out: *mut f32,
-    ldo: usize,
-    cols: usize,
+/// Everything one micro-kernel call reads and where it writes: activations `A` and packed weights `W` (i16 and
+/// i16 here, u8 and i8 for [`super::gemm8`]).
+pub(super) struct Block<'a, A, W> {
+    pub(super) a: &'a [A],
+    pub(super) lda: usize,
+    pub(super) b: &'a [W],
+    pub(super) groups: usize,
+    pub(super) row_scale: &'a [f32],
+    pub(super) scale: &'a [f32],
+    pub(super) bias: &'a [f32],
+    /// The int8 path's activation zero points, per row, and its weight sums, per column: `zero[r] x
+    /// weight_sum[c]` is subtracted from the integer sum before rescaling. Both empty for none (int16).
+    pub(super) zero: &'a [i32],
+    pub(super) weight_sum: &'a [i32],
+    pub(super) out: *mut f32,
+    pub(super) ldo: usize,
+    pub(super) cols: usize,
 }
 
 /// Rows of activations quantized symmetrically per row to `[-max, max]` (max from the layer, about 2^13).
 #[derive(Debug, Clone, Default)]
 pub struct QuantRows {
+    /// Rows quantized.
     pub rows: usize,
     /// Values per row (inputs rounded up to the VNNI group; the padding is zero).
     pub width: usize,
@@ -312,8 +329,9 @@ fn quantize_rows(x: &[f32], cols: usize, width: usize, max_int: f32, data: &mut 
     }
 }
 
-/// The reference kernel: the same integer sums and the same f32 rescaling as the VNNI one.
-unsafe fn portable_block(blk: &Block, rows: usize) {
+/// The reference kernel: the same integer sums and the same f32 rescaling as the vector ones, for `G` inputs per
+/// packed group (2 for int16, 4 for int8).
+pub(super) unsafe fn portable_block<A: Copy + Into<i32>, W: Copy + Into<i32>, const G: usize>(blk: &Block<A, W>, rows: usize) {
     // SAFETY: `blk.out` addresses `rows` rows of `blk.ldo` floats with `blk.cols` columns each (see `block`).
     unsafe {
         for r in 0..rows {
@@ -321,10 +339,13 @@ unsafe fn portable_block(blk: &Block, rows: usize) {
             for c in 0..blk.cols {
                 let mut acc = 0i32;
                 for g in 0..blk.groups {
-                    let w = &blk.b[g * TILE_STEP + c * GROUP..][..GROUP];
-                    for i in 0..GROUP {
-                        acc += a[g * GROUP + i] as i32 * w[i] as i32;
+                    let w = &blk.b[g * TILE_N * G + c * G..][..G];
+                    for i in 0..G {
+                        acc += a[g * G + i].into() * w[i].into();
                     }
+                }
+                if !blk.zero.is_empty() {
+                    acc -= blk.zero[r] * blk.weight_sum[c];
                 }
                 let y = acc as f32 * (blk.row_scale[r] * blk.scale[c]) + blk.bias[c];
                 *blk.out.add(r * blk.ldo + c) = y;
@@ -333,60 +354,111 @@ unsafe fn portable_block(blk: &Block, rows: usize) {
     }
 }
 
-/// `acc + pairwise dot products of a and b`, as the one `vpdpwssd` instruction. The intrinsic is not used
-/// because LLVM, tuning for a generic x86-64, splits it into `vpmaddwd` + `vpaddd`: measured, that halved the
-/// kernel's throughput (two instructions on the same two ports for every multiply-add).
+/// `acc + pairwise dot products of a and b` (i16 x i16, two per i32 lane), as the one `vpdpwssd` instruction;
+/// with `INT8`, `vpdpbusd` (u8 in `a` x i8 in `b`, four per lane). Not the intrinsics: LLVM, tuning for a
+/// generic x86-64, splits them (`vpmaddwd` + `vpaddd` for the first), which measured half the kernel's
+/// throughput (two instructions on the same two ports for every multiply-add).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vnni")]
 #[inline]
-unsafe fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+unsafe fn vnni_dot<const INT8: bool>(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
     // SAFETY: only called from `vnni_block`, which runs only where AVX-512 VNNI was detected.
     unsafe {
         let mut acc = acc;
-        std::arch::asm!(
-            "vpdpwssd {acc}, {a}, {b}",
-            acc = inout(zmm_reg) acc,
-            a = in(zmm_reg) a,
-            b = in(zmm_reg) b,
-            options(pure, nomem, nostack, preserves_flags)
-        );
+        if INT8 {
+            std::arch::asm!(
+                "vpdpbusd {acc}, {a}, {b}",
+                acc = inout(zmm_reg) acc,
+                a = in(zmm_reg) a,
+                b = in(zmm_reg) b,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        } else {
+            std::arch::asm!(
+                "vpdpwssd {acc}, {a}, {b}",
+                acc = inout(zmm_reg) acc,
+                a = in(zmm_reg) a,
+                b = in(zmm_reg) b,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
         acc
     }
 }
 
+/// Up to 6 rows by one tile with the VNNI kernel: int16 (`INT8 = false`, `Block<i16, i16>`) or int8
+/// (`Block<u8, i8>`). The caller must hold a VNNI [`Kernel`] and a block laid out for that element width.
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn vnni_rows<const INT8: bool, A, W>(blk: &Block<A, W>, rows: usize) {
+    // SAFETY: the caller's contract (a VNNI kernel, so the CPU has the instructions; a well-formed block).
+    unsafe {
+        match rows {
+            6 => vnni_block::<6, INT8, A, W>(blk),
+            5 => vnni_block::<5, INT8, A, W>(blk),
+            4 => vnni_block::<4, INT8, A, W>(blk),
+            3 => vnni_block::<3, INT8, A, W>(blk),
+            2 => vnni_block::<2, INT8, A, W>(blk),
+            _ => vnni_block::<1, INT8, A, W>(blk),
+        }
+    }
+}
+
+/// `R` rows by one tile of 64 columns: `R x 4` accumulators; per group of inputs (2 i16 or 4 u8: 4 bytes
+/// either way) the row's 4 activation bytes are broadcast to every lane and multiplied with the 4 weight
+/// vectors (256 bytes), so one loop serves both widths.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn vnni_block<const R: usize>(blk: &Block) {
+unsafe fn vnni_block<const R: usize, const INT8: bool, A, W>(blk: &Block<A, W>) {
     // SAFETY: runs only where AVX-512 VNNI was detected; loads read one tile's packed weights (`groups` steps of
-    // `TILE_STEP` values) and rows of `lda` activations; stores are masked to the tile's `cols` columns.
+    // 256 bytes) and `R` rows of `lda` activations (4 bytes per group); `store_avx512` masks the stores.
     unsafe {
+        debug_assert_eq!(std::mem::size_of::<A>() * if INT8 { 4 } else { 2 }, 4);
         let mut acc = [[_mm512_setzero_si512(); 4]; R];
-        let a = blk.a.as_ptr();
-        let mut b = blk.b.as_ptr();
+        let a = blk.a.as_ptr() as *const u8;
+        let lda = blk.lda * std::mem::size_of::<A>();
+        let mut b = blk.b.as_ptr() as *const u8;
         for g in 0..blk.groups {
             let w0 = _mm512_loadu_si512(b as *const _);
-            let w1 = _mm512_loadu_si512(b.add(32) as *const _);
-            let w2 = _mm512_loadu_si512(b.add(64) as *const _);
-            let w3 = _mm512_loadu_si512(b.add(96) as *const _);
+            let w1 = _mm512_loadu_si512(b.add(64) as *const _);
+            let w2 = _mm512_loadu_si512(b.add(128) as *const _);
+            let w3 = _mm512_loadu_si512(b.add(192) as *const _);
             for (r, row) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_epi32((a.add(r * blk.lda + g * GROUP) as *const i32).read_unaligned());
-                row[0] = dpwssd(row[0], x, w0);
-                row[1] = dpwssd(row[1], x, w1);
-                row[2] = dpwssd(row[2], x, w2);
-                row[3] = dpwssd(row[3], x, w3);
+                let x = _mm512_set1_epi32((a.add(r * lda + g * 4) as *const i32).read_unaligned());
+                row[0] = vnni_dot::<INT8>(row[0], x, w0);
+                row[1] = vnni_dot::<INT8>(row[1], x, w1);
+                row[2] = vnni_dot::<INT8>(row[2], x, w2);
+                row[3] = vnni_dot::<INT8>(row[3], x, w3);
             }
-            b = b.add(TILE_STEP);
+            b = b.add(256);
         }
+        store_avx512(&acc, blk);
+    }
+}
+
+/// Rescales `R` rows of a tile's i32 sums to f32 (less the zero points' share, if any) and stores them, masked
+/// to the tile's columns: the same arithmetic, in the same order, as [`portable_block`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_avx512<A, W, const R: usize>(acc: &[[__m512i; 4]; R], blk: &Block<A, W>) {
+    // SAFETY: runs only where AVX-512 was detected; `scale`, `bias` and `weight_sum` (when not empty) hold the
+    // tile's 64 columns and `zero` its rows; stores are masked to `blk.cols` columns of `R` rows inside `out`.
+    unsafe {
         for (r, row) in acc.iter().enumerate() {
             let rs = _mm512_set1_ps(blk.row_scale[r]);
+            let zero = _mm512_set1_epi32(blk.zero.get(r).copied().unwrap_or(0));
             for (v, lane) in row.iter().enumerate() {
                 let col = v * 16;
                 if col >= blk.cols {
                     break;
                 }
+                let mut sum = *lane;
+                if !blk.zero.is_empty() {
+                    let sums = _mm512_loadu_si512(blk.weight_sum.as_ptr().add(col) as *const _);
+                    sum = _mm512_sub_epi32(sum, _mm512_mullo_epi32(zero, sums));
+                }
                 let s = _mm512_mul_ps(rs, _mm512_loadu_ps(blk.scale.as_ptr().add(col)));
                 let y = _mm512_add_ps(
-                    _mm512_mul_ps(_mm512_cvtepi32_ps(*lane), s),
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(sum), s),
                     _mm512_loadu_ps(blk.bias.as_ptr().add(col)),
                 );
                 let left = blk.cols - col;
@@ -404,7 +476,7 @@ unsafe fn vnni_block<const R: usize>(blk: &Block) {
 /// an add (no FMA), in the portable kernel's order, so both give the same floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn avx2_tile<const R: usize>(blk: &Block, row: usize) {
+unsafe fn avx2_tile<const R: usize>(blk: &Block<i16, i16>, row: usize) {
     // SAFETY: runs only where AVX2 and FMA were detected; loads stay inside the tile's packed weights and the
     // `R` rows of activations from `row`; stores write at most `blk.cols` columns of those rows.
     unsafe {
@@ -458,10 +530,11 @@ unsafe fn avx2_tile<const R: usize>(blk: &Block, row: usize) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
+    /// Values in [-1, 1) from a fixed linear congruential sequence.
+    pub(crate) fn pseudo_random(n: usize, seed: u32) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {
@@ -490,11 +563,16 @@ mod tests {
             layer.forward(&q, &mut fast, fast_kernel, false);
             assert_eq!(fast, portable, "{fast_kernel} against the portable kernel");
         }
+        assert_near_f32(&portable, &x, &w, &b, (m, k, n), 0.02);
+    }
+
+    /// Every element of `got` (`[m, n]`) within `tolerance` of `x W^T + b` computed in f32.
+    pub(crate) fn assert_near_f32(got: &[f32], x: &[f32], w: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), tolerance: f32) {
         for i in 0..m {
             for j in 0..n {
                 let exact: f32 = (0..k).map(|t| x[i * k + t] * w[j * k + t]).sum::<f32>() + b[j];
-                let got = portable[i * n + j];
-                assert!((got - exact).abs() < 0.02, "({i},{j}): {got} vs {exact}");
+                let got = got[i * n + j];
+                assert!((got - exact).abs() < tolerance, "({i},{j}): {got} vs {exact}");
             }
         }
     }

@@ -8,11 +8,14 @@
 //! The kernel is chosen by [`Kernel::detect`] or [`Kernel::portable`] only: a fast kernel cannot be asked for on
 //! a CPU without its instructions, so the `unsafe` calls into it below are sound by construction.
 
+mod calibration;
 mod gemm;
+mod gemm8;
 mod ops;
 
-pub use gemm::Kernel;
-use gemm::{QuantLinear, QuantRows};
+pub use calibration::{ActivationRanges, ChannelStats, Int8Calibration, Product};
+pub use gemm::{Kernel, QuantLinear, QuantRows};
+pub use gemm8::{Int8Linear, Rows8};
 
 use super::{Batching, EncoderBackend, TokenBatch};
 use crate::error::{Error, Result};
@@ -43,26 +46,96 @@ fn split_by_tokens<'a, 'b>(seqs: &'b [&'a [u32]], n: usize) -> Vec<&'b [&'a [u32
     shares
 }
 
+/// The word-embedding table as the file stores it. The shipped model stores it in f16: 30,522 rows of which a
+/// batch reads a few dozen, so rows are widened to f32 as tokens read them instead of the whole table at load
+/// (which took about a third of `emoarc score`'s start-up, and 47 MB).
+enum WordTable {
+    F16(Vec<u16>),
+    F32(Vec<f32>),
+}
+
+impl WordTable {
+    /// Values in the table (rows x hidden).
+    fn len(&self) -> usize {
+        match self {
+            WordTable::F16(v) => v.len(),
+            WordTable::F32(v) => v.len(),
+        }
+    }
+
+    /// `out += row id`, `out` being one row wide.
+    fn add_row(&self, id: usize, out: &mut [f32]) {
+        let h = out.len();
+        match self {
+            WordTable::F16(v) => out.iter_mut().zip(&v[id * h..(id + 1) * h]).for_each(|(o, &b)| *o += f16_to_f32(b)),
+            WordTable::F32(v) => out.iter_mut().zip(&v[id * h..(id + 1) * h]).for_each(|(o, w)| *o += w),
+        }
+    }
+}
+
+/// IEEE half to single precision, exactly (every f16 is an f32).
+fn f16_to_f32(bits: u16) -> f32 {
+    let sign = ((bits & 0x8000) as u32) << 16;
+    let exponent = ((bits >> 10) & 0x1f) as u32;
+    let mantissa = (bits & 0x3ff) as u32;
+    match exponent {
+        // Zero and subnormals: mantissa x 2^-24, exact in f32.
+        0 => f32::from_bits((mantissa as f32 * (1.0 / 16_777_216.0)).to_bits() | sign),
+        // Infinities and NaNs keep their payload.
+        31 => f32::from_bits(sign | 0x7f80_0000 | (mantissa << 13)),
+        _ => f32::from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13)),
+    }
+}
+
 /// Layer-norm parameters.
 struct Norm {
     gamma: Vec<f32>,
     beta: Vec<f32>,
 }
 
+/// A linear layer in 16-bit integers, or in 8 where a calibration chose it.
+enum Linear {
+    Int16(QuantLinear),
+    Int8(Int8Linear),
+}
+
+/// Quantized activations for either kind of product.
+#[derive(Default)]
+struct Quantized {
+    int16: QuantRows,
+    int8: Rows8,
+}
+
+impl Linear {
+    fn quantize(&self, x: &[f32], q: &mut Quantized, kernel: Kernel) {
+        match self {
+            Linear::Int16(l) => l.quantize(x, &mut q.int16, kernel),
+            Linear::Int8(l) => l.quantize(x, &mut q.int8, kernel),
+        }
+    }
+
+    fn forward(&self, q: &Quantized, out: &mut [f32], kernel: Kernel, parallel: bool) {
+        match self {
+            Linear::Int16(l) => l.forward(&q.int16, out, kernel, parallel),
+            Linear::Int8(l) => l.forward(&q.int8, out, kernel, parallel),
+        }
+    }
+}
+
 /// One transformer layer; queries, keys and values are one product with three times the outputs.
 struct Layer {
-    qkv: QuantLinear,
-    attn_out: QuantLinear,
+    qkv: Linear,
+    attn_out: Linear,
     attn_norm: Norm,
-    up: QuantLinear,
-    down: QuantLinear,
+    up: Linear,
+    down: Linear,
     out_norm: Norm,
 }
 
 /// Buffers reused from layer to layer within one batch.
 #[derive(Default)]
 struct Scratch {
-    quant: QuantRows,
+    quant: Quantized,
     qkv: Vec<f32>,
     context: Vec<f32>,
     wide: Vec<f32>,
@@ -76,23 +149,44 @@ pub struct QuantizedEncoder {
     heads: usize,
     intermediate: usize,
     eps: f32,
-    word: Vec<f32>,
+    word: WordTable,
     position: Vec<f32>,
     max_positions: usize,
     token_type: Vec<f32>,
     embed_norm: Norm,
     layers: Vec<Layer>,
+    /// How many products run in int8.
+    int8_products: usize,
 }
 
 impl QuantizedEncoder {
     /// Loads the first `layers` layers (all when `None`) from `weights` (later files' tensors replace earlier
     /// ones', as for the candle encoder) and quantizes them for `kernel` (None: the best this CPU has).
     pub fn load(config: &EncoderConfig, weights: &[PathBuf], layers: Option<usize>, kernel: Option<Kernel>) -> Result<Self> {
+        Self::load_calibrated(config, weights, layers, kernel, None)
+    }
+
+    /// [`QuantizedEncoder::load`] with the products `int8` lists in 8-bit integers (see [`Int8Calibration`]).
+    /// Int8 runs on the AVX-512 VNNI kernel or the portable one; the AVX2 kernel has no exact int8 form
+    /// (`vpmaddubsw` saturates), so asking for both is refused.
+    pub fn load_calibrated(
+        config: &EncoderConfig,
+        weights: &[PathBuf],
+        layers: Option<usize>,
+        kernel: Option<Kernel>,
+        int8: Option<&Int8Calibration>,
+    ) -> Result<Self> {
         let shape = config.shape();
+        let kernel = kernel.unwrap_or_else(Kernel::detect);
         let unsupported = |reason: String| Error::Backend {
-            backend: "int16".into(),
+            backend: if int8.is_some() { "int8" } else { "int16" }.into(),
             reason,
         };
+        if int8.is_some() && kernel.is_fast() && !kernel.is_vnni() {
+            return Err(unsupported(format!(
+                "int8 products need AVX-512 VNNI (vpdpbusd); this CPU runs the {kernel} kernel: use int16"
+            )));
+        }
         if shape.hidden_act != "gelu" {
             return Err(unsupported(format!("implements BERT's erf GELU, not {:?}", shape.hidden_act)));
         }
@@ -130,13 +224,30 @@ impl QuantizedEncoder {
                 read(&format!("{prefix}.bias"), &[outputs])?,
             ))
         };
-        let quantized = |prefix: &str, outputs: usize, inputs: usize| -> Result<QuantLinear> {
-            let (w, b) = linear(prefix, outputs, inputs)?;
-            Ok(QuantLinear::new(&w, &b, outputs, inputs))
+        let mut int8_products = 0;
+        let mut quantized = |layer: usize, product: Product, (w, b): (Vec<f32>, Vec<f32>), outputs: usize, inputs: usize| -> Result<Linear> {
+            let plan = match int8 {
+                Some(c) => c.plan(layer, product, &w, inputs)?,
+                None => None,
+            };
+            Ok(match plan {
+                Some(plan) => {
+                    int8_products += 1;
+                    Linear::Int8(Int8Linear::new(&w, &b, outputs, inputs, &plan.smooth, &plan.outliers))
+                }
+                None => Linear::Int16(QuantLinear::new(&w, &b, outputs, inputs)),
+            })
         };
         // The vocabulary size and the number of token types come from the files' headers (no tensor is read).
         let rows = |name: &str| -> Result<usize> { Ok(tensors.get(name)?.shape().first().copied().unwrap_or(0)) };
-        let word = read("embeddings.word_embeddings.weight", &[rows("embeddings.word_embeddings.weight")?, h])?;
+        const WORD: &str = "embeddings.word_embeddings.weight";
+        let word = match tensors.get(WORD)? {
+            // Kept as stored; rows are widened when a token reads them (see `WordTable`).
+            v if DType::try_from(v.dtype()).ok() == Some(DType::F16) && v.shape().len() == 2 && v.shape()[1] == h => {
+                WordTable::F16(v.data().chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
+            }
+            _ => WordTable::F32(read(WORD, &[rows(WORD)?, h])?),
+        };
         let mut built = Vec::with_capacity(depth);
         for i in 0..depth {
             let p = format!("encoder.layer.{i}");
@@ -147,12 +258,13 @@ impl QuantizedEncoder {
                 qkv_w.extend(w);
                 qkv_b.extend(b);
             }
+            let wide = shape.intermediate_size;
             built.push(Layer {
-                qkv: QuantLinear::new(&qkv_w, &qkv_b, 3 * h, h),
-                attn_out: quantized(&format!("{p}.attention.output.dense"), h, h)?,
+                qkv: quantized(i, Product::Qkv, (qkv_w, qkv_b), 3 * h, h)?,
+                attn_out: quantized(i, Product::AttentionOutput, linear(&format!("{p}.attention.output.dense"), h, h)?, h, h)?,
                 attn_norm: norm(&format!("{p}.attention.output"))?,
-                up: quantized(&format!("{p}.intermediate.dense"), shape.intermediate_size, h)?,
-                down: quantized(&format!("{p}.output.dense"), h, shape.intermediate_size)?,
+                up: quantized(i, Product::Intermediate, linear(&format!("{p}.intermediate.dense"), wide, h)?, wide, h)?,
+                down: quantized(i, Product::Output, linear(&format!("{p}.output.dense"), h, wide)?, h, wide)?,
                 out_norm: norm(&format!("{p}.output"))?,
             });
         }
@@ -166,7 +278,7 @@ impl QuantizedEncoder {
             })?
             .to_vec();
         Ok(QuantizedEncoder {
-            kernel: kernel.unwrap_or_else(Kernel::detect),
+            kernel,
             hidden: h,
             heads: shape.num_attention_heads,
             intermediate: shape.intermediate_size,
@@ -180,6 +292,7 @@ impl QuantizedEncoder {
             token_type,
             embed_norm: norm("embeddings")?,
             layers: built,
+            int8_products,
         })
     }
 
@@ -195,18 +308,7 @@ impl QuantizedEncoder {
 
     /// Mean-pooled last-layer vectors, `[seqs.len() * hidden]` row-major, for token sequences of any lengths.
     pub fn embed(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
-        let vocab = self.word.len() / self.hidden;
-        for s in seqs {
-            if s.is_empty() || s.len() > self.max_positions {
-                return Err(Error::SequenceLength {
-                    tokens: s.len(),
-                    max: self.max_positions,
-                });
-            }
-            if let Some(bad) = s.iter().find(|&&id| id as usize >= vocab) {
-                return Err(Error::Tokenizer(format!("token id {bad} is outside the vocabulary of {vocab}")));
-            }
-        }
+        self.check(seqs)?;
         // Whole sequences are shared out between threads, each running every layer on its own share: no
         // hand-over between threads inside a layer, and an utterance's arithmetic is the same in any share.
         let threads = rayon::current_num_threads().max(1);
@@ -235,8 +337,25 @@ impl QuantizedEncoder {
             unsafe { self.layers_avx2(&mut x, &lens, parallel) };
             return self.mean_pool(&x, &lens);
         }
-        self.layers(&mut x, &lens, parallel);
+        self.layers(&mut x, &lens, parallel, None);
         self.mean_pool(&x, &lens)
+    }
+
+    /// Refuses empty or over-long sequences and ids outside the vocabulary.
+    fn check(&self, seqs: &[&[u32]]) -> Result<()> {
+        let vocab = self.word.len() / self.hidden;
+        for s in seqs {
+            if s.is_empty() || s.len() > self.max_positions {
+                return Err(Error::SequenceLength {
+                    tokens: s.len(),
+                    max: self.max_positions,
+                });
+            }
+            if let Some(bad) = s.iter().find(|&&id| id as usize >= vocab) {
+                return Err(Error::Tokenizer(format!("token id {bad} is outside the vocabulary of {vocab}")));
+            }
+        }
+        Ok(())
     }
 
     fn embeddings(&self, seqs: &[&[u32]]) -> Vec<f32> {
@@ -244,9 +363,10 @@ impl QuantizedEncoder {
         let mut x = Vec::with_capacity(seqs.iter().map(|s| s.len()).sum::<usize>() * h);
         for s in seqs {
             for (pos, &id) in s.iter().enumerate() {
-                let word = &self.word[id as usize * h..][..h];
                 let position = &self.position[pos * h..][..h];
-                x.extend(word.iter().zip(position).zip(&self.token_type).map(|((w, p), t)| w + p + t));
+                let start = x.len();
+                x.extend(position.iter().zip(&self.token_type).map(|(p, t)| p + t));
+                self.word.add_row(id as usize, &mut x[start..]);
             }
         }
         ops::add_layer_norm(&mut x, &[], &self.embed_norm.gamma, &self.embed_norm.beta, self.eps);
@@ -256,22 +376,32 @@ impl QuantizedEncoder {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
     unsafe fn layers_avx512(&self, x: &mut Vec<f32>, lens: &[usize], parallel: bool) {
-        self.layers(x, lens, parallel)
+        self.layers(x, lens, parallel, None)
     }
 
     /// The same layers compiled for AVX2 (attention, layer norm and GELU vectorise 8 wide).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn layers_avx2(&self, x: &mut Vec<f32>, lens: &[usize], parallel: bool) {
-        self.layers(x, lens, parallel)
+        self.layers(x, lens, parallel, None)
     }
 
     #[inline(always)]
-    fn layers(&self, x: &mut Vec<f32>, lens: &[usize], parallel: bool) {
+    fn layers(&self, x: &mut Vec<f32>, lens: &[usize], parallel: bool, mut ranges: Option<&mut ActivationRanges>) {
         let (h, k) = (self.hidden, self.kernel);
         let tokens = x.len() / h;
         let mut s = Scratch::default();
-        for layer in &self.layers {
+        // With `ranges`, each product's input is measured before it is quantized (calibration only).
+        let mut observe = |layer: usize, product: Product, input: &[f32]| {
+            if let Some(r) = ranges.as_deref_mut() {
+                let seen = &mut r.layers[layer][product.index()];
+                for row in input.chunks_exact(seen.max.len()) {
+                    seen.max.iter_mut().zip(row).for_each(|(m, v)| *m = ops::larger(*m, v.abs()));
+                }
+            }
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            observe(i, Product::Qkv, x);
             layer.qkv.quantize(x, &mut s.quant, k);
             s.qkv.resize(tokens * 3 * h, 0.0);
             layer.qkv.forward(&s.quant, &mut s.qkv, k, parallel);
@@ -286,17 +416,41 @@ impl QuantizedEncoder {
                 }
                 start += len;
             }
+            observe(i, Product::AttentionOutput, &s.context);
             layer.attn_out.quantize(&s.context, &mut s.quant, k);
             layer.attn_out.forward(&s.quant, &mut s.context, k, parallel);
             ops::add_layer_norm(&mut s.context, x, &layer.attn_norm.gamma, &layer.attn_norm.beta, self.eps);
+            observe(i, Product::Intermediate, &s.context);
             layer.up.quantize(&s.context, &mut s.quant, k);
             s.wide.resize(tokens * self.intermediate, 0.0);
             layer.up.forward(&s.quant, &mut s.wide, k, parallel);
             ops::gelu(&mut s.wide);
+            observe(i, Product::Output, &s.wide);
             layer.down.quantize(&s.wide, &mut s.quant, k);
             layer.down.forward(&s.quant, x, k, parallel);
             ops::add_layer_norm(x, &s.context, &layer.out_norm.gamma, &layer.out_norm.beta, self.eps);
         }
+    }
+
+    /// The largest absolute input of every channel of every product over `seqs` (the data an
+    /// [`Int8Calibration`] keeps), measured on this encoder's own forward pass.
+    pub fn activation_ranges(&self, seqs: &[&[u32]]) -> Result<ActivationRanges> {
+        self.check(seqs)?;
+        let (h, w) = (self.hidden, self.intermediate);
+        let mut ranges = ActivationRanges {
+            layers: self.layers.iter().map(|_| [h, h, h, w].map(|n| ChannelStats { max: vec![0.0; n] })).collect(),
+        };
+        for chunk in seqs.chunks(64) {
+            let lens: Vec<usize> = chunk.iter().map(|s| s.len()).collect();
+            let mut x = self.embeddings(chunk);
+            self.layers(&mut x, &lens, true, Some(&mut ranges));
+        }
+        Ok(ranges)
+    }
+
+    /// How many of the encoder's products run in int8 (the rest in int16).
+    pub fn int8_products(&self) -> usize {
+        self.int8_products
     }
 
     fn mean_pool(&self, x: &[f32], lens: &[usize]) -> Vec<f32> {
@@ -331,10 +485,38 @@ impl EncoderBackend for QuantizedEncoder {
     }
 
     fn describe(&self) -> String {
-        format!("int16 ({})", self.kernel)
+        match self.int8_products {
+            0 => format!("int16 ({})", self.kernel),
+            n => format!("int8 ({}; {n} of {} products int8, the rest int16)", self.kernel, 4 * self.layers.len()),
+        }
     }
 
     fn on_cpu(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_rows_widen_exactly_as_candle_does() {
+        // Every f16 bit pattern, against candle's own conversion (what loading the whole table used to do).
+        let bits: Vec<u16> = (0..=u16::MAX).collect();
+        let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
+        let candle = candle_core::Tensor::from_raw_buffer(&bytes, DType::F16, &[bits.len()], &Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .and_then(|t| t.to_vec1::<f32>())
+            .unwrap();
+        for (&b, &want) in bits.iter().zip(&candle) {
+            let got = f16_to_f32(b);
+            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{b:#06x}: {got} vs {want}");
+        }
+        let table = WordTable::F16(vec![0x3c00, 0xc000, 0x0001, 0x7bff]);
+        let mut row = [1.0f32, 1.0];
+        table.add_row(1, &mut row);
+        assert_eq!(row, [1.0 + 5.960_464_5e-8, 1.0 + 65504.0]);
+        assert_eq!(table.len(), 4);
     }
 }

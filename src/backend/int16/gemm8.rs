@@ -1,0 +1,319 @@
+//! Int8 matrix products for the linear layers a calibration found safe to run in 8 bits (see
+//! [`super::Int8Calibration`]). Naive int8 (per-token activations, per-channel weights) lost too much on BERT,
+//! whose activations have a few outlier channels (worst cosine to f32 0.983 on the peer corpus); this is the
+//! outlier-aware form: each input channel `j` is divided by a smoothing factor `s_j` on the activation side and
+//! multiplied by it on the weight side (SmoothQuant), so the product is unchanged in exact arithmetic while the
+//! activations' outliers move into the weights, which are quantized per output channel and take them well.
+//!
+//! A few input channels stay outliers even so (one channel of MiniLM's post-attention layer norm reaches 28
+//! where the others stay below 5): those named at construction are taken out of the int8 product altogether
+//! and computed in f32 beside it (LLM.int8()'s decomposition), so they no longer set every row's step size.
+//!
+//! Activations are quantized per row to u8 over the row's own range, `[min, max]` mapped onto `[0, 255]` with a
+//! zero point (asymmetric: GELU's outputs barely go below zero, so a symmetric range would waste half the
+//! levels), for `vpdpbusd` (u8 x i8, four products summed into each i32 lane: twice `vpdpwssd`'s
+//! multiply-adds); the zero point is removed exactly afterwards by subtracting `zero x` the column's weight
+//! sum. The VNNI kernel and the portable kernel compute the same integers and the same floats.
+
+use super::gemm::{for_each_block, portable_block, Block, Kernel, TILE_N};
+
+/// Inputs per `vpdpbusd` group (four u8 x i8 products per i32 lane).
+const GROUP: usize = 4;
+/// Packed weights per tile and per group of inputs.
+const TILE_STEP: usize = TILE_N * GROUP;
+/// Largest weight integer: symmetric 8-bit.
+const LEVELS: f32 = 127.0;
+/// Largest activation integer: unsigned 8-bit.
+const STEPS: f32 = 255.0;
+
+/// A linear layer `y = x W^T + b` with `diag(s) W^T` in 8-bit integers, one scale per output channel, packed in
+/// the order the kernel reads it: per tile of 64 outputs, per group of 4 inputs, 64 x 4 values.
+#[derive(Debug, Clone)]
+pub struct Int8Linear {
+    outputs: usize,
+    inputs: usize,
+    padded_inputs: usize,
+    tiles: usize,
+    packed: Vec<i8>,
+    /// Per input channel, `1 / s_j`: what activations are multiplied by before quantization (0 for the outlier
+    /// channels, which the int8 product then sees as exact zeros).
+    smooth_inv: Vec<f32>,
+    /// The input channels computed in f32, and their weights transposed (`[outliers, outputs]`).
+    outliers: Vec<usize>,
+    outlier_weight: Vec<f32>,
+    /// Per padded output column: `sum_j q_w[n, j]`, for the zero point's share of the integer sum.
+    weight_sum: Vec<i32>,
+    scale: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Int8Linear {
+    /// Quantizes `weight` (`[outputs, inputs]`, row-major) after multiplying input channel `j` by `smooth[j]`
+    /// (positive; `1.0` everywhere is plain per-channel int8); the `outliers` input channels are kept in f32.
+    pub fn new(weight: &[f32], bias: &[f32], outputs: usize, inputs: usize, smooth: &[f32], outliers: &[usize]) -> Int8Linear {
+        assert_eq!(weight.len(), outputs * inputs, "weight shape");
+        assert_eq!(bias.len(), outputs, "bias shape");
+        assert_eq!(smooth.len(), inputs, "smoothing factors");
+        assert!(outliers.iter().all(|&j| j < inputs), "outlier channel");
+        let mut smooth_inv: Vec<f32> = smooth.iter().map(|s| 1.0 / s).collect();
+        let mut outlier_weight = vec![0f32; outliers.len() * outputs];
+        for (o, &j) in outliers.iter().enumerate() {
+            smooth_inv[j] = 0.0;
+            for n in 0..outputs {
+                outlier_weight[o * outputs + n] = weight[n * inputs + j];
+            }
+        }
+        let padded_inputs = inputs.div_ceil(GROUP) * GROUP;
+        let groups = padded_inputs / GROUP;
+        let tiles = outputs.div_ceil(TILE_N);
+        let width = tiles * TILE_N;
+        let mut packed = vec![0i8; tiles * groups * TILE_STEP];
+        let (mut scale, mut padded_bias, mut weight_sum) = (vec![0f32; width], vec![0f32; width], vec![0i32; width]);
+        let mut row = vec![0f32; inputs];
+        for n in 0..outputs {
+            for ((r, w), (s, keep)) in row.iter_mut().zip(&weight[n * inputs..(n + 1) * inputs]).zip(smooth.iter().zip(&smooth_inv)) {
+                *r = if *keep == 0.0 { 0.0 } else { w * s };
+            }
+            let max = super::ops::max_abs(&row);
+            let s = if max > 0.0 { max / LEVELS } else { 1.0 };
+            scale[n] = s;
+            padded_bias[n] = bias[n];
+            let (tile, lane) = (n / TILE_N, n % TILE_N);
+            let mut sum = 0i32;
+            for (k, &w) in row.iter().enumerate() {
+                let q = super::ops::round_even(w / s).clamp(-LEVELS, LEVELS) as i8;
+                sum += q as i32;
+                packed[(tile * groups + k / GROUP) * TILE_STEP + lane * GROUP + k % GROUP] = q;
+            }
+            weight_sum[n] = sum;
+        }
+        Int8Linear {
+            outputs,
+            inputs,
+            padded_inputs,
+            tiles,
+            packed,
+            smooth_inv,
+            outliers: outliers.to_vec(),
+            outlier_weight,
+            weight_sum,
+            scale,
+            bias: padded_bias,
+        }
+    }
+
+    /// Divides `x` (`[rows, inputs]`) by the smoothing factors and quantizes it per row into `rows`.
+    pub fn quantize(&self, x: &[f32], rows: &mut Rows8, kernel: Kernel) {
+        assert_eq!(x.len() % self.inputs, 0, "activation width");
+        rows.quantize(x, self.inputs, self.padded_inputs, &self.smooth_inv, kernel);
+        rows.outliers.clear();
+        for row in x.chunks_exact(self.inputs) {
+            rows.outliers.extend(self.outliers.iter().map(|&j| row[j]));
+        }
+    }
+
+    /// `out[m, n] = x[m, :] . W[n, :] + b[n]` for every row of `x`; `out` is `[x.rows, outputs]`. Each element's
+    /// arithmetic is the same whatever the thread split or the other rows.
+    pub fn forward(&self, x: &Rows8, out: &mut [f32], kernel: Kernel, parallel: bool) {
+        assert_eq!(x.width, self.padded_inputs, "activation width");
+        assert_eq!(out.len(), x.rows * self.outputs, "output shape");
+        // SAFETY: `block` writes only its own rows and tile of `out`, which is `[x.rows, outputs]`.
+        for_each_block(self.tiles, x.rows, out, parallel, |tile, row0, rows, out| unsafe {
+            self.block(x, row0, rows, tile, out, kernel)
+        });
+        let k = self.outliers.len();
+        if k > 0 {
+            for (row, values) in out.chunks_exact_mut(self.outputs).zip(x.outliers.chunks_exact(k)) {
+                for (v, w) in values.iter().zip(self.outlier_weight.chunks_exact(self.outputs)) {
+                    row.iter_mut().zip(w).for_each(|(o, w)| *o += v * w);
+                }
+            }
+        }
+    }
+
+    /// One block of up to 6 rows by 64 columns.
+    unsafe fn block(&self, x: &Rows8, row0: usize, rows: usize, tile: usize, out: *mut f32, kernel: Kernel) {
+        let groups = self.padded_inputs / GROUP;
+        let col0 = tile * TILE_N;
+        let block = Block {
+            a: &x.data[row0 * x.width..(row0 + rows) * x.width],
+            lda: x.width,
+            b: &self.packed[tile * groups * TILE_STEP..(tile + 1) * groups * TILE_STEP],
+            groups,
+            row_scale: &x.scale[row0..row0 + rows],
+            scale: &self.scale[col0..col0 + TILE_N],
+            bias: &self.bias[col0..col0 + TILE_N],
+            zero: &x.zero[row0..row0 + rows],
+            weight_sum: &self.weight_sum[col0..col0 + TILE_N],
+            // SAFETY: `out` points at `[x.rows, outputs]` floats (the caller's contract), so this is inside it.
+            out: unsafe { out.add(row0 * self.outputs + col0) },
+            ldo: self.outputs,
+            cols: TILE_N.min(self.outputs - col0),
+        };
+        // SAFETY: the VNNI kernel runs only where `Kernel::detect` found its instructions; both kernels write
+        // only the block's rows and columns.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if kernel.is_vnni() {
+                return super::gemm::vnni_rows::<true, _, _>(&block, rows);
+            }
+            let _ = kernel;
+            portable_block::<u8, i8, GROUP>(&block, rows)
+        }
+    }
+}
+
+/// Rows of activations for [`Int8Linear`]: smoothed and quantized per row to u8 with a zero point.
+#[derive(Debug, Clone, Default)]
+pub struct Rows8 {
+    /// Rows quantized.
+    pub rows: usize,
+    /// Values per row (inputs rounded up to the group; the padding holds the zero point, i.e. zero).
+    pub width: usize,
+    data: Vec<u8>,
+    scale: Vec<f32>,
+    zero: Vec<i32>,
+    /// The outlier channels' values, `[rows, outliers]`, in f32.
+    outliers: Vec<f32>,
+}
+
+impl Rows8 {
+    fn quantize(&mut self, x: &[f32], cols: usize, width: usize, smooth_inv: &[f32], kernel: Kernel) {
+        let rows = x.len() / cols;
+        self.rows = rows;
+        self.width = width;
+        self.data.clear();
+        self.data.resize(rows * width, 0);
+        self.scale.clear();
+        self.scale.resize(rows, 0.0);
+        self.zero.clear();
+        self.zero.resize(rows, 0);
+        #[cfg(target_arch = "x86_64")]
+        if kernel.is_vnni() {
+            // SAFETY: a VNNI kernel exists only where `Kernel::detect` found AVX-512.
+            return unsafe { quantize8_avx512(x, cols, width, smooth_inv, self) };
+        }
+        let _ = kernel;
+        quantize8_rows(x, cols, width, smooth_inv, self)
+    }
+}
+
+/// The same code compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn quantize8_avx512(x: &[f32], cols: usize, width: usize, smooth_inv: &[f32], out: &mut Rows8) {
+    quantize8_rows(x, cols, width, smooth_inv, out)
+}
+
+#[inline(always)]
+fn quantize8_rows(x: &[f32], cols: usize, width: usize, smooth_inv: &[f32], out: &mut Rows8) {
+    let rows = out.data.chunks_exact_mut(width).zip(out.scale.iter_mut()).zip(out.zero.iter_mut());
+    for (src, ((dst, scale), zero)) in x.chunks_exact(cols).zip(rows) {
+        // The smoothed row's range, in 16 lanes so that it vectorizes.
+        let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
+        let tail = src.len() - src.len() % 16;
+        for (c, s) in src[..tail].chunks_exact(16).zip(smooth_inv.chunks_exact(16)) {
+            for i in 0..16 {
+                let v = c[i] * s[i];
+                lo[i] = if v < lo[i] { v } else { lo[i] };
+                hi[i] = if v > hi[i] { v } else { hi[i] };
+            }
+        }
+        let (mut min, mut max) = (0f32, 0f32);
+        let rest = src[tail..].iter().zip(&smooth_inv[tail..]).map(|(v, s)| v * s);
+        for v in lo.into_iter().chain(hi).chain(rest) {
+            min = if v < min { v } else { min };
+            max = if v > max { v } else { max };
+        }
+        // The range always holds 0 (both start there), so the zero point is an integer in [0, 255] and zero
+        // itself (the padding) is exact.
+        let s = if max > min { (max - min) / STEPS } else { 1.0 };
+        let inv = 1.0 / s;
+        let z = super::ops::round_even(-min * inv).clamp(0.0, STEPS);
+        *scale = s;
+        *zero = z as i32;
+        dst[cols..].fill(z as u8);
+        for ((d, v), k) in dst.iter_mut().zip(src).zip(smooth_inv) {
+            // Within [0, 255] up to rounding: adding 1.5 * 2^23 rounds (ties to even) into the low mantissa
+            // bits; the clamp keeps a value that rounds past an end inside the byte.
+            let q = ((v * k) * inv + z).clamp(0.0, STEPS);
+            *d = ((q + 12_582_912.0).to_bits() & 0xff) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gemm::tests::{assert_near_f32, pseudo_random};
+    use super::*;
+
+    #[test]
+    fn int8_kernels_agree_bit_for_bit_and_approximate_f32() {
+        // Odd sizes: a partial row block, a partial column tile, inputs not a multiple of the group; one
+        // outlier input channel, which the smoothing factor takes into the weights.
+        let (m, k, n) = (13, 70, 83);
+        let w = pseudo_random(n * k, 1);
+        let b = pseudo_random(n, 2);
+        let mut x = pseudo_random(m * k, 3);
+        for r in 0..m {
+            x[r * k + 5] *= 30.0;
+        }
+        let mut smooth = vec![1.0f32; k];
+        smooth[5] = 30f32.sqrt();
+        let layer = Int8Linear::new(&w, &b, n, k, &smooth, &[11]);
+        let mut q = Rows8::default();
+        layer.quantize(&x, &mut q, Kernel::portable());
+        let mut portable = vec![0f32; m * n];
+        layer.forward(&q, &mut portable, Kernel::portable(), true);
+        let fast_kernel = Kernel::detect();
+        if fast_kernel.is_vnni() {
+            let mut q_fast = Rows8::default();
+            layer.quantize(&x, &mut q_fast, fast_kernel);
+            assert_eq!((&q_fast.data, &q_fast.scale, &q_fast.zero), (&q.data, &q.scale, &q.zero), "quantized rows");
+            let mut fast = vec![0f32; m * n];
+            layer.forward(&q_fast, &mut fast, fast_kernel, false);
+            assert_eq!(fast, portable, "{fast_kernel} against the portable kernel");
+        }
+        // 8 bits each side over 70 inputs, one of them 30 times the others.
+        assert_near_f32(&portable, &x, &w, &b, (m, k, n), 0.6);
+    }
+
+    #[test]
+    fn smoothing_and_f32_outlier_channels_help_with_outliers() {
+        let (m, k, n) = (8, 64, 64);
+        let w = pseudo_random(n * k, 4);
+        let mut x = pseudo_random(m * k, 5);
+        for r in 0..m {
+            x[r * k + 9] *= 50.0;
+        }
+        let exact: Vec<f32> = (0..m * n)
+            .map(|e| (0..k).map(|t| x[(e / n) * k + t] * w[(e % n) * k + t]).sum::<f32>())
+            .collect();
+        let error = |smooth: &[f32], outliers: &[usize]| {
+            let layer = Int8Linear::new(&w, &vec![0.0; n], n, k, smooth, outliers);
+            let mut q = Rows8::default();
+            layer.quantize(&x, &mut q, Kernel::portable());
+            let mut out = vec![0f32; m * n];
+            layer.forward(&q, &mut out, Kernel::portable(), false);
+            out.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
+        };
+        let mut smooth = vec![1.0f32; k];
+        let plain = error(&smooth, &[]);
+        let kept_apart = error(&smooth, &[9]);
+        smooth[9] = 50f32.sqrt();
+        let smoothed = error(&smooth, &[]);
+        assert!(smoothed < plain * 0.7, "smoothed {smoothed} vs plain {plain}");
+        // In f32, the outlier no longer sets the step size at all.
+        assert!(kept_apart < smoothed * 0.7, "kept apart {kept_apart} vs smoothed {smoothed}");
+    }
+
+    #[test]
+    fn zero_rows_give_the_bias() {
+        let layer = Int8Linear::new(&pseudo_random(8, 6), &[0.5, -0.25], 2, 4, &[1.0; 4], &[1]);
+        let mut q = Rows8::default();
+        layer.quantize(&[0.0; 4], &mut q, Kernel::detect());
+        let mut out = vec![9f32; 2];
+        layer.forward(&q, &mut out, Kernel::detect(), false);
+        assert_eq!(out, vec![0.5, -0.25]);
+    }
+}
