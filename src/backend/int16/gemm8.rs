@@ -121,14 +121,15 @@ impl Int8Linear {
         for_each_block(self.tiles, x.rows, out, parallel, |tile, row0, rows, out| unsafe {
             self.block(x, row0, rows, tile, out, kernel)
         });
-        let k = self.outliers.len();
-        if k > 0 {
-            for (row, values) in out.chunks_exact_mut(self.outputs).zip(x.outliers.chunks_exact(k)) {
-                for (v, w) in values.iter().zip(self.outlier_weight.chunks_exact(self.outputs)) {
-                    row.iter_mut().zip(w).for_each(|(o, w)| *o += v * w);
-                }
-            }
+        if self.outliers.is_empty() {
+            return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if kernel.is_vnni() {
+            // SAFETY: a VNNI kernel exists only where `Kernel::detect` found AVX-512.
+            return unsafe { add_outliers_avx512(out, &x.outliers, &self.outlier_weight, self.outputs) };
+        }
+        add_outliers(out, &x.outliers, &self.outlier_weight, self.outputs)
     }
 
     /// One block of up to 6 rows by 64 columns.
@@ -161,6 +162,26 @@ impl Int8Linear {
             portable_block::<u8, i8, GROUP>(&block, rows)
         }
     }
+}
+
+/// `out[r, :] += sum_o values[r, o] weight[o, :]`: the f32 outlier channels' share of each output row.
+#[inline(always)]
+fn add_outliers(out: &mut [f32], values: &[f32], weight: &[f32], outputs: usize) {
+    let k = weight.len() / outputs;
+    for (row, values) in out.chunks_exact_mut(outputs).zip(values.chunks_exact(k)) {
+        for (v, w) in values.iter().zip(weight.chunks_exact(outputs)) {
+            row.iter_mut().zip(w).for_each(|(o, w)| *o += v * w);
+        }
+    }
+}
+
+/// The same compiled for AVX-512 (16 lanes where the baseline target has 4). Measured in process on the peer
+/// corpus (`cargo bench --bench roofline`, two alternating runs each): with the baseline loop the shipped
+/// int8 path ran at 0.95-0.96x the int16 one, with this one at 1.15-1.31x.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn add_outliers_avx512(out: &mut [f32], values: &[f32], weight: &[f32], outputs: usize) {
+    add_outliers(out, values, weight, outputs)
 }
 
 /// Rows of activations for [`Int8Linear`]: smoothed and quantized per row to u8 with a zero point.
