@@ -232,7 +232,8 @@ fn calibrating_a_head_chooses_products_by_measured_quality() {
     let texts = texts();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let options = emoarc::train::int8::CalibrationOptions::default();
-    let report = emoarc::train::int8::calibrate_int8(common::reference(), &refs[..60], &refs[60..120], &options).unwrap();
+    // Few texts: without VNNI every candidate runs on the portable kernel.
+    let report = emoarc::train::int8::calibrate_int8(common::reference(), &refs[..40], &refs[40..80], &options).unwrap();
     assert_eq!(report.total_products, 12);
     assert_eq!(report.alone.len(), 12);
     assert!(report.int16.worst_cosine > 0.999, "{:?}", report.int16);
@@ -274,4 +275,59 @@ fn bad_int8_calibration_files_are_refused_by_name() {
     std::fs::write(&path, &bad).unwrap();
     let err = Int8Calibration::read(&path).unwrap_err().to_string();
     assert!(err.contains("alpha 1.5"), "{err}");
+}
+
+#[test]
+fn emoarc_calibrate_writes_the_file_names_it_and_records_its_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("models").join("emoarc-minilm");
+    common::copy_dir(&common::shipped_dir(), &dir);
+    let manifest = tmp.path().join("weights-manifest");
+    std::fs::copy(common::root().join("weights-manifest"), &manifest).unwrap();
+    // A small corpus (the id hash puts about 65% of it in train and 15% in dev): the first 150 tweets.
+    let corpus = tmp.path().join("data").join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let tweets = std::fs::read_to_string(common::root().join("data/corpus/real-tweets.jsonl")).unwrap();
+    let sample: String = tweets.lines().take(150).map(|l| format!("{l}\n")).collect();
+    std::fs::write(corpus.join("sample.jsonl"), sample).unwrap();
+    let file = dir.join("int8-trained.safetensors");
+    let (before, _) = emoarc::weights::hash_file(&file).unwrap();
+    let (d, m) = (dir.to_str().unwrap(), manifest.to_str().unwrap());
+    let args = ["calibrate", "--data", "data", "--model", d, "--manifest", m, "--record-in", m, "--device", "cpu"];
+    let out = common::run_emoarc(tmp.path(), &args, b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("chosen: ") && stderr.contains("of 12 products in int8"), "{stderr}");
+    // Written, named in emoarc.json, and its hash recorded: the folder verifies and loads.
+    // Rewritten from other text (other ranges), so its hash changed, and the manifest has the new one.
+    let (sha, _) = emoarc::weights::hash_file(&file).unwrap();
+    assert_ne!(sha, before);
+    let recorded = std::fs::read_to_string(&manifest).unwrap();
+    assert!(recorded.contains(&sha) && !recorded.contains(&before));
+    assert!(std::fs::read_to_string(dir.join("emoarc.json")).unwrap().contains("\"int8\": \"int8-trained.safetensors\""));
+    assert!(!Int8Calibration::read(&file).unwrap().notes().is_empty());
+    let loaded = Estimator::builder()
+        .model(ModelSource::Dir(dir.clone()))
+        .manifest(&manifest)
+        .device(DeviceChoice::Cpu)
+        .build()
+        .expect("the calibrated folder verifies");
+    assert!(loaded.estimate(&["what a day"]).is_ok());
+}
+
+#[test]
+fn int8_on_a_head_without_a_calibration_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, "so glad this worked out\n").unwrap();
+    let out_file = tmp.path().join("out.jsonl");
+    let args = ["score", input.to_str().unwrap(), "--precision", "int8", "--head", "zero-shot", "-o", out_file.to_str().unwrap()];
+    let out = common::emoarc_cpu(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if Kernel::detect().is_vnni() {
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("head \"zero-shot\" has no int8 calibration") && stderr.contains("[int16 ("), "{stderr}");
+    } else {
+        assert!(!out.status.success() && stderr.contains("AVX-512 VNNI"), "{stderr}");
+    }
 }

@@ -119,7 +119,21 @@ impl ModelArgs {
 
     /// Builds the estimator these options describe.
     pub fn load(&self) -> Result<Estimator> {
-        Ok(self.builder()?.build()?)
+        let estimator = self.builder()?.build()?;
+        self.warn_if_uncalibrated(&estimator);
+        Ok(estimator)
+    }
+
+    /// `--precision int8` on a head without an int8 calibration runs int16: say so.
+    pub fn warn_if_uncalibrated(&self, estimator: &Estimator) {
+        if self.precision == Precision::Int8 && !estimator.backend_name().starts_with("int8") {
+            eprintln!(
+                "warning: head {:?} has no int8 calibration, so every product runs in int16 \
+                 (`emoarc calibrate --head {}` makes one)",
+                estimator.head_name(),
+                estimator.head_name()
+            );
+        }
     }
 }
 

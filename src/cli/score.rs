@@ -106,6 +106,7 @@ pub fn run(mut args: ScoreArgs) -> Result<ExitCode> {
         builder = builder.max_text_bytes(n);
     }
     let estimator = builder.build()?;
+    args.model.warn_if_uncalibrated(&estimator);
     let mut sink = AtomicOutput::create(args.output.as_deref())?;
     let outcome = score_stream(&estimator, &mut lines, format, total_bytes, &args, &mut sink);
     match outcome {
