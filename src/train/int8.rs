@@ -74,6 +74,10 @@ pub fn calibrate_int8(
     if calibration.is_empty() || check.is_empty() {
         return Err(Error::Config("int8 calibration needs calibration and check text".into()));
     }
+    let ran = reference.backend_name();
+    if !ran.starts_with("candle f32") {
+        return Err(Error::Config(format!("int8 calibration measures against f32, but the reference runs {ran}")));
+    }
     let model = reference.model();
     let spec = reference.spec();
     let weights = spec.encoder_weights(reference.source(), model.head_spec())?;
@@ -88,22 +92,25 @@ pub fn calibrate_int8(
 
     let int16 = QuantizedEncoder::load(&config, &weights, Some(layers), Some(kernel))?;
     let ranges: ActivationRanges = int16.activation_ranges(&calibration_seqs)?;
-    let gold_pooled = reference.embed(check)?;
-    let gold = reference.estimate(check)?;
+    // Both sides through the same head code, from pooled vectors: the f32 encoder's and each candidate's.
+    let h = model.hidden_size();
+    let head = |pooled: &[f32]| -> Result<Vec<Vec<f32>>> {
+        let input = Tensor::from_slice(pooled, (check_seqs.len(), h), &Device::Cpu)?;
+        Ok(model.head().forward_all(&input, &check_seqs)?.intensities.to_vec2()?)
+    };
+    let gold_pooled: Vec<f32> = reference.embed(check)?.concat();
+    let gold = head(&gold_pooled)?;
     let measure = |int8: Option<&Int8Calibration>| -> Result<Quality> {
         let encoder = QuantizedEncoder::load_calibrated(&config, &weights, Some(layers), Some(kernel), int8)?;
         let pooled = encoder.embed(&check_seqs)?;
-        let h = encoder.hidden_size();
-        let input = Tensor::from_slice(&pooled, (check_seqs.len(), h), &Device::Cpu)?;
-        let out = model.head().forward_all(&input, &check_seqs)?;
-        let intensities: Vec<Vec<f32>> = out.intensities.to_vec2()?;
+        let intensities = head(&pooled)?;
         let mut q = Quality {
             worst_cosine: 1.0,
             worst_difference: 0.0,
         };
-        for (i, row) in pooled.chunks_exact(h).enumerate() {
-            q.worst_cosine = q.worst_cosine.min(cosine(row, &gold_pooled[i]));
-            let d = intensities[i].iter().zip(gold[i].as_slice()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        for ((row, gold_row), (got, want)) in pooled.chunks_exact(h).zip(gold_pooled.chunks_exact(h)).zip(intensities.iter().zip(&gold)) {
+            q.worst_cosine = q.worst_cosine.min(cosine(row, gold_row));
+            let d = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             q.worst_difference = q.worst_difference.max(d);
         }
         Ok(q)

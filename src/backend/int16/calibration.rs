@@ -48,24 +48,17 @@ impl Product {
     }
 }
 
-/// One product's input channels over some text.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChannelStats {
-    /// Largest absolute value of each channel.
-    pub max: Vec<f32>,
-}
-
-/// Per layer and product, the statistics of each input channel over some text (see
+/// Per layer and product, the largest absolute value of each input channel over some text (see
 /// [`super::QuantizedEncoder::activation_ranges`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivationRanges {
-    pub(super) layers: Vec<[ChannelStats; 4]>,
+    pub(super) layers: Vec<[Vec<f32>; 4]>,
 }
 
 impl ActivationRanges {
-    /// The statistics of one product's input channels.
-    pub fn get(&self, layer: usize, product: Product) -> Option<&ChannelStats> {
-        self.layers.get(layer).map(|l| &l[product.index()])
+    /// The ranges of one product's input channels.
+    pub fn get(&self, layer: usize, product: Product) -> Option<&[f32]> {
+        self.layers.get(layer).map(|l| l[product.index()].as_slice())
     }
 
     /// Encoder layers covered.
@@ -87,7 +80,7 @@ pub struct Int8Calibration {
     pub alpha: f32,
     /// Input channels per product kept in f32: the ones with the largest ranges.
     pub outliers: usize,
-    ranges: BTreeMap<(usize, Product), ChannelStats>,
+    ranges: BTreeMap<(usize, Product), Vec<f32>>,
     notes: BTreeMap<String, String>,
 }
 
@@ -99,7 +92,7 @@ impl Int8Calibration {
             let r = ranges.get(layer, product).ok_or_else(|| {
                 Error::Config(format!("no activation ranges for layer {layer} {}", product.name()))
             })?;
-            picked.insert((layer, product), r.clone());
+            picked.insert((layer, product), r.to_vec());
         }
         Ok(Int8Calibration {
             alpha,
@@ -126,17 +119,16 @@ impl Int8Calibration {
 
     /// How to build one int8 product from its weight (`[outputs, inputs]`); `None` if it stays int16.
     pub(super) fn plan(&self, layer: usize, product: Product, weight: &[f32], inputs: usize) -> Result<Option<Int8Plan>> {
-        let Some(stats) = self.ranges.get(&(layer, product)) else {
+        let Some(act) = self.ranges.get(&(layer, product)) else {
             return Ok(None);
         };
-        if stats.max.len() != inputs {
+        if act.len() != inputs {
             return Err(Error::TensorShape {
                 tensor: format!("int8 calibration layer.{layer}.{}.act_max", product.name()),
                 expected: vec![inputs],
-                actual: vec![stats.max.len()],
+                actual: vec![act.len()],
             });
         }
-        let act = &stats.max;
         let mut w_max = vec![0f32; inputs];
         for row in weight.chunks_exact(inputs) {
             w_max.iter_mut().zip(row).for_each(|(m, w)| *m = m.max(w.abs()));
@@ -194,7 +186,7 @@ impl Int8Calibration {
             if values.iter().any(|v| !v.is_finite() || *v < 0.0) {
                 return Err(bad(format!("{name} holds a negative or non-finite range")));
             }
-            ranges.insert(key, ChannelStats { max: values });
+            ranges.insert(key, values);
         }
         Ok(Int8Calibration { alpha, outliers, ranges, notes })
     }
@@ -209,12 +201,12 @@ impl Int8Calibration {
         let mut header = serde_json::Map::new();
         header.insert("__metadata__".into(), serde_json::to_value(&meta)?);
         let mut data = Vec::new();
-        for ((layer, product), stats) in &self.ranges {
+        for ((layer, product), act) in &self.ranges {
             let start = data.len();
-            data.extend(stats.max.iter().flat_map(|x| x.to_le_bytes()));
+            data.extend(act.iter().flat_map(|x| x.to_le_bytes()));
             header.insert(
                 format!("layer.{layer}.{}.act_max", product.name()),
-                serde_json::json!({"dtype": "F32", "shape": [stats.max.len()], "data_offsets": [start, data.len()]}),
+                serde_json::json!({"dtype": "F32", "shape": [act.len()], "data_offsets": [start, data.len()]}),
             );
         }
         let mut text = serde_json::to_string(&header)?;

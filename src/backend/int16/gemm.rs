@@ -284,10 +284,8 @@ impl QuantRows {
         let width = cols.div_ceil(GROUP) * GROUP;
         self.rows = rows;
         self.width = width;
-        self.data.clear();
-        self.data.resize(rows * width, 0);
-        self.scale.clear();
-        self.scale.resize(rows, 0.0);
+        refill(&mut self.data, rows * width, 0);
+        refill(&mut self.scale, rows, 0.0);
         match kernel.0 {
             // SAFETY: `Kind::Vnni` exists only where `Kernel::detect` found AVX-512.
             #[cfg(target_arch = "x86_64")]
@@ -298,6 +296,13 @@ impl QuantRows {
             _ => quantize_rows(x, cols, width, max_int, &mut self.data, &mut self.scale),
         }
     }
+}
+
+/// Empties `v` and fills it with `len` copies of `value`, keeping its allocation (quantized rows are rewritten
+/// for every product).
+pub(super) fn refill<T: Clone>(v: &mut Vec<T>, len: usize, value: T) {
+    v.clear();
+    v.resize(len, value);
 }
 
 /// The same code compiled for AVX-512, where rounding and the float-to-int conversion vectorize.

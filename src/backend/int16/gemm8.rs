@@ -15,7 +15,7 @@
 //! multiply-adds); the zero point is removed exactly afterwards by subtracting `zero x` the column's weight
 //! sum. The VNNI kernel and the portable kernel compute the same integers and the same floats.
 
-use super::gemm::{for_each_block, portable_block, Block, Kernel, TILE_N};
+use super::gemm::{for_each_block, portable_block, refill, Block, Kernel, TILE_N};
 
 /// Inputs per `vpdpbusd` group (four u8 x i8 products per i32 lane).
 const GROUP: usize = 4;
@@ -203,12 +203,9 @@ impl Rows8 {
         let rows = x.len() / cols;
         self.rows = rows;
         self.width = width;
-        self.data.clear();
-        self.data.resize(rows * width, 0);
-        self.scale.clear();
-        self.scale.resize(rows, 0.0);
-        self.zero.clear();
-        self.zero.resize(rows, 0);
+        refill(&mut self.data, rows * width, 0);
+        refill(&mut self.scale, rows, 0.0);
+        refill(&mut self.zero, rows, 0);
         #[cfg(target_arch = "x86_64")]
         if kernel.is_vnni() {
             // SAFETY: a VNNI kernel exists only where `Kernel::detect` found AVX-512.

@@ -13,7 +13,7 @@ mod gemm;
 mod gemm8;
 mod ops;
 
-pub use calibration::{ActivationRanges, ChannelStats, Int8Calibration, Product};
+pub use calibration::{ActivationRanges, Int8Calibration, Product};
 pub use gemm::{Kernel, QuantLinear, QuantRows};
 pub use gemm8::{Int8Linear, Rows8};
 
@@ -63,12 +63,14 @@ impl WordTable {
         }
     }
 
-    /// `out += row id`, `out` being one row wide.
-    fn add_row(&self, id: usize, out: &mut [f32]) {
-        let h = out.len();
+    /// Appends `row id + position + token_type`, summed in that order (the order the whole-table f32 code
+    /// used, so the sums are the same floats).
+    fn push_sum(&self, id: usize, position: &[f32], token_type: &[f32], x: &mut Vec<f32>) {
+        let h = position.len();
+        let rest = position.iter().zip(token_type);
         match self {
-            WordTable::F16(v) => out.iter_mut().zip(&v[id * h..(id + 1) * h]).for_each(|(o, &b)| *o += f16_to_f32(b)),
-            WordTable::F32(v) => out.iter_mut().zip(&v[id * h..(id + 1) * h]).for_each(|(o, w)| *o += w),
+            WordTable::F16(v) => x.extend(v[id * h..(id + 1) * h].iter().zip(rest).map(|(&w, (p, t))| f16_to_f32(w) + p + t)),
+            WordTable::F32(v) => x.extend(v[id * h..(id + 1) * h].iter().zip(rest).map(|(w, (p, t))| w + p + t)),
         }
     }
 }
@@ -363,10 +365,7 @@ impl QuantizedEncoder {
         let mut x = Vec::with_capacity(seqs.iter().map(|s| s.len()).sum::<usize>() * h);
         for s in seqs {
             for (pos, &id) in s.iter().enumerate() {
-                let position = &self.position[pos * h..][..h];
-                let start = x.len();
-                x.extend(position.iter().zip(&self.token_type).map(|(p, t)| p + t));
-                self.word.add_row(id as usize, &mut x[start..]);
+                self.word.push_sum(id as usize, &self.position[pos * h..][..h], &self.token_type, &mut x);
             }
         }
         ops::add_layer_norm(&mut x, &[], &self.embed_norm.gamma, &self.embed_norm.beta, self.eps);
@@ -394,9 +393,9 @@ impl QuantizedEncoder {
         // With `ranges`, each product's input is measured before it is quantized (calibration only).
         let mut observe = |layer: usize, product: Product, input: &[f32]| {
             if let Some(r) = ranges.as_deref_mut() {
-                let seen = &mut r.layers[layer][product.index()];
-                for row in input.chunks_exact(seen.max.len()) {
-                    seen.max.iter_mut().zip(row).for_each(|(m, v)| *m = ops::larger(*m, v.abs()));
+                let max = &mut r.layers[layer][product.index()];
+                for row in input.chunks_exact(max.len()) {
+                    max.iter_mut().zip(row).for_each(|(m, v)| *m = ops::larger(*m, v.abs()));
                 }
             }
         };
@@ -438,7 +437,7 @@ impl QuantizedEncoder {
         self.check(seqs)?;
         let (h, w) = (self.hidden, self.intermediate);
         let mut ranges = ActivationRanges {
-            layers: self.layers.iter().map(|_| [h, h, h, w].map(|n| ChannelStats { max: vec![0.0; n] })).collect(),
+            layers: self.layers.iter().map(|_| [h, h, h, w].map(|n| vec![0.0; n])).collect(),
         };
         for chunk in seqs.chunks(64) {
             let lens: Vec<usize> = chunk.iter().map(|s| s.len()).collect();
@@ -514,9 +513,9 @@ mod tests {
             assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{b:#06x}: {got} vs {want}");
         }
         let table = WordTable::F16(vec![0x3c00, 0xc000, 0x0001, 0x7bff]);
-        let mut row = [1.0f32, 1.0];
-        table.add_row(1, &mut row);
-        assert_eq!(row, [1.0 + 5.960_464_5e-8, 1.0 + 65504.0]);
+        let mut row = Vec::new();
+        table.push_sum(1, &[1.0, 1.0], &[0.5, 0.5], &mut row);
+        assert_eq!(row, [5.960_464_5e-8 + 1.0 + 0.5, 65504.0 + 1.0 + 0.5]);
         assert_eq!(table.len(), 4);
     }
 }
