@@ -264,8 +264,15 @@ class Model(torch.nn.Module):
         self.ln.bias.data = tensors["embeddings.LayerNorm.bias"].float()
         self.load_layers(tensors)
 
-    def load_layers(self, tensors):
+    def load_layers(self, tensors, partial=False):
+        """Replaces the layers `tensors` holds. With `partial`, layers the file lacks keep what they had (a model
+        deeper than the override it starts from reads its extra layers from the base encoder)."""
+        held = {int(k.split(".")[2]) for k in tensors if k.startswith("encoder.layer.")}
+        if partial and held and max(held) >= len(self.layers):  # the base encoder may hold more than a head reads
+            raise ValueError(f"the file holds {max(held) + 1} encoder layers, this model {len(self.layers)}")
         for i, layer in enumerate(self.layers):
+            if partial and i not in held:
+                continue
             for attr, name in Layer.NAMES.items():
                 mod = getattr(layer, attr)
                 mod.weight.data = tensors[f"encoder.layer.{i}.{name}.weight"].float().clone()
@@ -293,7 +300,7 @@ class Model(torch.nn.Module):
         can start from a shipped model when its checkpoint.pt is gone; the override is f16, so the start differs
         from the checkpoint it was exported from by that rounding. Returns the head's Lexicon, or None; a model built
         with a lexicon (`lexical`) takes the head's only if it is the same size."""
-        self.load_layers(load_file(os.path.join(folder, "encoder-trained.safetensors")))
+        self.load_layers(load_file(os.path.join(folder, "encoder-trained.safetensors")), partial=True)
         head = load_file(os.path.join(folder, "head-trained.safetensors"))
         for mod, name in ((self.head0, "layers.0"), (self.head1, "layers.1"), (self.affect, "affect")):
             mod.weight.data = head[f"{name}.weight"].float().clone()
@@ -536,6 +543,8 @@ def main():
     ap.add_argument("--out", default=None, help="write encoder-real.safetensors / head-real.safetensors here")
     ap.add_argument("--work", default="target/train-work")
     ap.add_argument("--manifest", default="weights-manifest")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="print the dev scores of the --init model (the numbers a run selects on) and stop")
     ap.add_argument("--export-only", action="store_true", help="install the best epoch of --work into --out and stop")
     ap.add_argument("--layers", type=int, default=3, help="encoder layers the head reads (all are fine-tuned)")
     ap.add_argument("--hidden", type=int, default=256)
@@ -651,6 +660,9 @@ def main():
         if unexpected or set(missing) - {"lex"}:  # only a lexicon new in this run may be missing
             raise SystemExit(f"--init {args.init}: missing {missing}, unexpected {unexpected}")
         print(f"initialised from {args.init}", flush=True)
+    if args.eval_only:
+        print("dev:", json.dumps(evaluate(model, dev, dev_seqs, dev_feats)), flush=True)
+        return
     ck = os.path.join(args.work, "checkpoint.pt")
     step, best, history = 0, None, []
     if os.path.exists(ck):
