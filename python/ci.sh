@@ -14,6 +14,9 @@ python3 -m venv "$work/build"
 
 python3 -m venv "$work/test"
 "$work/test/bin/pip" install -q "$work"/wheels/emoarc-*.whl -r "$root/python/requirements-test.txt"
+# A reused WORK already has emoarc 0.1.0 installed, and pip keeps an installed version it sees again: replace it,
+# or the tests would run the wheel (and the model inside it) of an earlier build.
+"$work/test/bin/pip" install -q --force-reinstall --no-deps "$work"/wheels/emoarc-*.whl
 # From an empty folder, so the installed wheel (and the model inside it) is what is imported and found.
 mkdir -p "$work/run"
 cd "$work/run"
