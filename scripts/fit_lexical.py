@@ -96,15 +96,9 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
-    from tokenizers import Tokenizer
 
     t0 = time.time()
-    tok = Tokenizer.from_file(os.path.join(args.init, "tokenizer.json"))
-    tok.no_padding()
-    tok.no_truncation()
-    model, held = T.load_model_folder(args.init)
-    if held is not None:
-        raise SystemExit(f"{args.init}: its trained head already has a lexicon")
+    tok, model = T.load_plain_head(args.init)
     train, maps = T.load_all(args, "train")
     dev, _ = T.load_all(args, "dev")
     mix = {k: float(v) for k, v in (kv.split("=") for kv in args.mix.split(","))}

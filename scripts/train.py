@@ -331,6 +331,10 @@ class Model(torch.nn.Module):
         }
 
     def forward(self, ids, mask, dropout=0.0, lex=None):
+        return self.head(self.pooled(ids, mask, dropout), lex)
+
+    def pooled(self, ids, mask, dropout=0.0):
+        """The encoder's mean-pooled output, L2-normalised: what the head reads."""
         s = ids.shape[1]
         x = self.word(ids) + self.pos.weight[:s] + self.typ.weight[0]
         x = F.dropout(self.ln(x), dropout, self.training)
@@ -339,7 +343,11 @@ class Model(torch.nn.Module):
             x = layer(x, bias, dropout)
         m = mask.float().unsqueeze(-1)
         pooled = (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        z = F.gelu(self.head0(F.normalize(pooled, dim=-1, eps=1e-12)))
+        return F.normalize(pooled, dim=-1, eps=1e-12)
+
+    def head(self, unit, lex=None):
+        """Intensity logits and sigmoid valence/arousal from a normalised pooled vector (and lexical features)."""
+        z = F.gelu(self.head0(unit))
         logits = self.head1(z)
         if self.lex is not None and lex is not None:
             flat, offsets, vals = lex
@@ -357,6 +365,18 @@ def load_model_folder(folder):
     model = Model(cfg, spec["encoder_layers"], spec["hidden"][0])
     model.load_encoder(load_file(os.path.join(folder, "encoder.safetensors")))
     return model, model.load_exported(folder)
+
+
+def load_plain_head(folder):
+    """The tokenizer (no padding or truncation: batches are built here) and the trained head of a model folder,
+    whose head must have no lexicon (the refitting scripts start from the network alone)."""
+    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    model, held = load_model_folder(folder)
+    if held is not None:
+        raise SystemExit(f"{folder}: its trained head already has a lexicon")
+    return tok, model
 
 
 def tokenize(tok, rows, max_len):
