@@ -64,8 +64,6 @@ def main():
     others = [r for name, part in train.items() if name != "corpus" for r in part]
     random.Random(args.seed).shuffle(others)
     rows = train["corpus"] + others[:max(0, args.rows - len(train["corpus"]))]
-    seqs = T.tokenize(tok, rows, args.max_len)
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     moved = None  # the int8 encoder's pooled vectors of the same rows, when --int8-model is given
     if args.int8_model:
         import emoarc
@@ -78,7 +76,9 @@ def main():
         moved = embed("int8", args.int8_model, args.int8_manifest)
         cos = (unit * moved).sum(-1)
         print(f"int8 against f32 pooled vectors: worst cosine {float(cos.min()):.5f}, mean {float(cos.mean()):.5f}")
-    else:
+    else:  # the PyTorch encoder's pooled vectors (only this path needs the tokens)
+        seqs = T.tokenize(tok, rows, args.max_len)
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
         unit = torch.zeros(len(seqs), model.head0.in_features)
     with torch.no_grad():
         if moved is None:

@@ -368,24 +368,24 @@ pub(super) unsafe fn portable_block<A: Copy + Into<i32>, W: Copy + Into<i32>, co
 #[inline]
 unsafe fn vnni_dot<const INT8: bool>(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
     // SAFETY: only called from `vnni_block`, which runs only where AVX-512 VNNI was detected.
+    // An asm template must be a literal, so the two instructions share their operands through a macro.
+    macro_rules! dot {
+        ($insn:literal, $acc:ident) => {
+            std::arch::asm!(
+                concat!($insn, " {acc}, {a}, {b}"),
+                acc = inout(zmm_reg) $acc,
+                a = in(zmm_reg) a,
+                b = in(zmm_reg) b,
+                options(pure, nomem, nostack, preserves_flags)
+            )
+        };
+    }
     unsafe {
         let mut acc = acc;
         if INT8 {
-            std::arch::asm!(
-                "vpdpbusd {acc}, {a}, {b}",
-                acc = inout(zmm_reg) acc,
-                a = in(zmm_reg) a,
-                b = in(zmm_reg) b,
-                options(pure, nomem, nostack, preserves_flags)
-            );
+            dot!("vpdpbusd", acc);
         } else {
-            std::arch::asm!(
-                "vpdpwssd {acc}, {a}, {b}",
-                acc = inout(zmm_reg) acc,
-                a = in(zmm_reg) a,
-                b = in(zmm_reg) b,
-                options(pure, nomem, nostack, preserves_flags)
-            );
+            dot!("vpdpwssd", acc);
         }
         acc
     }
