@@ -15,7 +15,7 @@
 //! multiply-adds); the zero point is removed exactly afterwards by subtracting `zero x` the column's weight
 //! sum. The VNNI kernel and the portable kernel compute the same integers and the same floats.
 
-use super::gemm::{for_each_block, portable_block, refill, Block, Kernel, TILE_N};
+use super::gemm::{for_each_block, portable_block, refit, Block, Kernel, TILE_N};
 
 /// Inputs per `vpdpbusd` group (four u8 x i8 products per i32 lane).
 const GROUP: usize = 4;
@@ -170,7 +170,7 @@ fn add_outliers(out: &mut [f32], values: &[f32], weight: &[f32], outputs: usize)
     let k = weight.len() / outputs;
     for (row, values) in out.chunks_exact_mut(outputs).zip(values.chunks_exact(k)) {
         for (v, w) in values.iter().zip(weight.chunks_exact(outputs)) {
-            row.iter_mut().zip(w).for_each(|(o, w)| *o += v * w);
+            row.iter_mut().zip(w).for_each(|(o, w)| *o = v.mul_add(*w, *o));
         }
     }
 }
@@ -199,13 +199,18 @@ pub struct Rows8 {
 }
 
 impl Rows8 {
+    /// Bytes allocated.
+    pub(super) fn bytes(&self) -> usize {
+        self.data.capacity() + (self.scale.capacity() + self.zero.capacity() + self.outliers.capacity()) * 4
+    }
+
     fn quantize(&mut self, x: &[f32], cols: usize, width: usize, smooth_inv: &[f32], kernel: Kernel) {
         let rows = x.len() / cols;
         self.rows = rows;
         self.width = width;
-        refill(&mut self.data, rows * width, 0);
-        refill(&mut self.scale, rows, 0.0);
-        refill(&mut self.zero, rows, 0);
+        refit(&mut self.data, rows * width);
+        refit(&mut self.scale, rows);
+        refit(&mut self.zero, rows);
         #[cfg(target_arch = "x86_64")]
         if kernel.is_vnni() {
             // SAFETY: a VNNI kernel exists only where `Kernel::detect` found AVX-512.
