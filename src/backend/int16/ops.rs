@@ -130,8 +130,10 @@ pub fn gelu(x: &mut [f32]) {
 
 /// Scaled dot-product attention for one packed sequence, with heads of `DH` values. `qkv` holds its rows
 /// `[len, 3 * hidden]` (queries, keys, values side by side), `out` receives `[len, hidden]`; `scratch` is reused
-/// between calls. Keys are stored transposed and padded to whole 16-lane vectors, and the head width is a
-/// constant, so every inner loop is a fixed-width loop over values the compiler keeps in registers.
+/// between calls. Each head's keys are copied transposed, in blocks of 16 tokens (`[block][DH][16]`), and its
+/// values in blocks of 16 values (`[block][len][16]`): every inner loop then walks fixed-size arrays that the
+/// compiler keeps in registers without a bounds check per load (indexing `qkv` by token cost four checks and
+/// four multiplies per four multiply-adds, a third of attention's time in `perf annotate`).
 #[inline(always)]
 pub fn attention<const DH: usize>(qkv: &[f32], out: &mut [f32], hidden: usize, scratch: &mut Vec<f32>) {
     const { assert!(DH.is_multiple_of(LANES), "head values are taken 16 lanes at a time") };
@@ -140,30 +142,33 @@ pub fn attention<const DH: usize>(qkv: &[f32], out: &mut [f32], hidden: usize, s
     let padded = len.div_ceil(LANES) * LANES;
     let scale = 1.0 / (DH as f32).sqrt();
     scratch.clear();
-    scratch.resize(DH * padded + padded, 0.0);
-    let (keys_t, scores) = scratch.split_at_mut(DH * padded);
+    scratch.resize(2 * DH * padded + padded, 0.0);
+    let (keys_t, rest) = scratch.split_at_mut(DH * padded);
+    let (values, scores) = rest.split_at_mut(DH * padded);
     for h in 0..hidden / DH {
-        for j in 0..len {
-            let k = &qkv[j * 3 * hidden + hidden + h * DH..][..DH];
-            for (d, &v) in k.iter().enumerate() {
-                keys_t[d * padded + j] = v;
+        for (j, row) in qkv.chunks_exact(3 * hidden).enumerate() {
+            let (block, lane) = (j / LANES, j % LANES);
+            for (d, &k) in row[hidden + h * DH..][..DH].iter().enumerate() {
+                keys_t[(block * DH + d) * LANES + lane] = k;
+            }
+            for (c, part) in row[2 * hidden + h * DH..][..DH].chunks_exact(LANES).enumerate() {
+                values[(c * padded + j) * LANES..][..LANES].copy_from_slice(part);
             }
         }
-        for i in 0..len {
-            let q: &[f32; DH] = qkv[i * 3 * hidden + h * DH..][..DH].try_into().expect("DH values");
-            let key = |d: usize, c: usize| -> &[f32; LANES] {
-                keys_t[d * padded + c * LANES..][..LANES].try_into().expect("16 lanes")
-            };
-            for (c, chunk) in scores.chunks_exact_mut(LANES).enumerate() {
+        let key_rows = keys_t.as_chunks::<LANES>().0;
+        let value_rows = values.as_chunks::<LANES>().0;
+        for (i, row) in qkv.chunks_exact(3 * hidden).enumerate() {
+            let q: &[f32; DH] = row[h * DH..][..DH].try_into().expect("DH values");
+            for (keys, chunk) in key_rows.chunks_exact(DH).zip(scores.chunks_exact_mut(LANES)) {
+                let keys: &[[f32; LANES]; DH] = keys.try_into().expect("DH rows");
                 // Four partial sums: one chain of dependent adds would wait on the adder's latency each step.
                 let (mut a0, mut a1, mut a2, mut a3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
                 for d in (0..DH).step_by(4) {
-                    let (k0, k1, k2, k3) = (key(d, c), key(d + 1, c), key(d + 2, c), key(d + 3, c));
                     for l in 0..LANES {
-                        a0[l] = q[d].mul_add(k0[l], a0[l]);
-                        a1[l] = q[d + 1].mul_add(k1[l], a1[l]);
-                        a2[l] = q[d + 2].mul_add(k2[l], a2[l]);
-                        a3[l] = q[d + 3].mul_add(k3[l], a3[l]);
+                        a0[l] = q[d].mul_add(keys[d][l], a0[l]);
+                        a1[l] = q[d + 1].mul_add(keys[d + 1][l], a1[l]);
+                        a2[l] = q[d + 2].mul_add(keys[d + 2][l], a2[l]);
+                        a3[l] = q[d + 3].mul_add(keys[d + 3][l], a3[l]);
                     }
                 }
                 for (l, s) in chunk.iter_mut().enumerate() {
@@ -177,29 +182,23 @@ pub fn attention<const DH: usize>(qkv: &[f32], out: &mut [f32], hidden: usize, s
                 *s = exp(*s - max);
             }
             let inv = 1.0 / sum(scores);
-            // The weighted sum of values, 16 head values at a time, in four sums of every fourth token for
-            // the same reason. One 16-lane block at a time keeps the four sums in registers: a sum over all
-            // `DH` values at once (two or four registers per sum) was kept on the stack, and its loads and
-            // stores took a quarter of the layer's time outside the products (`perf annotate`).
+            // The weighted sum of values, one block of 16 values at a time, in four sums of every fourth token
+            // for the same reason; one block at a time keeps the four sums in registers (a sum over all `DH`
+            // values at once was kept on the stack).
+            let (quads, tail) = scores[..len].as_chunks::<4>();
             let out = &mut out[i * hidden + h * DH..][..DH];
             for (c, out) in out.chunks_exact_mut(LANES).enumerate() {
-                let value = |j: usize| -> &[f32; LANES] {
-                    qkv[j * 3 * hidden + 2 * hidden + h * DH + c * LANES..][..LANES].try_into().expect("16 lanes")
-                };
+                let (value_quads, value_tail) = value_rows[c * padded..][..len].as_chunks::<4>();
                 let (mut a0, mut a1, mut a2, mut a3) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
-                let whole = len - len % 4;
-                for j in (0..whole).step_by(4) {
-                    let (v0, v1, v2, v3) = (value(j), value(j + 1), value(j + 2), value(j + 3));
-                    let (p0, p1, p2, p3) = (scores[j], scores[j + 1], scores[j + 2], scores[j + 3]);
+                for (v, p) in value_quads.iter().zip(quads) {
                     for l in 0..LANES {
-                        a0[l] = p0.mul_add(v0[l], a0[l]);
-                        a1[l] = p1.mul_add(v1[l], a1[l]);
-                        a2[l] = p2.mul_add(v2[l], a2[l]);
-                        a3[l] = p3.mul_add(v3[l], a3[l]);
+                        a0[l] = p[0].mul_add(v[0][l], a0[l]);
+                        a1[l] = p[1].mul_add(v[1][l], a1[l]);
+                        a2[l] = p[2].mul_add(v[2][l], a2[l]);
+                        a3[l] = p[3].mul_add(v[3][l], a3[l]);
                     }
                 }
-                for (j, &p) in scores[..len].iter().enumerate().skip(whole) {
-                    let v = value(j);
+                for (v, &p) in value_tail.iter().zip(tail) {
                     for l in 0..LANES {
                         a0[l] = p.mul_add(v[l], a0[l]);
                     }
