@@ -167,10 +167,25 @@ impl Int8Linear {
 /// `out[r, :] += sum_o values[r, o] weight[o, :]`: the f32 outlier channels' share of each output row.
 #[inline(always)]
 fn add_outliers(out: &mut [f32], values: &[f32], weight: &[f32], outputs: usize) {
+    const LANES: usize = 16;
     let k = weight.len() / outputs;
     for (row, values) in out.chunks_exact_mut(outputs).zip(values.chunks_exact(k)) {
+        // 16 outputs at a time, all outlier channels added in a register before one store: adding one channel
+        // at a time over the whole row loaded and stored every output once per channel.
+        let (chunks, tail) = row.as_chunks_mut::<LANES>();
+        for (c, chunk) in chunks.iter_mut().enumerate() {
+            let mut acc = *chunk;
+            for (v, w) in values.iter().zip(weight.chunks_exact(outputs)) {
+                let w: &[f32; LANES] = w[c * LANES..][..LANES].try_into().expect("16 weights");
+                for l in 0..LANES {
+                    acc[l] = v.mul_add(w[l], acc[l]);
+                }
+            }
+            *chunk = acc;
+        }
+        let done = outputs - tail.len();
         for (v, w) in values.iter().zip(weight.chunks_exact(outputs)) {
-            row.iter_mut().zip(w).for_each(|(o, w)| *o = v.mul_add(*w, *o));
+            tail.iter_mut().zip(&w[done..]).for_each(|(o, w)| *o = v.mul_add(*w, *o));
         }
     }
 }
