@@ -229,15 +229,19 @@ class Layer(torch.nn.Module):
         "out": "output.dense", "ln2": "output.LayerNorm",
     }
 
-    def forward(self, x, bias, dropout):
+    def forward(self, x, bias, dropout, product=None):
+        """`product(name, x, modules)` computes a linear product (the four of emoarc's int8 calibration: qkv,
+        attention_output, intermediate, output); None is plain f32."""
         b, s, h = x.shape
         d = h // self.heads
+        lin = product or (lambda name, x, mods: [m(x) for m in mods])
         split = lambda t: t.view(b, s, self.heads, d).transpose(1, 2)
-        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        q, k, v = (split(t) for t in lin("qkv", x, (self.q, self.k, self.v)))
         att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + bias, dim=-1)
         ctx = (F.dropout(att, dropout, self.training) @ v).transpose(1, 2).reshape(b, s, h)
-        x = self.ln1(x + F.dropout(self.o(ctx), dropout, self.training))
-        return self.ln2(x + F.dropout(self.out(F.gelu(self.i(x))), dropout, self.training))
+        x = self.ln1(x + F.dropout(lin("attention_output", ctx, (self.o,))[0], dropout, self.training))
+        inner = F.gelu(lin("intermediate", x, (self.i,))[0])
+        return self.ln2(x + F.dropout(lin("output", inner, (self.out,))[0], dropout, self.training))
 
 
 class Model(torch.nn.Module):
@@ -255,6 +259,8 @@ class Model(torch.nn.Module):
         self.affect = torch.nn.Linear(hidden, 2)
         # Lexical weights (features x categories), zero at the start so a run from a checkpoint starts where it was.
         self.lex = torch.nn.Parameter(torch.zeros(lexical, C)) if lexical else None
+        # Fake int8 products (`FakeInt8`), used by a forward with `quant=True` (int8-aware training).
+        self.fake_int8 = None
 
     def load_encoder(self, tensors):
         self.word.weight.data = tensors["embeddings.word_embeddings.weight"].float()
@@ -330,20 +336,34 @@ class Model(torch.nn.Module):
             "lexical.weight": q.contiguous(), "lexical.scale": scale.contiguous(),
         }
 
-    def forward(self, ids, mask, dropout=0.0, lex=None):
-        return self.head(self.pooled(ids, mask, dropout), lex)
+    def forward(self, ids, mask, dropout=0.0, lex=None, quant=False):
+        return self.head(self.pooled(ids, mask, dropout, quant), lex)
 
-    def pooled(self, ids, mask, dropout=0.0):
-        """The encoder's mean-pooled output, L2-normalised: what the head reads."""
+    def pooled(self, ids, mask, dropout=0.0, quant=False, record=None):
+        """The encoder's mean-pooled output, L2-normalised: what the head reads. `quant`: every product through
+        `self.fake_int8`; `record`: a dict that collects each product's input ranges (`FakeInt8.record`)."""
         s = ids.shape[1]
         x = self.word(ids) + self.pos.weight[:s] + self.typ.weight[0]
         x = F.dropout(self.ln(x), dropout, self.training)
         bias = ((mask.float() - 1.0) * 1e9)[:, None, None, :]
-        for layer in self.layers:
-            x = layer(x, bias, dropout)
+        for i, layer in enumerate(self.layers):
+            product = None
+            if quant:
+                product = lambda name, x, mods, i=i: self.fake_int8.product((i, name), x, mods)
+            elif record is not None:
+                product = lambda name, x, mods, i=i: FakeInt8.record(record, (i, name), x, mask, mods)
+            x = layer(x, bias, dropout, product)
         m = mask.float().unsqueeze(-1)
         pooled = (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
         return F.normalize(pooled, dim=-1, eps=1e-12)
+
+    def frozen_head(self):
+        """The head (without the lexicon) as a function whose parameters take no gradient."""
+        lin = lambda mod, x: F.linear(x, mod.weight.detach(), mod.bias.detach())
+        def head(unit):
+            z = F.gelu(lin(self.head0, unit))
+            return lin(self.head1, z), torch.sigmoid(lin(self.affect, z))
+        return head
 
     def head(self, unit, lex=None):
         """Intensity logits and sigmoid valence/arousal from a normalised pooled vector (and lexical features)."""
@@ -353,6 +373,72 @@ class Model(torch.nn.Module):
             flat, offsets, vals = lex
             logits = logits + F.embedding_bag(flat, self.lex, offsets, mode="sum", per_sample_weights=vals)
         return logits, torch.sigmoid(self.affect(z))
+
+
+# ------------------------------------------------------------------------------------------ int8-aware training
+
+
+class FakeInt8:
+    """emoarc's int8 products (src/backend/int16/gemm8.rs, calibration.rs) simulated in floats, for training a
+    model whose every product tolerates int8 (`--qat`). Per product: SmoothQuant's factors `s_j = act_j^alpha /
+    w_j^(1 - alpha)` from the input ranges `act` (max |x| per input channel on the corpus train split) and the
+    weight's column maxima; the `outliers` input channels of widest range kept in f32 beside the product; the
+    rest of each smoothed input row quantized to u8 over its own range (which always holds 0) with a zero point,
+    and the smoothed weight to i8 per output channel. Rounding passes gradients straight through."""
+
+    def __init__(self, alpha, outliers):
+        self.alpha, self.outliers = alpha, outliers
+        self.plans = {}  # (layer, product) -> (act ranges, 0/1 mask of int8 channels, outlier channel indices)
+
+    @staticmethod
+    def record(ranges, key, x, mask, mods):
+        flat = x[mask.bool()] if x.dim() == 3 else x
+        m = flat.detach().abs().amax(0)
+        ranges[key] = m if key not in ranges else torch.maximum(ranges[key], m)
+        return [mod(x) for mod in mods]
+
+    def set_ranges(self, ranges):
+        self.plans = {}
+        for key, act in ranges.items():
+            order = torch.argsort(act, descending=True, stable=True)[:self.outliers]
+            keep = torch.ones_like(act)
+            keep[order] = 0.0
+            self.plans[key] = (act, keep, torch.sort(order).values)
+
+    def product(self, key, x, mods):
+        act, keep, outl = self.plans[key]
+        w = torch.cat([m.weight for m in mods])
+        b = torch.cat([m.bias for m in mods])
+        tiny = 1e-6
+        s = (act.clamp(min=tiny) ** self.alpha / w.detach().abs().amax(0).clamp(min=tiny) ** (1 - self.alpha))
+        s = s.clamp(1e-4, 1e4)
+        xs = x * (keep / s)
+        lo = xs.detach().amin(-1, keepdim=True).clamp(max=0.0)
+        hi = xs.detach().amax(-1, keepdim=True).clamp(min=0.0)
+        step = torch.where(hi > lo, (hi - lo) / 255.0, torch.ones_like(hi))
+        zero = torch.round(-lo / step).clamp(0.0, 255.0)
+        xq = (torch.round(xs.detach() / step) + zero).clamp(0.0, 255.0)
+        xs = xs + ((xq - zero) * step - xs).detach()
+        ws = w * (s * keep)
+        wstep = ws.detach().abs().amax(1, keepdim=True) / 127.0
+        wstep = torch.where(wstep > 0, wstep, torch.ones_like(wstep))
+        ws = ws + (torch.round(ws.detach() / wstep).clamp(-127.0, 127.0) * wstep - ws).detach()
+        y = xs @ ws.T + x[..., outl] @ w[:, outl].T + b
+        return list(y.split([m.weight.shape[0] for m in mods], dim=-1))
+
+
+def activation_ranges(model, seqs, batch=64):
+    """Each product's input ranges over `seqs` (f32 forward), as `emoarc calibrate` records them."""
+    ranges = {}
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        for b in range(0, len(order), batch):
+            ids, mask = collate(seqs, order[b:b + batch])
+            model.pooled(ids, mask, record=ranges)
+    model.train(was)
+    return ranges
 
 
 # ------------------------------------------------------------------------------------------------------- batches
@@ -486,8 +572,9 @@ def roc_auc(scores, labels):
     return (ranks[labels == 1].sum() - pos * (pos + 1) / 2) / (pos * neg)
 
 
-def predict(model, seqs, batch=128, feats=None):
-    """Pre-sigmoid intensity scores `[n, C]` and valence/arousal `[n, 2]` of each token sequence."""
+def predict(model, seqs, batch=128, feats=None, quant=False):
+    """Pre-sigmoid intensity scores `[n, C]` and valence/arousal `[n, 2]` of each token sequence (`quant`: through
+    the model's fake int8 products)."""
     model.eval()
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out, va = np.zeros((len(seqs), C), np.float32), np.zeros((len(seqs), 2), np.float32)
@@ -495,7 +582,7 @@ def predict(model, seqs, batch=128, feats=None):
         for b in range(0, len(order), batch):
             idx = order[b:b + batch]
             ids, mask = collate(seqs, idx)
-            logits, aff = model(ids, mask, lex=lex_batch(feats, idx))
+            logits, aff = model(ids, mask, lex=lex_batch(feats, idx), quant=quant)
             out[idx] = logits.numpy()
             va[idx] = aff.numpy()
     model.train()
@@ -503,10 +590,20 @@ def predict(model, seqs, batch=128, feats=None):
 
 
 def evaluate(model, dev, dev_seqs, dev_feats=None):
-    """Dev scores used for model selection (the full report with baselines is `emoarc eval`)."""
-    preds = {name: predict(model, dev_seqs[name], feats=None if dev_feats is None else dev_feats[name])
-             for name, rows in dev.items() if rows}
-    return dev_scores(dev, preds)
+    """Dev scores used for model selection (the full report with baselines is `emoarc eval`). With fake int8
+    products set (`--qat`), the scores are the int8 path's, beside the f32 path's selection score and how far
+    the two paths' intensities lie apart on the corpus dev split (`emoarc calibrate`'s bar: the worst row)."""
+    feats = lambda name: None if dev_feats is None else dev_feats[name]
+    quant = model.fake_int8 is not None
+    preds = {name: predict(model, dev_seqs[name], feats=feats(name), quant=quant) for name, rows in dev.items() if rows}
+    res = dev_scores(dev, preds)
+    if quant:
+        plain = {name: predict(model, dev_seqs[name], feats=feats(name)) for name, rows in dev.items() if rows}
+        res["f32_select"] = dev_scores(dev, plain)["select"]
+        sig = lambda z: 1.0 / (1.0 + np.exp(-z))
+        gap = np.abs(sig(preds["corpus"][0]) - sig(plain["corpus"][0])).max(axis=1)
+        res["int8_gap_max"], res["int8_gap_p99"] = float(gap.max()), float(np.quantile(gap, 0.99))
+    return res
 
 
 def dev_scores(dev, preds):
@@ -599,6 +696,13 @@ def main():
     ap.add_argument("--checkpoint-every", type=int, default=300)
     ap.add_argument("--eval-every", type=int, default=0, help="steps between dev evaluations (0: each epoch)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (timing)")
+    ap.add_argument("--qat", type=float, default=0.0,
+                    help="int8-aware training: weight of the squared difference between the fake-int8 and the f32 "
+                         "path's outputs (0: off); dev selection then reads the int8 path")
+    ap.add_argument("--qat-target", choices=("intensities", "pooled"), default="intensities",
+                    help="what the int8 path must match: the outputs through a frozen head, or the pooled vector")
+    ap.add_argument("--qat-alpha", type=float, default=0.5, help="SmoothQuant strength of the fake int8 (emoarc calibrate's --alpha)")
+    ap.add_argument("--qat-outliers", type=int, default=8, help="input channels kept in f32 (emoarc calibrate's --outliers)")
     args = ap.parse_args()
 
     if args.export_only:
@@ -680,6 +784,10 @@ def main():
         if unexpected or set(missing) - {"lex"}:  # only a lexicon new in this run may be missing
             raise SystemExit(f"--init {args.init}: missing {missing}, unexpected {unexpected}")
         print(f"initialised from {args.init}", flush=True)
+    corpus_seqs = [seqs[i] for i in source_rows.get("corpus", [])]
+    if args.qat > 0:
+        model.fake_int8 = FakeInt8(args.qat_alpha, args.qat_outliers)
+        model.fake_int8.set_ranges(activation_ranges(model, corpus_seqs))
     if args.eval_only:
         print("dev:", json.dumps(evaluate(model, dev, dev_seqs, dev_feats)), flush=True)
         return
@@ -692,6 +800,8 @@ def main():
         sched.load_state_dict(state["sched"])
         step, best, history = state["step"], state["best"], state["history"]
         print(f"resumed at step {step}", flush=True)
+        if model.fake_int8 is not None:
+            model.fake_int8.set_ranges(activation_ranges(model, corpus_seqs))
 
     T = lambda a: torch.from_numpy(np.stack(a))
 
@@ -736,7 +846,10 @@ def main():
         for idx in batches[within:]:
             rows = [train_rows[i] for i in idx]
             ids, mask = collate(seqs, idx)
-            logits, aff = model(ids, mask, args.dropout, lex_batch(feats, idx))
+            lex = lex_batch(feats, idx)
+            rng_state = torch.get_rng_state()  # the int8 pass below draws the same dropout masks
+            pooled = model.pooled(ids, mask, args.dropout)
+            logits, aff = model.head(pooled, lex)
             tgt, msk = T([r.target for r in rows]), T([r.mask for r in rows])
             w = msk * (1.0 + (args.positive_weight - 1.0) * (tgt > 0).float())
             bce = F.binary_cross_entropy_with_logits(logits, tgt, reduction="none")
@@ -749,6 +862,25 @@ def main():
                 rl = rank_loss(step)
                 if rl is not None:
                     loss = loss + args.rank_weight * rl
+            if args.qat > 0:
+                # The int8 path must give the f32 path's outputs: both are shipped (auto picks int8 on VNNI
+                # CPUs, f32 and int16 elsewhere), and emoarc calibrate admits a product only if no dev row's
+                # intensities move by more than its margin.
+                after = torch.get_rng_state()
+                torch.set_rng_state(rng_state)
+                q_pooled = model.pooled(ids, mask, args.dropout, quant=True)
+                torch.set_rng_state(after)
+                # Through a frozen copy of the head: the encoder must carry int8's error away from what the head
+                # reads. With the head in the gradient, it learns to flatten its outputs instead (less slope on
+                # its sigmoids, smaller differences): measured, the calibration slope on dev fell 0.50 -> 0.29.
+                if args.qat_target == "pooled":
+                    gap = ((q_pooled - pooled) ** 2).sum(1).mean()
+                else:
+                    frozen = model.frozen_head()
+                    (f_logits, f_aff), (q_logits, q_aff) = frozen(pooled), frozen(q_pooled)
+                    gap = ((torch.sigmoid(q_logits) - torch.sigmoid(f_logits)) ** 2).sum(1).mean()
+                    gap = gap + ((q_aff - f_aff) ** 2).sum(1).mean()
+                loss = loss + args.qat * gap
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(enc_params + head_params, 1.0)  # the lexicon's sparse rows: unclipped
@@ -758,12 +890,15 @@ def main():
             t_steps += 1
             if step % 50 == 0:
                 rate = t_steps / (time.time() - t_start)
-                print(f"step {step}/{total_steps} loss {loss.item():.4f} {rate:.2f} steps/s "
+                extra = f" int8 gap {gap.item():.5f}" if args.qat > 0 else ""
+                print(f"step {step}/{total_steps} loss {loss.item():.4f}{extra} {rate:.2f} steps/s "
                       f"(epoch ~{steps_per_epoch / rate / 60:.1f} min)", flush=True)
             if args.max_steps and t_steps >= args.max_steps:
                 print(f"timing: {t_steps} steps in {time.time() - t_start:.1f}s", flush=True)
                 return
             if step % eval_every == 0 or step == total_steps:
+                if model.fake_int8 is not None:  # the weights moved: so did their activations
+                    model.fake_int8.set_ranges(activation_ranges(model, corpus_seqs))
                 res = evaluate(model, dev, dev_seqs, dev_feats)
                 res["step"] = step
                 history.append(res)
