@@ -141,10 +141,15 @@ pub fn attention<const DH: usize>(qkv: &[f32], out: &mut [f32], hidden: usize, s
     debug_assert_eq!(out.len(), len * hidden);
     let padded = len.div_ceil(LANES) * LANES;
     let scale = 1.0 / (DH as f32).sqrt();
-    scratch.clear();
-    scratch.resize(2 * DH * padded + padded, 0.0);
+    // Not cleared between calls: the score of a padding lane is overwritten below whatever its key held, and no
+    // value past `len` is read. (Clearing it for every sequence and layer was most of the remaining `memset`.)
+    let needed = 2 * DH * padded + padded;
+    if scratch.len() < needed {
+        scratch.resize(needed, 0.0);
+    }
     let (keys_t, rest) = scratch.split_at_mut(DH * padded);
-    let (values, scores) = rest.split_at_mut(DH * padded);
+    let (values, rest) = rest.split_at_mut(DH * padded);
+    let scores = &mut rest[..padded];
     for h in 0..hidden / DH {
         for (j, row) in qkv.chunks_exact(3 * hidden).enumerate() {
             let (block, lane) = (j / LANES, j % LANES);
@@ -281,10 +286,13 @@ mod tests {
             state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
         };
-        for len in [1, 2, 3, 4, 5, 7, 16, 17, 33] {
+        // One scratch for all calls, longest first: what a longer sequence left in it must not leak into a
+        // shorter one's result.
+        let mut scratch = Vec::new();
+        for len in [33, 1, 2, 3, 4, 5, 7, 16, 17] {
             let qkv: Vec<f32> = (0..len * 3 * hidden).map(|_| next()).collect();
             let mut out = vec![0.0; len * hidden];
-            attention::<16>(&qkv, &mut out, hidden, &mut Vec::new());
+            attention::<16>(&qkv, &mut out, hidden, &mut scratch);
             let at = |j: usize, part: usize, h: usize, d: usize| f64::from(qkv[j * 3 * hidden + part * hidden + h * dh + d]);
             for h in 0..hidden / dh {
                 for i in 0..len {
