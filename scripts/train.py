@@ -359,20 +359,18 @@ class Model(torch.nn.Module):
 
     def frozen_head(self):
         """The head (without the lexicon) as a function whose parameters take no gradient."""
-        lin = lambda mod, x: F.linear(x, mod.weight.detach(), mod.bias.detach())
-        def head(unit):
-            z = F.gelu(lin(self.head0, unit))
-            return lin(self.head1, z), torch.sigmoid(lin(self.affect, z))
-        return head
+        frozen = lambda mod, x: F.linear(x, mod.weight.detach(), mod.bias.detach())
+        return lambda unit: self.head(unit, linear=frozen)
 
-    def head(self, unit, lex=None):
-        """Intensity logits and sigmoid valence/arousal from a normalised pooled vector (and lexical features)."""
-        z = F.gelu(self.head0(unit))
-        logits = self.head1(z)
+    def head(self, unit, lex=None, linear=lambda mod, x: mod(x)):
+        """Intensity logits and sigmoid valence/arousal from a normalised pooled vector (and lexical features);
+        `linear(module, x)` applies each of the head's layers."""
+        z = F.gelu(linear(self.head0, unit))
+        logits = linear(self.head1, z)
         if self.lex is not None and lex is not None:
             flat, offsets, vals = lex
             logits = logits + F.embedding_bag(flat, self.lex, offsets, mode="sum", per_sample_weights=vals)
-        return logits, torch.sigmoid(self.affect(z))
+        return logits, torch.sigmoid(linear(self.affect, z))
 
 
 # ------------------------------------------------------------------------------------------ int8-aware training
@@ -427,16 +425,20 @@ class FakeInt8:
         return list(y.split([m.weight.shape[0] for m in mods], dim=-1))
 
 
+def by_length(seqs, batch):
+    """Index batches of `seqs`, shortest first (little padding), for inference."""
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    return [order[b:b + batch] for b in range(0, len(order), batch)]
+
+
 def activation_ranges(model, seqs, batch=64):
     """Each product's input ranges over `seqs` (f32 forward), as `emoarc calibrate` records them."""
     ranges = {}
     was = model.training
     model.eval()
     with torch.no_grad():
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        for b in range(0, len(order), batch):
-            ids, mask = collate(seqs, order[b:b + batch])
-            model.pooled(ids, mask, record=ranges)
+        for idx in by_length(seqs, batch):
+            model.pooled(*collate(seqs, idx), record=ranges)
     model.train(was)
     return ranges
 
@@ -576,11 +578,9 @@ def predict(model, seqs, batch=128, feats=None, quant=False):
     """Pre-sigmoid intensity scores `[n, C]` and valence/arousal `[n, 2]` of each token sequence (`quant`: through
     the model's fake int8 products)."""
     model.eval()
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out, va = np.zeros((len(seqs), C), np.float32), np.zeros((len(seqs), 2), np.float32)
     with torch.no_grad():
-        for b in range(0, len(order), batch):
-            idx = order[b:b + batch]
+        for idx in by_length(seqs, batch):
             ids, mask = collate(seqs, idx)
             logits, aff = model(ids, mask, lex=lex_batch(feats, idx), quant=quant)
             out[idx] = logits.numpy()
@@ -787,8 +787,14 @@ def main():
     corpus_seqs = [seqs[i] for i in source_rows.get("corpus", [])]
     if args.qat > 0:
         model.fake_int8 = FakeInt8(args.qat_alpha, args.qat_outliers)
-        model.fake_int8.set_ranges(activation_ranges(model, corpus_seqs))
+
+    def refresh_int8():
+        """The fake int8 products' input ranges, from the weights as they are now (they move in training)."""
+        if model.fake_int8 is not None:
+            model.fake_int8.set_ranges(activation_ranges(model, corpus_seqs))
+
     if args.eval_only:
+        refresh_int8()
         print("dev:", json.dumps(evaluate(model, dev, dev_seqs, dev_feats)), flush=True)
         return
     ck = os.path.join(args.work, "checkpoint.pt")
@@ -800,8 +806,7 @@ def main():
         sched.load_state_dict(state["sched"])
         step, best, history = state["step"], state["best"], state["history"]
         print(f"resumed at step {step}", flush=True)
-        if model.fake_int8 is not None:
-            model.fake_int8.set_ranges(activation_ranges(model, corpus_seqs))
+    refresh_int8()  # once, from the weights this run starts with (resumed or not)
 
     T = lambda a: torch.from_numpy(np.stack(a))
 
@@ -897,8 +902,7 @@ def main():
                 print(f"timing: {t_steps} steps in {time.time() - t_start:.1f}s", flush=True)
                 return
             if step % eval_every == 0 or step == total_steps:
-                if model.fake_int8 is not None:  # the weights moved: so did their activations
-                    model.fake_int8.set_ranges(activation_ranges(model, corpus_seqs))
+                refresh_int8()
                 res = evaluate(model, dev, dev_seqs, dev_feats)
                 res["step"] = step
                 history.append(res)
