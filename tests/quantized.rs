@@ -6,7 +6,7 @@
 mod common;
 
 use emoarc::data::{Corpus, Split};
-use emoarc::backend::int16::{Int8Calibration, Kernel, QuantizedEncoder};
+use emoarc::backend::int16::{Alpha, Int8Calibration, Kernel, Product, QuantizedEncoder};
 use emoarc::model::EncoderConfig;
 use emoarc::{Backend, DeviceChoice, Error, Estimator, ModelSource, Precision};
 use std::sync::OnceLock;
@@ -233,7 +233,7 @@ fn calibrating_a_head_chooses_products_by_measured_quality() {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let options = emoarc::train::int8::CalibrationOptions::default();
     // Few texts: without VNNI every candidate runs on the portable kernel.
-    let report = emoarc::train::int8::calibrate_int8(common::reference(), &refs[..40], &refs[40..80], &options).unwrap();
+    let report = emoarc::train::int8::calibrate_int8(common::reference(), &refs[..40], &refs[40..80], &options, None).unwrap();
     assert_eq!(report.total_products, 12);
     assert_eq!(report.alone.len(), 12);
     assert!(report.int16.worst_cosine > 0.999, "{:?}", report.int16);
@@ -266,7 +266,8 @@ fn bad_int8_calibration_files_are_refused_by_name() {
     let err = Int8Calibration::read(&path).unwrap_err().to_string();
     assert!(err.contains("int8 calibration") && err.contains("int8.safetensors"), "{err}");
     // A stored alpha outside [0, 1] (same length, so the header stays well formed).
-    let (_, _, _, calibration) = shipped_int8();
+    let (_, _, _, mut calibration) = shipped_int8();
+    calibration.alpha = Alpha::uniform(0.5).unwrap();
     let bytes = calibration.to_bytes().unwrap();
     let (from, to) = (b"\"alpha\":\"0.5\"", b"\"alpha\":\"1.5\"");
     let at = bytes.windows(from.len()).position(|w| w == from).expect("alpha in the header");
@@ -277,19 +278,25 @@ fn bad_int8_calibration_files_are_refused_by_name() {
     assert!(err.contains("alpha 1.5"), "{err}");
 }
 
-#[test]
-fn emoarc_calibrate_writes_the_file_names_it_and_records_its_hash() {
+/// A copy of the shipped model folder with its own manifest, and a small corpus beside it (the id hash puts
+/// about 65% of it in train and 15% in dev: the first 150 tweets), for `emoarc calibrate` to rewrite.
+fn calibration_folder() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("models").join("emoarc-minilm");
     common::copy_dir(&common::shipped_dir(), &dir);
     let manifest = tmp.path().join("weights-manifest");
     std::fs::copy(common::root().join("weights-manifest"), &manifest).unwrap();
-    // A small corpus (the id hash puts about 65% of it in train and 15% in dev): the first 150 tweets.
     let corpus = tmp.path().join("data").join("corpus");
     std::fs::create_dir_all(&corpus).unwrap();
     let tweets = std::fs::read_to_string(common::root().join("data/corpus/real-tweets.jsonl")).unwrap();
     let sample: String = tweets.lines().take(150).map(|l| format!("{l}\n")).collect();
     std::fs::write(corpus.join("sample.jsonl"), sample).unwrap();
+    (tmp, dir, manifest)
+}
+
+#[test]
+fn emoarc_calibrate_writes_the_file_names_it_and_records_its_hash() {
+    let (tmp, dir, manifest) = calibration_folder();
     let file = dir.join("int8-trained.safetensors");
     let (before, _) = emoarc::weights::hash_file(&file).unwrap();
     let (d, m) = (dir.to_str().unwrap(), manifest.to_str().unwrap());
@@ -313,6 +320,76 @@ fn emoarc_calibrate_writes_the_file_names_it_and_records_its_hash() {
         .build()
         .expect("the calibrated folder verifies");
     assert!(loaded.estimate(&["what a day"]).is_ok());
+}
+
+/// A product's weight as `Int8Calibration::put_on_grid` takes it, from a safetensors file, and its inputs.
+fn product_weight(file: &std::path::Path, layer: usize, product: Product) -> (Vec<f32>, usize) {
+    let tensors = candle_core::safetensors::load(file, &candle_core::Device::Cpu).unwrap();
+    let parts: Vec<&candle_core::Tensor> = product.weight_tensors(layer).iter().map(|n| &tensors[n]).collect();
+    let stacked = candle_core::Tensor::cat(&parts, 0).unwrap().to_dtype(candle_core::DType::F32).unwrap();
+    let inputs = stacked.dims2().unwrap().1;
+    (stacked.flatten_all().unwrap().to_vec1().unwrap(), inputs)
+}
+
+/// The largest move of a weight when `calibration` puts it on its grid, relative to its row's largest weight.
+fn grid_move(calibration: &Int8Calibration, weight: &[f32], inputs: usize, at: (usize, Product)) -> f32 {
+    let mut moved = weight.to_vec();
+    assert!(calibration.clone().put_on_grid(at.0, at.1, &mut moved, inputs).unwrap());
+    weight.chunks_exact(inputs).zip(moved.chunks_exact(inputs)).fold(0f32, |m, (a, b)| {
+        let top = a.iter().fold(0f32, |t, w| t.max(w.abs()));
+        a.iter().zip(b).fold(m, |m, (x, y)| m.max((x - y).abs() / top))
+    })
+}
+
+#[test]
+fn emoarc_calibrate_grid_puts_the_fine_tuned_layers_on_the_int8_grid() {
+    let (tmp, dir, manifest) = calibration_folder();
+    let layers = dir.join("encoder-trained.safetensors");
+    let (before, _) = emoarc::weights::hash_file(&layers).unwrap();
+    let (d, m) = (dir.to_str().unwrap(), manifest.to_str().unwrap());
+    let base = ["calibrate", "--data", "data", "--model", d, "--manifest", m, "--record-in", m, "--device", "cpu", "--grid"];
+    // A dry run measures on a copy and leaves the folder as it was.
+    let dry: Vec<&str> = base.iter().copied().chain(["--dry-run", "--alpha", "0.7,output=0.5"]).collect();
+    let out = common::run_emoarc(tmp.path(), &dry, b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("put 12 products on the int8 grid") && stderr.contains("the model's f32 outputs moved"), "{stderr}");
+    assert_eq!(emoarc::weights::hash_file(&layers).unwrap().0, before, "a dry run rewrote the layers");
+    // For real: the layers' file is rewritten and recorded, and the calibration fixes every chosen product's
+    // smoothing factors, on whose grid the stored weights already lie (to f16's rounding).
+    let out = common::run_emoarc(tmp.path(), &base, b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let (after, _) = emoarc::weights::hash_file(&layers).unwrap();
+    assert_ne!(after, before);
+    assert!(std::fs::read_to_string(&manifest).unwrap().contains(&after));
+    let calibration = Int8Calibration::read(&dir.join("int8-trained.safetensors")).unwrap();
+    assert!(calibration.notes().contains_key("grid"));
+    let chosen = calibration.products();
+    assert!(!chosen.is_empty(), "{stderr}");
+    let original = common::shipped_dir().join("encoder-trained.safetensors");
+    for &(layer, product) in &chosen {
+        assert!(calibration.fixes_smoothing(layer, product));
+        let (weight, inputs) = product_weight(&layers, layer, product);
+        let moved = grid_move(&calibration, &weight, inputs, (layer, product));
+        assert!(moved < 1e-3, "layer {layer} {product:?}: the stored weights move by {moved} onto the grid");
+        let (weight, inputs) = product_weight(&original, layer, product);
+        let moved = grid_move(&calibration, &weight, inputs, (layer, product));
+        assert!(moved > 2e-3, "layer {layer} {product:?}: the weights before moved only {moved}");
+    }
+    let loaded = Estimator::builder()
+        .model(ModelSource::Dir(dir.clone()))
+        .manifest(&manifest)
+        .precision(Precision::F32)
+        .device(DeviceChoice::Cpu)
+        .build()
+        .expect("the rewritten folder verifies");
+    assert!(loaded.estimate(&["what a day"]).is_ok());
+    // The shared encoder's head has no layers of its own to move.
+    let zero_shot: Vec<&str> = base.iter().copied().chain(["--head", "zero-shot", "--dry-run"]).collect();
+    let out = common::run_emoarc(tmp.path(), &zero_shot, b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("reads the shared encoder's weights"), "{stderr}");
 }
 
 #[test]

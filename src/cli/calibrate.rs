@@ -1,14 +1,17 @@
 //! `emoarc calibrate`: measures which of a head's encoder products can run in int8 (see
 //! `emoarc::train::int8`), writes the calibration beside the model (`int8-HEAD.safetensors`), names it in
-//! `emoarc.json` and records the folder's new hashes in the weights manifest.
+//! `emoarc.json` and records the folder's new hashes in the weights manifest. With `--grid` it first puts the
+//! head's own fine-tuned layers on the int8 grid, rewriting their file (a dry run does that in a temporary
+//! copy of the model folder), and reports how far that moved the model's outputs.
 
 use super::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use emoarc::data::{Corpus, Split};
-use emoarc::train::int8::{calibrate_int8, CalibrationOptions, Quality};
-use emoarc::{weights, Precision};
-use std::path::PathBuf;
+use emoarc::backend::int16::Alpha;
+use emoarc::train::int8::{calibrate_int8, int8_grid, CalibrationOptions, Quality};
+use emoarc::{weights, Estimator, Precision};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -17,9 +20,10 @@ pub struct CalibrateArgs {
     /// choice is made on (the test split is left for `tests/quantized.rs`).
     #[arg(long, default_value = "data")]
     data: PathBuf,
-    /// SmoothQuant's migration strength, 0 to 1.
+    /// SmoothQuant's migration strength, 0 to 1: one value for every product, optionally followed by other
+    /// values for some kinds (qkv, attention_output, intermediate, output), as in `0.8,output=0.5`.
     #[arg(long, default_value_t = CalibrationOptions::default().alpha)]
-    alpha: f32,
+    alpha: Alpha,
     /// Input channels per product computed in f32 (the ones with the largest ranges).
     #[arg(long, default_value_t = CalibrationOptions::default().outliers)]
     outliers: usize,
@@ -29,7 +33,11 @@ pub struct CalibrateArgs {
     /// Worst intensity difference to f32 allowed on the dev split.
     #[arg(long, default_value_t = CalibrationOptions::default().max_difference)]
     max_difference: f32,
-    /// Measure and report only; write nothing.
+    /// First put every product of the head's own fine-tuned layers on the int8 grid (their weights move to the
+    /// values int8 stores; the f32 and int16 paths then read the same), and choose on the model that gives.
+    #[arg(long)]
+    grid: bool,
+    /// Measure and report only; write nothing into the model folder.
     #[arg(long)]
     dry_run: bool,
     /// The manifest to record the model folder in.
@@ -41,18 +49,15 @@ pub struct CalibrateArgs {
 }
 
 pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
-    if !(0.0..=1.0).contains(&args.alpha) {
-        bail!("--alpha must be between 0 and 1, not {}", args.alpha);
-    }
     let corpus = Corpus::load_dir(&args.data.join("corpus"))?;
     if let Some(p) = corpus.problems.first() {
         bail!("the corpus has {} bad lines, the first: {p} (run emoarc data check)", corpus.problems.len());
     }
-    let reference = ModelArgs {
+    let f32_model = |model: &ModelArgs| ModelArgs {
         precision: Precision::F32,
-        ..args.model.clone()
-    }
-    .load()?;
+        ..model.clone()
+    };
+    let mut reference = f32_model(&args.model).load()?;
     let texts = |split: Split| -> Vec<String> { corpus.split(split).iter().map(|e| e.text.clone()).collect() };
     let (train, dev) = (texts(Split::Train), texts(Split::Dev));
     let options = CalibrationOptions {
@@ -69,7 +74,46 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
     );
     let (train_refs, dev_refs): (Vec<&str>, Vec<&str>) =
         (train.iter().map(String::as_str).collect(), dev.iter().map(String::as_str).collect());
-    let report = calibrate_int8(&reference, &train_refs, &dev_refs, &options)?;
+    // Removed when the command ends: where a dry run puts the model it measures.
+    let mut staging = None;
+    let grid = if args.grid {
+        let grid = int8_grid(&reference, &train_refs, &options)?;
+        eprintln!(
+            "put {} products on the int8 grid (the largest weight move: {:.3}% of its output channel's largest weight)",
+            grid.products,
+            grid.largest_move * 100.0
+        );
+        let source = reference.source();
+        let (dir, manifest) = if args.dry_run {
+            let stage = Staging::copy(&source.dir, &reference.spec().files())?;
+            let staged = (stage.model.clone(), stage.manifest());
+            staging = Some(stage);
+            staged
+        } else {
+            (source.dir.clone(), args.record_in.clone())
+        };
+        let file = dir.join(grid.file.file_name().context("the override file has no name")?);
+        weights::write_atomically(&file, &grid.bytes)?;
+        record(&reference, &dir, &manifest)?;
+        let moved = f32_model(&ModelArgs {
+            model: Some(dir.display().to_string()),
+            manifest: Some(manifest),
+            ..args.model.clone()
+        })
+        .load()?;
+        let (before, after) = (reference.estimate(&dev_refs)?, moved.estimate(&dev_refs)?);
+        let changes: Vec<f32> = before.iter().zip(&after).map(|(a, b)| a.max_abs_diff(b)).collect();
+        eprintln!(
+            "the model's f32 outputs moved on the dev split: worst intensity change {:.4}, mean {:.5}",
+            changes.iter().fold(0f32, |m, c| m.max(*c)),
+            changes.iter().sum::<f32>() / changes.len().max(1) as f32
+        );
+        reference = moved;
+        Some(grid.calibration)
+    } else {
+        None
+    };
+    let report = calibrate_int8(&reference, &train_refs, &dev_refs, &options, grid.as_ref())?;
     let show = |q: &Quality| format!("worst cosine {:.5}, worst intensity difference {:.4}", q.worst_cosine, q.worst_difference);
     eprintln!("all int16: {}", show(&report.int16));
     for ((layer, product), q) in &report.alone {
@@ -84,6 +128,7 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
         show(&report.chosen)
     );
     if args.dry_run {
+        drop(staging);
         return Ok(ExitCode::SUCCESS);
     }
     let source = reference.source();
@@ -92,6 +137,9 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
     let file = format!("int8-{head}.safetensors");
     let mut calibration = report.calibration;
     calibration.note("head", head.clone());
+    if args.grid {
+        calibration.note("grid", "the head's own layers' weights were put on the int8 grid before the choice");
+    }
     weights::write_atomically(&source.dir.join(&file), &calibration.to_bytes()?)?;
     spec.heads.get_mut(&head).context("the head vanished from the spec")?.int8 = Some(file.clone());
     spec.save(&source.dir)?;
@@ -102,4 +150,51 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
     weights::record_model(&args.record_in, &source.dir, &spec.files(), template)?;
     eprintln!("wrote {} and recorded {} in {}", source.dir.join(&file).display(), spec.name, args.record_in.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records the model folder `dir` (the files `reference`'s spec names) in `manifest`.
+fn record(reference: &Estimator, dir: &Path, manifest: &Path) -> Result<()> {
+    let spec = reference.spec();
+    let template = weights::ModelEntry {
+        name: spec.name.clone(),
+        ..reference.source().entry.clone()
+    };
+    weights::record_model(manifest, dir, &spec.files(), template)?;
+    Ok(())
+}
+
+/// A temporary copy of a model folder (under the same folder name, which names it in a manifest) beside a
+/// manifest of its own, all removed when dropped.
+struct Staging {
+    root: PathBuf,
+    model: PathBuf,
+}
+
+impl Staging {
+    fn copy(from: &Path, files: &[String]) -> Result<Staging> {
+        let root = std::env::temp_dir().join(format!("emoarc-calibrate-{}", std::process::id()));
+        let name = from.file_name().with_context(|| format!("{} has no folder name", from.display()))?;
+        let stage = Staging {
+            model: root.join(name),
+            root,
+        };
+        std::fs::create_dir_all(&stage.model).with_context(|| format!("creating {}", stage.model.display()))?;
+        std::fs::write(stage.manifest(), "# emoarc calibrate --dry-run: the staged copy only\n")
+            .with_context(|| format!("writing {}", stage.manifest().display()))?;
+        for f in files {
+            std::fs::copy(from.join(f), stage.model.join(f))
+                .with_context(|| format!("copying {f} to {}", stage.model.display()))?;
+        }
+        Ok(stage)
+    }
+
+    fn manifest(&self) -> PathBuf {
+        self.root.join("weights-manifest")
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
 }

@@ -71,17 +71,13 @@ impl Int8Linear {
         let (mut scale, mut padded_bias, mut weight_sum) = (vec![0f32; width], vec![0f32; width], vec![0i32; width]);
         let mut row = vec![0f32; inputs];
         for n in 0..outputs {
-            for ((r, w), (s, keep)) in row.iter_mut().zip(&weight[n * inputs..(n + 1) * inputs]).zip(smooth.iter().zip(&smooth_inv)) {
-                *r = if *keep == 0.0 { 0.0 } else { w * s };
-            }
-            let max = super::ops::max_abs(&row);
-            let s = if max > 0.0 { max / LEVELS } else { 1.0 };
+            let s = grid_row(&weight[n * inputs..(n + 1) * inputs], smooth, &smooth_inv, &mut row);
             scale[n] = s;
             padded_bias[n] = bias[n];
             let (tile, lane) = (n / TILE_N, n % TILE_N);
             let mut sum = 0i32;
             for (k, &w) in row.iter().enumerate() {
-                let q = super::ops::round_even(w / s).clamp(-LEVELS, LEVELS) as i8;
+                let q = grid_level(w, s);
                 sum += q as i32;
                 packed[(tile * groups + k / GROUP) * TILE_STEP + lane * GROUP + k % GROUP] = q;
             }
@@ -99,6 +95,29 @@ impl Int8Linear {
             weight_sum,
             scale,
             bias: padded_bias,
+        }
+    }
+
+    /// Moves every weight the int8 product quantizes (all but the `outliers` input channels) onto the value its
+    /// integer stands for, in place: `w = q s_n / s_j` with `q` the integer [`Int8Linear::new`] would store for
+    /// it and `s_n` its output channel's scale. A product built from the result with the same smoothing factors
+    /// and outliers then holds those weights exactly (each row's largest entry keeps its value, so the scales
+    /// come out the same), and so do the f32 and int16 paths reading them: the int8 product's weight error
+    /// becomes part of the model, where the evaluation can see it, instead of a difference between paths.
+    /// Storing the result in f16 keeps that true: a relative error of 2^-11 moves `q <= 127` by under 0.07.
+    pub fn snap_to_grid(weight: &mut [f32], outputs: usize, inputs: usize, smooth: &[f32], outliers: &[usize]) {
+        assert_eq!(weight.len(), outputs * inputs, "weight shape");
+        assert_eq!(smooth.len(), inputs, "smoothing factors");
+        let mut smooth_inv: Vec<f32> = smooth.iter().map(|s| 1.0 / s).collect();
+        outliers.iter().for_each(|&j| smooth_inv[j] = 0.0);
+        let mut row = vec![0f32; inputs];
+        for w in weight.chunks_exact_mut(inputs) {
+            let scale = grid_row(w, smooth, &smooth_inv, &mut row);
+            for ((w, r), (s, keep)) in w.iter_mut().zip(&row).zip(smooth.iter().zip(&smooth_inv)) {
+                if *keep != 0.0 {
+                    *w = grid_level(*r, scale) as f32 * scale / s;
+                }
+            }
         }
     }
 
@@ -162,6 +181,25 @@ impl Int8Linear {
             portable_block::<u8, i8, GROUP>(&block, rows)
         }
     }
+}
+
+/// One output channel of `diag(s) W^T` into `row` (zero on the outlier channels, where `smooth_inv` is 0), and
+/// its int8 scale.
+fn grid_row(weight: &[f32], smooth: &[f32], smooth_inv: &[f32], row: &mut [f32]) -> f32 {
+    for ((r, w), (s, keep)) in row.iter_mut().zip(weight).zip(smooth.iter().zip(smooth_inv)) {
+        *r = if *keep == 0.0 { 0.0 } else { w * s };
+    }
+    let max = super::ops::max_abs(row);
+    if max > 0.0 {
+        max / LEVELS
+    } else {
+        1.0
+    }
+}
+
+/// The integer a smoothed weight `w` is stored as, in a channel of scale `scale`.
+fn grid_level(w: f32, scale: f32) -> i8 {
+    super::ops::round_even(w / scale).clamp(-LEVELS, LEVELS) as i8
 }
 
 /// `out[r, :] += sum_o values[r, o] weight[o, :]`: the f32 outlier channels' share of each output row.
@@ -343,6 +381,60 @@ mod tests {
         assert!(smoothed < plain * 0.7, "smoothed {smoothed} vs plain {plain}");
         // In f32, the outlier no longer sets the step size at all.
         assert!(kept_apart < smoothed * 0.7, "kept apart {kept_apart} vs smoothed {smoothed}");
+    }
+
+    #[test]
+    fn weights_on_the_grid_keep_their_integers_through_f16_and_lose_nothing_in_int8() {
+        let (m, k, n) = (9, 96, 70);
+        let mut w = pseudo_random(n * k, 7);
+        let b = pseudo_random(n, 8);
+        let mut x = pseudo_random(m * k, 9);
+        for r in 0..m {
+            x[r * k + 3] *= 20.0;
+            w[r * k + 40] *= 6.0; // a weight outlier in some rows
+        }
+        let mut smooth: Vec<f32> = (0..k).map(|j| 0.5 + (j % 7) as f32 * 0.25).collect();
+        smooth[3] = 20f32.sqrt();
+        let outliers = [17, 60];
+        let mut snapped = w.clone();
+        Int8Linear::snap_to_grid(&mut snapped, n, k, &smooth, &outliers);
+        // Outlier channels are computed in f32: left as they were. Every other weight moved by at most half a step.
+        for (row, (old, new)) in w.chunks_exact(k).zip(snapped.chunks_exact(k)).enumerate() {
+            let step = old.iter().zip(&smooth).map(|(w, s)| (w * s).abs()).enumerate()
+                .filter(|(j, _)| !outliers.contains(j)).map(|(_, v)| v).fold(0f32, f32::max) / LEVELS;
+            for (j, (a, b)) in old.iter().zip(new).enumerate() {
+                if outliers.contains(&j) {
+                    assert_eq!(a, b);
+                } else {
+                    assert!(((a - b) * smooth[j]).abs() <= step * 0.5 + 1e-6, "row {row} input {j}: {a} -> {b}");
+                }
+            }
+        }
+        // Stored in f16 and read back, the weights give the same integers (and nearly the same scales).
+        let f16: Vec<f32> = snapped.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
+        let (from_original, from_f16) = (Int8Linear::new(&w, &b, n, k, &smooth, &outliers), Int8Linear::new(&f16, &b, n, k, &smooth, &outliers));
+        assert_eq!(from_original.packed, from_f16.packed);
+        assert_eq!(from_original.weight_sum, from_f16.weight_sum);
+        for (a, b) in from_original.scale.iter().zip(&from_f16.scale) {
+            assert!((a - b).abs() <= a * 1e-3, "{a} vs {b}");
+        }
+        // So the int8 product of the snapped weights differs from their f32 product by the activations' rounding
+        // alone: less than the original weights' int8 product differs from theirs.
+        let error = |weight: &[f32]| {
+            let layer = Int8Linear::new(weight, &b, n, k, &smooth, &outliers);
+            let mut q = Rows8::default();
+            layer.quantize(&x, &mut q, Kernel::portable());
+            let mut out = vec![0f32; m * n];
+            layer.forward(&q, &mut out, Kernel::portable(), false);
+            (0..m * n)
+                .map(|e| {
+                    let exact = (0..k).map(|t| x[(e / n) * k + t] * weight[(e % n) * k + t]).sum::<f32>() + b[e % n];
+                    (out[e] - exact).powi(2)
+                })
+                .sum::<f32>()
+        };
+        let (before, after) = (error(&w), error(&f16));
+        assert!(after < before * 0.7, "squared error with snapped weights {after} vs original {before}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod gemm;
 mod gemm8;
 mod ops;
 
-pub use calibration::{ActivationRanges, Int8Calibration, Product};
+pub use calibration::{ActivationRanges, Alpha, Int8Calibration, Product};
 pub use gemm::{Kernel, QuantLinear, QuantRows};
 pub use gemm8::{Int8Linear, Rows8};
 
