@@ -1,8 +1,9 @@
 //! `emoarc calibrate`: measures which of a head's encoder products can run in int8 (see
 //! `emoarc::train::int8`), writes the calibration beside the model (`int8-HEAD.safetensors`), names it in
 //! `emoarc.json` and records the folder's new hashes in the weights manifest. With `--grid` it first puts the
-//! head's own fine-tuned layers on the int8 grid, rewriting their file (a dry run does that in a temporary
-//! copy of the model folder), and reports how far that moved the model's outputs.
+//! head's own fine-tuned layers on the int8 grid in a temporary copy of the model folder, reports how far that
+//! moved the model's outputs and chooses on that copy; the layers' file in the folder is rewritten only with
+//! the calibration (a dry run writes nothing there).
 
 use super::ModelArgs;
 use anyhow::{bail, Context, Result};
@@ -57,7 +58,7 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
         precision: Precision::F32,
         ..model.clone()
     };
-    let mut reference = f32_model(&args.model).load()?;
+    let reference = f32_model(&args.model).load()?;
     let texts = |split: Split| -> Vec<String> { corpus.split(split).iter().map(|e| e.text.clone()).collect() };
     let (train, dev) = (texts(Split::Train), texts(Split::Dev));
     let options = CalibrationOptions {
@@ -74,7 +75,9 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
     );
     let (train_refs, dev_refs): (Vec<&str>, Vec<&str>) =
         (train.iter().map(String::as_str).collect(), dev.iter().map(String::as_str).collect());
-    // Removed when the command ends: where a dry run puts the model it measures.
+    // With --grid the choice is made on a temporary copy of the folder whose layers are moved, and the folder
+    // itself is written only once the choice is made: a failure on the way leaves it as it was. Removed when
+    // the command ends.
     let mut staging = None;
     let grid = if args.grid {
         let grid = int8_grid(&reference, &train_refs, &options)?;
@@ -83,24 +86,17 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
             grid.products,
             grid.largest_move * 100.0
         );
-        let source = reference.source();
-        let (dir, manifest) = if args.dry_run {
-            let stage = Staging::copy(&source.dir, &reference.spec().files())?;
-            let staged = (stage.model.clone(), stage.manifest());
-            staging = Some(stage);
-            staged
-        } else {
-            (source.dir.clone(), args.record_in.clone())
-        };
-        let file = dir.join(grid.file.file_name().context("the override file has no name")?);
+        let stage = Staging::copy(&reference.source().dir, &reference.spec().files())?;
+        let file = stage.model.join(grid.file.file_name().context("the override file has no name")?);
         weights::write_atomically(&file, &grid.bytes)?;
-        record(&reference, &dir, &manifest)?;
+        record(&reference, &stage.model, &stage.manifest())?;
         let moved = f32_model(&ModelArgs {
-            model: Some(dir.display().to_string()),
-            manifest: Some(manifest),
+            model: Some(stage.model.display().to_string()),
+            manifest: Some(stage.manifest()),
             ..args.model.clone()
         })
         .load()?;
+        staging = Some(stage);
         let (before, after) = (reference.estimate(&dev_refs)?, moved.estimate(&dev_refs)?);
         let changes: Vec<f32> = before.iter().zip(&after).map(|(a, b)| a.max_abs_diff(b)).collect();
         eprintln!(
@@ -108,12 +104,12 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
             changes.iter().fold(0f32, |m, c| m.max(*c)),
             changes.iter().sum::<f32>() / changes.len().max(1) as f32
         );
-        reference = moved;
-        Some(grid.calibration)
+        Some((grid, moved))
     } else {
         None
     };
-    let report = calibrate_int8(&reference, &train_refs, &dev_refs, &options, grid.as_ref())?;
+    let chooser = grid.as_ref().map_or(&reference, |(_, moved)| moved);
+    let report = calibrate_int8(chooser, &train_refs, &dev_refs, &options, grid.as_ref().map(|(g, _)| &g.calibration))?;
     let show = |q: &Quality| format!("worst cosine {:.5}, worst intensity difference {:.4}", q.worst_cosine, q.worst_difference);
     eprintln!("all int16: {}", show(&report.int16));
     for ((layer, product), q) in &report.alone {
@@ -132,6 +128,9 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let source = reference.source();
+    if let Some((grid, _)) = &grid {
+        weights::write_atomically(&grid.file, &grid.bytes)?;
+    }
     let mut spec = reference.spec().clone();
     let head = reference.head_name().to_string();
     let file = format!("int8-{head}.safetensors");
