@@ -325,7 +325,7 @@ fn emoarc_calibrate_writes_the_file_names_it_and_records_its_hash() {
 /// A product's weight as `Int8Calibration::put_on_grid` takes it, from a safetensors file, and its inputs.
 fn product_weight(file: &std::path::Path, layer: usize, product: Product) -> (Vec<f32>, usize) {
     let tensors = candle_core::safetensors::load(file, &candle_core::Device::Cpu).unwrap();
-    let parts: Vec<&candle_core::Tensor> = product.weight_tensors(layer).iter().map(|n| &tensors[n]).collect();
+    let parts: Vec<&candle_core::Tensor> = product.linear_layers(layer).iter().map(|l| &tensors[&format!("{l}.weight")]).collect();
     let stacked = candle_core::Tensor::cat(&parts, 0).unwrap().to_dtype(candle_core::DType::F32).unwrap();
     let inputs = stacked.dims2().unwrap().1;
     (stacked.flatten_all().unwrap().to_vec1().unwrap(), inputs)

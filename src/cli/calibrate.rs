@@ -11,6 +11,7 @@ use clap::Args;
 use emoarc::data::{Corpus, Split};
 use emoarc::backend::int16::Alpha;
 use emoarc::train::int8::{calibrate_int8, int8_grid, CalibrationOptions, Quality};
+use emoarc::model::ModelSpec;
 use emoarc::{weights, Estimator, Precision};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -89,7 +90,7 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
         let stage = Staging::copy(&reference.source().dir, &reference.spec().files())?;
         let file = stage.model.join(grid.file.file_name().context("the override file has no name")?);
         weights::write_atomically(&file, &grid.bytes)?;
-        record(&reference, &stage.model, &stage.manifest())?;
+        record(reference.spec(), &reference, &stage.model, &stage.manifest())?;
         let moved = f32_model(&ModelArgs {
             model: Some(stage.model.display().to_string()),
             manifest: Some(stage.manifest()),
@@ -142,18 +143,13 @@ pub fn run(args: CalibrateArgs) -> Result<ExitCode> {
     weights::write_atomically(&source.dir.join(&file), &calibration.to_bytes()?)?;
     spec.heads.get_mut(&head).context("the head vanished from the spec")?.int8 = Some(file.clone());
     spec.save(&source.dir)?;
-    let template = weights::ModelEntry {
-        name: spec.name.clone(),
-        ..source.entry.clone()
-    };
-    weights::record_model(&args.record_in, &source.dir, &spec.files(), template)?;
+    record(&spec, &reference, &source.dir, &args.record_in)?;
     eprintln!("wrote {} and recorded {} in {}", source.dir.join(&file).display(), spec.name, args.record_in.display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Records the model folder `dir` (the files `reference`'s spec names) in `manifest`.
-fn record(reference: &Estimator, dir: &Path, manifest: &Path) -> Result<()> {
-    let spec = reference.spec();
+/// Records the model folder `dir` (the files `spec` names) in `manifest`, with `reference`'s entry otherwise.
+fn record(spec: &ModelSpec, reference: &Estimator, dir: &Path, manifest: &Path) -> Result<()> {
     let template = weights::ModelEntry {
         name: spec.name.clone(),
         ..reference.source().entry.clone()

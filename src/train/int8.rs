@@ -88,12 +88,12 @@ pub fn calibrate_int8(
         return Err(Error::Config("int8 calibration needs calibration and check text".into()));
     }
     let run = Run::new(reference)?;
-    let (calibration_seqs, check_ids) = (run.token_ids(calibration)?, run.token_ids(check)?);
+    let check_ids = run.token_ids(check)?;
     let check_seqs: Vec<&[u32]> = check_ids.iter().map(Vec::as_slice).collect();
     let all = run.products();
     let full = match grid {
         Some(g) => g.clone(),
-        None => Int8Calibration::new(&run.ranges(&calibration_seqs)?, &all, options.alpha, options.outliers)?,
+        None => Int8Calibration::new(&run.ranges(&run.token_ids(calibration)?)?, &all, options.alpha, options.outliers)?,
     };
     let (model, config, weights, kernel) = (reference.model(), &run.config, &run.weights, run.kernel);
     let layers = model.encoder_layers();
@@ -166,13 +166,13 @@ pub fn calibrate_int8(
         quality = got;
     }
     chosen.sort();
-    let mut calibration = full.only(&chosen)?;
-    calibration.note("calibration_texts", calibration_seqs.len().to_string());
-    calibration.note("check_texts", check_seqs.len().to_string());
-    calibration.note("check_worst_cosine", format!("{:.5}", quality.worst_cosine));
-    calibration.note("check_worst_intensity_difference", format!("{:.4}", quality.worst_difference));
+    let mut result = full.only(&chosen)?;
+    result.note("calibration_texts", calibration.len().to_string());
+    result.note("check_texts", check_seqs.len().to_string());
+    result.note("check_worst_cosine", format!("{:.5}", quality.worst_cosine));
+    result.note("check_worst_intensity_difference", format!("{:.4}", quality.worst_difference));
     Ok(CalibrationReport {
-        calibration,
+        calibration: result,
         alone,
         int16: int16_quality,
         chosen: quality,
@@ -221,7 +221,7 @@ pub fn int8_grid(reference: &Estimator, calibration: &[&str], options: &Calibrat
         read.tensors().into_iter().map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec()))).collect();
     let (mut products, mut largest_move) = (0, 0f32);
     for (layer, product) in run.products() {
-        let names = product.weight_tensors(layer);
+        let names: Vec<String> = product.linear_layers(layer).iter().map(|l| format!("{l}.weight")).collect();
         if !names.iter().all(|n| tensors.contains_key(n)) {
             continue; // a layer the override does not hold: the shared encoder's, left as it is
         }

@@ -52,15 +52,16 @@ impl Product {
         self as usize
     }
 
-    /// The weight tensors of this product in layer `layer` of a BERT safetensors file, in the order their
-    /// outputs are stacked (queries, keys, values for [`Product::Qkv`]); each has a `.bias` beside it.
-    pub fn weight_tensors(self, layer: usize) -> Vec<String> {
+    /// The linear layers of this product in layer `layer` of a BERT safetensors file (tensor names without
+    /// their `.weight` / `.bias`), in the order their outputs are stacked (queries, keys, values for
+    /// [`Product::Qkv`]).
+    pub fn linear_layers(self, layer: usize) -> Vec<String> {
         let p = format!("encoder.layer.{layer}");
         match self {
-            Product::Qkv => ["query", "key", "value"].map(|part| format!("{p}.attention.self.{part}.weight")).to_vec(),
-            Product::AttentionOutput => vec![format!("{p}.attention.output.dense.weight")],
-            Product::Intermediate => vec![format!("{p}.intermediate.dense.weight")],
-            Product::Output => vec![format!("{p}.output.dense.weight")],
+            Product::Qkv => ["query", "key", "value"].map(|part| format!("{p}.attention.self.{part}")).to_vec(),
+            Product::AttentionOutput => vec![format!("{p}.attention.output.dense")],
+            Product::Intermediate => vec![format!("{p}.intermediate.dense")],
+            Product::Output => vec![format!("{p}.output.dense")],
         }
     }
 }
@@ -74,25 +75,27 @@ pub struct Alpha([f32; 4]);
 impl Alpha {
     /// The same strength for every product.
     pub fn uniform(alpha: f32) -> Result<Alpha> {
-        Alpha([0.5; 4]).with_all(alpha)
-    }
-
-    fn with_all(self, alpha: f32) -> Result<Alpha> {
-        Product::ALL.into_iter().try_fold(self, |a, p| a.with(p, alpha))
+        Ok(Alpha([checked(alpha, "every product")?; 4]))
     }
 
     /// This strength, with `product`'s set to `alpha`.
     pub fn with(mut self, product: Product, alpha: f32) -> Result<Alpha> {
-        if !(0.0..=1.0).contains(&alpha) {
-            return Err(Error::Config(format!("alpha {alpha} for {} is outside [0, 1]", product.name())));
-        }
-        self.0[product.index()] = alpha;
+        self.0[product.index()] = checked(alpha, product.name())?;
         Ok(self)
     }
 
     /// The strength for `product`.
     pub fn get(&self, product: Product) -> f32 {
         self.0[product.index()]
+    }
+}
+
+/// `alpha` if it is in `[0, 1]`, else an error naming `what` it was for.
+fn checked(alpha: f32, what: &str) -> Result<f32> {
+    if (0.0..=1.0).contains(&alpha) {
+        Ok(alpha)
+    } else {
+        Err(Error::Config(format!("alpha {alpha} for {what} is outside [0, 1]")))
     }
 }
 
@@ -230,7 +233,7 @@ impl Int8Calibration {
         &self.notes
     }
 
-    /// Puts `product`'s weight (`[outputs, inputs]`, outputs stacked as [`Product::weight_tensors`] lists them)
+    /// Puts `product`'s weight (`[outputs, inputs]`, outputs stacked as [`Product::linear_layers`] lists them)
     /// on the int8 grid, in place (see [`super::Int8Linear::snap_to_grid`]): the grid of the smoothing factors
     /// this calibration holds for the product, or where it holds none, of factors derived from this weight by
     /// the formula, which it then keeps (later plans use them whatever the weights become). Returns false,

@@ -55,10 +55,9 @@ impl Int8Linear {
         assert_eq!(bias.len(), outputs, "bias shape");
         assert_eq!(smooth.len(), inputs, "smoothing factors");
         assert!(outliers.iter().all(|&j| j < inputs), "outlier channel");
-        let mut smooth_inv: Vec<f32> = smooth.iter().map(|s| 1.0 / s).collect();
+        let smooth_inv = smooth_inverse(smooth, outliers);
         let mut outlier_weight = vec![0f32; outliers.len() * outputs];
         for (o, &j) in outliers.iter().enumerate() {
-            smooth_inv[j] = 0.0;
             for n in 0..outputs {
                 outlier_weight[o * outputs + n] = weight[n * inputs + j];
             }
@@ -108,8 +107,7 @@ impl Int8Linear {
     pub fn snap_to_grid(weight: &mut [f32], outputs: usize, inputs: usize, smooth: &[f32], outliers: &[usize]) {
         assert_eq!(weight.len(), outputs * inputs, "weight shape");
         assert_eq!(smooth.len(), inputs, "smoothing factors");
-        let mut smooth_inv: Vec<f32> = smooth.iter().map(|s| 1.0 / s).collect();
-        outliers.iter().for_each(|&j| smooth_inv[j] = 0.0);
+        let smooth_inv = smooth_inverse(smooth, outliers);
         let mut row = vec![0f32; inputs];
         for w in weight.chunks_exact_mut(inputs) {
             let scale = grid_row(w, smooth, &smooth_inv, &mut row);
@@ -181,6 +179,13 @@ impl Int8Linear {
             portable_block::<u8, i8, GROUP>(&block, rows)
         }
     }
+}
+
+/// Per input channel, `1 / s_j`, and 0 for the outlier channels (which the int8 product then sees as zeros).
+fn smooth_inverse(smooth: &[f32], outliers: &[usize]) -> Vec<f32> {
+    let mut inv: Vec<f32> = smooth.iter().map(|s| 1.0 / s).collect();
+    outliers.iter().for_each(|&j| inv[j] = 0.0);
+    inv
 }
 
 /// One output channel of `diag(s) W^T` into `row` (zero on the outlier channels, where `smooth_inv` is 0), and

@@ -69,23 +69,9 @@ impl WordTable {
         let h = position.len();
         let rest = position.iter().zip(token_type);
         match self {
-            WordTable::F16(v) => x.extend(v[id * h..(id + 1) * h].iter().zip(rest).map(|(&w, (p, t))| f16_to_f32(w) + p + t)),
+            WordTable::F16(v) => x.extend(v[id * h..(id + 1) * h].iter().zip(rest).map(|(&w, (p, t))| half::f16::from_bits(w).to_f32() + p + t)),
             WordTable::F32(v) => x.extend(v[id * h..(id + 1) * h].iter().zip(rest).map(|(w, (p, t))| w + p + t)),
         }
-    }
-}
-
-/// IEEE half to single precision, exactly (every f16 is an f32).
-fn f16_to_f32(bits: u16) -> f32 {
-    let sign = ((bits & 0x8000) as u32) << 16;
-    let exponent = ((bits >> 10) & 0x1f) as u32;
-    let mantissa = (bits & 0x3ff) as u32;
-    match exponent {
-        // Zero and subnormals: mantissa x 2^-24, exact in f32.
-        0 => f32::from_bits((mantissa as f32 * (1.0 / 16_777_216.0)).to_bits() | sign),
-        // Infinities and NaNs keep their payload.
-        31 => f32::from_bits(sign | 0x7f80_0000 | (mantissa << 13)),
-        _ => f32::from_bits(sign | ((exponent + 112) << 23) | (mantissa << 13)),
     }
 }
 
@@ -231,14 +217,16 @@ impl QuantizedEncoder {
                 beta: read(&format!("{prefix}.LayerNorm.bias"), &[h])?,
             })
         };
-        let linear = |prefix: &str, outputs: usize, inputs: usize| -> Result<(Vec<f32>, Vec<f32>)> {
-            Ok((
-                read(&format!("{prefix}.weight"), &[outputs, inputs])?,
-                read(&format!("{prefix}.bias"), &[outputs])?,
-            ))
-        };
+        // One product of a layer: its linear layers (`rows` outputs each, stacked as `Product::linear_layers`
+        // lists them), in int8 where the calibration chose it, else int16.
         let mut int8_products = 0;
-        let mut quantized = |layer: usize, product: Product, (w, b): (Vec<f32>, Vec<f32>), outputs: usize, inputs: usize| -> Result<Linear> {
+        let mut product = |layer: usize, product: Product, rows: usize, inputs: usize| -> Result<Linear> {
+            let (mut w, mut b) = (Vec::new(), Vec::new());
+            for name in product.linear_layers(layer) {
+                w.extend(read(&format!("{name}.weight"), &[rows, inputs])?);
+                b.extend(read(&format!("{name}.bias"), &[rows])?);
+            }
+            let outputs = b.len();
             let plan = match int8 {
                 Some(c) => c.plan(layer, product, &w, inputs)?,
                 None => None,
@@ -264,20 +252,13 @@ impl QuantizedEncoder {
         let mut built = Vec::with_capacity(depth);
         for i in 0..depth {
             let p = format!("encoder.layer.{i}");
-            let mut qkv_w = Vec::with_capacity(3 * h * h);
-            let mut qkv_b = Vec::with_capacity(3 * h);
-            for part in ["query", "key", "value"] {
-                let (w, b) = linear(&format!("{p}.attention.self.{part}"), h, h)?;
-                qkv_w.extend(w);
-                qkv_b.extend(b);
-            }
             let wide = shape.intermediate_size;
             built.push(Layer {
-                qkv: quantized(i, Product::Qkv, (qkv_w, qkv_b), 3 * h, h)?,
-                attn_out: quantized(i, Product::AttentionOutput, linear(&format!("{p}.attention.output.dense"), h, h)?, h, h)?,
+                qkv: product(i, Product::Qkv, h, h)?,
+                attn_out: product(i, Product::AttentionOutput, h, h)?,
                 attn_norm: norm(&format!("{p}.attention.output"))?,
-                up: quantized(i, Product::Intermediate, linear(&format!("{p}.intermediate.dense"), wide, h)?, wide, h)?,
-                down: quantized(i, Product::Output, linear(&format!("{p}.output.dense"), h, wide)?, h, wide)?,
+                up: product(i, Product::Intermediate, wide, h)?,
+                down: product(i, Product::Output, h, wide)?,
                 out_norm: norm(&format!("{p}.output"))?,
             });
         }
@@ -525,18 +506,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn f16_rows_widen_exactly_as_candle_does() {
-        // Every f16 bit pattern, against candle's own conversion (what loading the whole table used to do).
-        let bits: Vec<u16> = (0..=u16::MAX).collect();
-        let bytes: Vec<u8> = bits.iter().flat_map(|b| b.to_le_bytes()).collect();
-        let candle = candle_core::Tensor::from_raw_buffer(&bytes, DType::F16, &[bits.len()], &Device::Cpu)
-            .and_then(|t| t.to_dtype(DType::F32))
-            .and_then(|t| t.to_vec1::<f32>())
-            .unwrap();
-        for (&b, &want) in bits.iter().zip(&candle) {
-            let got = f16_to_f32(b);
-            assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{b:#06x}: {got} vs {want}");
-        }
+    fn f16_rows_widen_exactly() {
+        // 1.0, -2.0, the smallest subnormal and the largest finite f16, each summed with position and type.
         let table = WordTable::F16(vec![0x3c00, 0xc000, 0x0001, 0x7bff]);
         let mut row = Vec::new();
         table.push_sum(1, &[1.0, 1.0], &[0.5, 0.5], &mut row);
