@@ -215,7 +215,8 @@ fn the_int8_backend_runs_where_vnni_is_and_is_refused_elsewhere() {
     if Kernel::detect().is_vnni() {
         let e = built.expect("int8 loads on a CPU with VNNI");
         let name = e.backend_name();
-        assert!(name.starts_with("int8 (avx512-vnni;") && name.contains("products int8"), "{name}");
+        let kernel = if Kernel::detect().is_amx() { "avx512-vnni+amx" } else { "avx512-vnni" };
+        assert!(name.starts_with(&format!("int8 ({kernel};")) && name.contains("products int8"), "{name}");
         // And auto picks it there.
         assert_eq!(Backend::Auto.resolve(), Backend::Int8);
         let d = e.estimate(&["I can't believe they cancelled it again."]).unwrap()[0]

@@ -7,6 +7,7 @@
 //! multiply-adds per instruction, twice f32 FMA's rate) and one portable kernel compute the same integers, so
 //! the fast path can be checked against plain Rust bit for bit.
 
+use super::aligned::Aligned;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -27,6 +28,9 @@ pub struct Kernel(Kind);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// AVX-512 VNNI and, for the int8 products, Intel AMX (`tdpbusd`: a 16 x 64 by 64 x 16 tile product per
+    /// instruction), where the CPU has AMX-INT8 and the OS lets this process use it (see [`super::amx`]).
+    Amx,
     /// AVX-512 VNNI (`vpdpwssd`): 32 multiply-adds per instruction, twice f32 FMA's.
     Vnni,
     /// AVX2 (`vpmaddwd` + `vpaddd`): 16 multiply-adds per pair of instructions, for CPUs without AVX-512.
@@ -46,7 +50,7 @@ impl Kernel {
             && is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
         {
-            return Kernel(Kind::Vnni);
+            return Kernel(if super::amx::available() { Kind::Amx } else { Kind::Vnni });
         }
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
@@ -68,7 +72,21 @@ impl Kernel {
     /// Whether this is the AVX-512 VNNI kernel (true only on CPUs that have it): the one that runs int8
     /// products, and the one `auto` runs them on.
     pub fn is_vnni(self) -> bool {
-        self.0 == Kind::Vnni
+        matches!(self.0, Kind::Vnni | Kind::Amx)
+    }
+
+    /// Whether the int8 products run on AMX tiles (true only where [`super::amx`] found AMX-INT8 usable).
+    pub fn is_amx(self) -> bool {
+        self.0 == Kind::Amx
+    }
+
+    /// The same kernel with the int8 products on AVX-512 VNNI instead of AMX tiles: both compute the same
+    /// integers, so the output is the same; for comparing the two (`cargo bench --bench roofline`).
+    pub fn without_amx(self) -> Kernel {
+        match self.0 {
+            Kind::Amx => Kernel(Kind::Vnni),
+            kind => Kernel(kind),
+        }
     }
 
     /// Whether this is the AVX2 kernel; true only on CPUs with AVX2 and FMA.
@@ -80,6 +98,7 @@ impl Kernel {
 impl std::fmt::Display for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.0 {
+            Kind::Amx => "avx512-vnni+amx",
             Kind::Vnni => "avx512-vnni",
             Kind::Avx2 => "avx2",
             Kind::Portable => "portable",
@@ -96,12 +115,52 @@ pub struct QuantLinear {
     /// Inputs rounded up to a multiple of the VNNI group.
     padded_inputs: usize,
     tiles: usize,
-    packed: Vec<i16>,
+    packed: Aligned<i16>,
     /// Per padded output column: weight scale and bias.
     scale: Vec<f32>,
     bias: Vec<f32>,
     /// The largest activation integer for which no i32 sum over `inputs` can overflow.
     activation_max: f32,
+    /// The same weights as two byte planes for AMX, where this process can use it and the inputs are a
+    /// multiple of its tile's 64 (see [`BytePlanes`]).
+    planes: Option<BytePlanes>,
+}
+
+/// 16-bit integers split into bytes, `v = 256 hi + lo` with `lo` unsigned and `hi` signed, each plane packed
+/// as the int8 products pack theirs (per tile of 64 outputs, per group of 4 inputs, 64 x 4 bytes). AMX has no
+/// 16-bit product, but four byte products (`lo x lo`, `lo x hi`, `hi x lo`, `hi x hi`, each exact in i32)
+/// recombined with shifts give the int16 sum exactly: wrapping i32 arithmetic is exact modulo 2^32, and the
+/// layer's bit budget keeps the true sum inside i32. So AMX and VNNI give the same integers and floats.
+#[derive(Debug, Clone)]
+struct BytePlanes {
+    lo: Aligned<u8>,
+    hi: Aligned<i8>,
+}
+
+impl BytePlanes {
+    /// The planes of the VNNI packing `packed` (`tiles` tiles of `inputs / 2` pairs).
+    fn new(packed: &[i16], tiles: usize, inputs: usize) -> BytePlanes {
+        const G8: usize = 4;
+        let (pairs, groups) = (inputs / GROUP, inputs / G8);
+        let mut lo = Aligned::zeroed(tiles * groups * TILE_N * G8);
+        let mut hi = Aligned::zeroed(tiles * groups * TILE_N * G8);
+        for tile in 0..tiles {
+            for k in 0..inputs {
+                for lane in 0..TILE_N {
+                    let v = packed[(tile * pairs + k / GROUP) * TILE_STEP + lane * GROUP + k % GROUP];
+                    let at = (tile * groups + k / G8) * TILE_N * G8 + lane * G8 + k % G8;
+                    (lo[at], hi[at]) = split_bytes(v);
+                }
+            }
+        }
+        BytePlanes { lo, hi }
+    }
+}
+
+/// `v = 256 hi + lo`: the low byte unsigned, the high byte signed (an arithmetic shift).
+#[inline(always)]
+fn split_bytes(v: i16) -> (u8, i8) {
+    (v as u8, (v >> 8) as i8)
 }
 
 impl QuantLinear {
@@ -112,7 +171,7 @@ impl QuantLinear {
         let padded_inputs = inputs.div_ceil(GROUP) * GROUP;
         let tiles = outputs.div_ceil(TILE_N);
         let width = tiles * TILE_N;
-        let mut packed = vec![0i16; tiles * (padded_inputs / GROUP) * TILE_STEP];
+        let mut packed = Aligned::zeroed(tiles * (padded_inputs / GROUP) * TILE_STEP);
         let mut scale = vec![0f32; width];
         let mut padded_bias = vec![0f32; width];
         // |sum| <= inputs * weight_max * activation_max must stay below 2^31: split the bits evenly.
@@ -131,6 +190,8 @@ impl QuantLinear {
                 packed[(tile * (padded_inputs / GROUP) + k / GROUP) * TILE_STEP + lane * GROUP + k % GROUP] = q;
             }
         }
+        let planes = (super::amx::available() && padded_inputs % super::amx::TILE_K == 0)
+            .then(|| BytePlanes::new(&packed, tiles, padded_inputs));
         QuantLinear {
             outputs,
             inputs,
@@ -140,55 +201,96 @@ impl QuantLinear {
             scale,
             bias: padded_bias,
             activation_max,
+            planes,
         }
     }
 
-    /// Quantizes activations the way this layer's products need them (see [`QuantRows::quantize`]).
+    /// Quantizes activations the way this layer's products need them (see [`QuantRows::quantize`]): as byte
+    /// planes when `kernel` is AMX and this layer has them, else as 16-bit integers.
     pub fn quantize(&self, x: &[f32], rows: &mut QuantRows, kernel: Kernel) {
         assert_eq!(x.len() % self.inputs, 0, "activation width");
-        rows.quantize(x, self.inputs, self.activation_max, kernel);
+        let planes = kernel.is_amx() && self.planes.is_some();
+        rows.quantize(x, self.inputs, self.activation_max, kernel, planes);
     }
 
     /// `out[m, n] = x[m, :] . W[n, :] + b[n]` for every row of `x`; `out` is `[x.rows, outputs]`. With `parallel`,
     /// output tiles are shared between rayon's threads; each element's arithmetic is the same whatever the split,
     /// so results depend neither on the thread count nor on the other rows.
+    ///
+    /// Rows quantized as byte planes (by `quantize` with an AMX kernel) must be multiplied with that kernel.
     pub fn forward(&self, x: &QuantRows, out: &mut [f32], kernel: Kernel, parallel: bool) {
         assert_eq!(x.width, self.padded_inputs, "activation width");
         assert_eq!(out.len(), x.rows * self.outputs, "output shape");
+        assert!(!x.planes || (kernel.is_amx() && self.planes.is_some()), "rows quantized for AMX, {kernel} asked");
+        // AMX takes a tile's rows all at once (it configures its tiles once for them), VNNI 6 at a time.
+        let step = if x.planes { x.rows } else { TILE_M };
         // SAFETY: `block` writes only its own rows and tile of `out`, which is `[x.rows, outputs]`.
-        for_each_block(self.tiles, x.rows, out, parallel, |tile, row0, rows, out| unsafe {
+        for_each_block(self.tiles, x.rows, step, out, parallel, |tile, row0, rows, out| unsafe {
             self.block(x, row0, rows, tile, out, kernel)
         });
     }
 
-    /// One block of up to 6 rows by 64 columns.
+    /// The block of `x`'s rows from `row0` held in `a` (the activations or a plane of them) by tile `tile`'s
+    /// packed weights `b` (`groups` groups of inputs), written into `out` (`[x.rows, outputs]`).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile_block<'a, A, W>(
+        &'a self,
+        a: &'a [A],
+        b: &'a [W],
+        groups: usize,
+        x: &'a QuantRows,
+        row0: usize,
+        tile: usize,
+        out: *mut f32,
+    ) -> Block<'a, A, W> {
+        let (col0, rows) = (tile * TILE_N, a.len().checked_div(x.width).unwrap_or(0));
+        Block {
+            a,
+            lda: x.width,
+            b,
+            groups,
+            row_scale: &x.scale[row0..row0 + rows],
+            scale: &self.scale[col0..col0 + TILE_N],
+            bias: &self.bias[col0..col0 + TILE_N],
+            zero: &[],
+            weight_sum: &[],
+            // SAFETY: the caller's: `out` is `[x.rows, outputs]`, and row `row0` and column `col0` lie inside it.
+            out: unsafe { out.add(row0 * self.outputs + col0) },
+            ldo: self.outputs,
+            cols: TILE_N.min(self.outputs - col0),
+        }
+    }
+
+    /// One block of rows (up to 6, or any number for AMX) by 64 columns.
     unsafe fn block(&self, x: &QuantRows, row0: usize, rows: usize, tile: usize, out: *mut f32, kernel: Kernel) {
         // SAFETY: `out` points at `[x.rows, outputs]` floats (the caller's contract), so `row0 * outputs + col0` is inside
         // it; a fast kernel's `Kind` exists only where `Kernel::detect` found its instructions.
         unsafe {
             let groups = self.padded_inputs / GROUP;
+            #[cfg(target_arch = "x86_64")]
+            if let (true, Some(planes)) = (x.planes, &self.planes) {
+                // Four bytes per group in the planes, as in the int8 products.
+                let (g8, tile_bytes) = (self.padded_inputs / 4, self.padded_inputs * TILE_N);
+                let span = row0 * x.width..(row0 + rows) * x.width;
+                let lo = &planes.lo[tile * tile_bytes..(tile + 1) * tile_bytes];
+                let block = self.tile_block(&x.lo[span.clone()], lo, g8, x, row0, tile, out);
+                let hi = super::amx::HighBytes {
+                    a: x.hi[span].as_ptr() as *const i8,
+                    b: planes.hi[tile * tile_bytes..(tile + 1) * tile_bytes].as_ptr(),
+                };
+                // SAFETY: rows are quantized as planes only with an AMX kernel and a layer with planes (asserted
+                // by `forward`), whose inputs are a multiple of AMX's tile; the high planes have the low ones'
+                // shapes.
+                return super::amx::int16_rows(&block, hi, rows);
+            }
             let b = &self.packed[tile * groups * TILE_STEP..(tile + 1) * groups * TILE_STEP];
             let a = &x.data[row0 * x.width..(row0 + rows) * x.width];
-            let col0 = tile * TILE_N;
-            let cols = TILE_N.min(self.outputs - col0);
-            let block = Block {
-                a,
-                lda: x.width,
-                b,
-                groups,
-                row_scale: &x.scale[row0..row0 + rows],
-                scale: &self.scale[col0..col0 + TILE_N],
-                bias: &self.bias[col0..col0 + TILE_N],
-                zero: &[],
-                weight_sum: &[],
-                out: out.add(row0 * self.outputs + col0),
-                ldo: self.outputs,
-                cols,
-            };
+            let block = self.tile_block(a, b, groups, x, row0, tile, out);
             match kernel.0 {
-                // SAFETY (the caller's): `Kind::Vnni` exists only where `Kernel::detect` found the instructions.
+                // SAFETY (the caller's): `Kind::Vnni` and `Kind::Amx` exist only where `Kernel::detect` found
+                // AVX-512 VNNI.
                 #[cfg(target_arch = "x86_64")]
-                Kind::Vnni => vnni_rows::<false, _, _>(&block, rows),
+                Kind::Vnni | Kind::Amx => vnni_rows::<false, _, _>(&block, rows),
                 #[cfg(target_arch = "x86_64")]
                 Kind::Avx2 => match rows {
                     // Six rows would need 24 accumulators: two calls of up to three rows each.
@@ -215,22 +317,24 @@ impl QuantLinear {
     }
 }
 
-/// Calls `block(tile, row0, rows, out)` for every block of up to [`TILE_M`] rows by one tile of output columns,
+/// Calls `block(tile, row0, rows, out)` for every block of up to `step` rows by one tile of output columns,
 /// tiles shared between rayon's threads with `parallel`. `block` must write only its own block of `out`: each
 /// element's arithmetic is then the same whatever the split, so results depend neither on the thread count
 /// nor on the other rows.
 pub(super) fn for_each_block(
     tiles: usize,
     rows: usize,
+    step: usize,
     out: &mut [f32],
     parallel: bool,
     block: impl Fn(usize, usize, usize, *mut f32) + Sync,
 ) {
     let out_ptr = SharedOut(out.as_mut_ptr());
+    let step = step.max(1);
     let tile = |tile: usize| {
         let out_ptr = &out_ptr;
-        for row0 in (0..rows).step_by(TILE_M) {
-            block(tile, row0, TILE_M.min(rows - row0), out_ptr.0);
+        for row0 in (0..rows).step_by(step) {
+            block(tile, row0, step.min(rows - row0), out_ptr.0);
         }
     };
     if parallel {
@@ -273,28 +377,40 @@ pub struct QuantRows {
     pub rows: usize,
     /// Values per row (inputs rounded up to the VNNI group; the padding is zero).
     pub width: usize,
-    data: Vec<i16>,
+    data: Aligned<i16>,
     scale: Vec<f32>,
+    /// Whether the rows are held as byte planes (`lo`, `hi`, see [`BytePlanes`]) for AMX instead of in `data`.
+    planes: bool,
+    lo: Aligned<u8>,
+    hi: Aligned<u8>,
 }
 
 impl QuantRows {
     /// Bytes allocated.
     pub(super) fn bytes(&self) -> usize {
-        self.data.capacity() * 2 + self.scale.capacity() * 4
+        self.data.bytes() + self.lo.bytes() + self.hi.bytes() + self.scale.capacity() * 4
     }
 
     /// Quantizes `x` (`[rows, cols]`, row-major) into this buffer, reusing its allocation.
-    fn quantize(&mut self, x: &[f32], cols: usize, max_int: f32, kernel: Kernel) {
+    fn quantize(&mut self, x: &[f32], cols: usize, max_int: f32, kernel: Kernel, planes: bool) {
         let rows = x.len() / cols;
         let width = cols.div_ceil(GROUP) * GROUP;
         self.rows = rows;
         self.width = width;
-        refit(&mut self.data, rows * width);
+        self.planes = planes;
         refit(&mut self.scale, rows);
+        #[cfg(target_arch = "x86_64")]
+        if planes {
+            self.lo.resize(rows * width);
+            self.hi.resize(rows * width);
+            // SAFETY: planes are asked for only with an AMX kernel, which exists only where AVX-512 was found.
+            return unsafe { quantize_planes_avx512(x, cols, width, max_int, self) };
+        }
+        self.data.resize(rows * width);
         match kernel.0 {
-            // SAFETY: `Kind::Vnni` exists only where `Kernel::detect` found AVX-512.
+            // SAFETY: `Kind::Vnni` and `Kind::Amx` exist only where `Kernel::detect` found AVX-512.
             #[cfg(target_arch = "x86_64")]
-            Kind::Vnni => unsafe { quantize_avx512(x, cols, width, max_int, &mut self.data, &mut self.scale) },
+            Kind::Vnni | Kind::Amx => unsafe { quantize_avx512(x, cols, width, max_int, &mut self.data, &mut self.scale) },
             // SAFETY: `Kind::Avx2` exists only where `Kernel::detect` found AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
             Kind::Avx2 => unsafe { quantize_avx2(x, cols, width, max_int, &mut self.data, &mut self.scale) },
@@ -327,17 +443,45 @@ unsafe fn quantize_avx2(x: &[f32], cols: usize, width: usize, max_int: f32, data
 #[inline(always)]
 fn quantize_rows(x: &[f32], cols: usize, width: usize, max_int: f32, data: &mut [i16], scale: &mut [f32]) {
     for ((src, dst), scale) in x.chunks_exact(cols).zip(data.chunks_exact_mut(width)).zip(scale.iter_mut()) {
-        let max = super::ops::max_abs(src);
-        let s = if max > 0.0 { max / max_int } else { 1.0 };
-        let inv = 1.0 / s;
-        *scale = s;
+        let inv = row_step(src, max_int, scale);
         dst[cols..].fill(0);
         for (d, v) in dst.iter_mut().zip(src) {
-            // |v * inv| <= max_int < 2^15, so adding 1.5 * 2^23 rounds it (ties to even) into the low mantissa
-            // bits as a two's-complement integer: a vector add and mask instead of a checked conversion.
-            *d = ((v * inv + 12_582_912.0).to_bits() & 0xffff) as u16 as i16;
+            *d = to_i16(*v, inv);
         }
     }
+}
+
+/// [`quantize_rows`] into byte planes ([`split_bytes`] of the same integers), compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn quantize_planes_avx512(x: &[f32], cols: usize, width: usize, max_int: f32, rows: &mut QuantRows) {
+    let planes = rows.lo.chunks_exact_mut(width).zip(rows.hi.chunks_exact_mut(width));
+    for ((src, (lo, hi)), scale) in x.chunks_exact(cols).zip(planes).zip(rows.scale.iter_mut()) {
+        let inv = row_step(src, max_int, scale);
+        lo[cols..].fill(0);
+        hi[cols..].fill(0);
+        for ((lo, hi), v) in lo.iter_mut().zip(hi.iter_mut()).zip(src) {
+            let (l, h) = split_bytes(to_i16(*v, inv));
+            (*lo, *hi) = (l, h as u8);
+        }
+    }
+}
+
+/// A row's step (stored in `scale`) for integers up to `max_int`, and its inverse, by which values are scaled.
+#[inline(always)]
+fn row_step(src: &[f32], max_int: f32, scale: &mut f32) -> f32 {
+    let max = super::ops::max_abs(src);
+    let s = if max > 0.0 { max / max_int } else { 1.0 };
+    *scale = s;
+    1.0 / s
+}
+
+/// `v * inv` rounded to an integer (ties to even).
+#[inline(always)]
+fn to_i16(v: f32, inv: f32) -> i16 {
+    // |v * inv| <= max_int < 2^15, so adding 1.5 * 2^23 rounds it (ties to even) into the low mantissa bits as a
+    // two's-complement integer: a vector add and mask instead of a checked conversion.
+    ((v * inv + 12_582_912.0).to_bits() & 0xffff) as u16 as i16
 }
 
 /// The reference kernel: the same integer sums and the same f32 rescaling as the vector ones, for `G` inputs per
@@ -460,27 +604,38 @@ unsafe fn store_avx512<A, W, const R: usize>(acc: [[__m512i; 4]; R], blk: &Block
     // tile's 64 columns and `zero` its rows; stores are masked to `blk.cols` columns of `R` rows inside `out`.
     unsafe {
         for (r, row) in acc.iter().enumerate() {
-            let rs = _mm512_set1_ps(blk.row_scale[r]);
-            let zero = _mm512_set1_epi32(blk.zero.get(r).copied().unwrap_or(0));
-            for (v, lane) in row.iter().enumerate() {
-                let col = v * 16;
-                if col >= blk.cols {
-                    break;
-                }
-                let mut sum = *lane;
-                if !blk.zero.is_empty() {
-                    let sums = _mm512_loadu_si512(blk.weight_sum.as_ptr().add(col) as *const _);
-                    sum = _mm512_sub_epi32(sum, _mm512_mullo_epi32(zero, sums));
-                }
-                let s = _mm512_mul_ps(rs, _mm512_loadu_ps(blk.scale.as_ptr().add(col)));
-                let y = _mm512_add_ps(
-                    _mm512_mul_ps(_mm512_cvtepi32_ps(sum), s),
-                    _mm512_loadu_ps(blk.bias.as_ptr().add(col)),
-                );
-                let left = blk.cols - col;
-                let mask: __mmask16 = if left >= 16 { 0xffff } else { (1u16 << left) - 1 };
-                _mm512_mask_storeu_ps(blk.out.add(r * blk.ldo + col), mask, y);
+            store_row_avx512(row, r, blk);
+        }
+    }
+}
+
+/// Row `r` of [`store_avx512`]: one row's sums for the tile's 64 columns, rescaled and stored.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
+pub(super) unsafe fn store_row_avx512<A, W>(row: &[__m512i; 4], r: usize, blk: &Block<A, W>) {
+    // SAFETY: as for `store_avx512`, with `r` one of the block's rows.
+    unsafe {
+        let rs = _mm512_set1_ps(blk.row_scale[r]);
+        let zero = _mm512_set1_epi32(blk.zero.get(r).copied().unwrap_or(0));
+        for (v, lane) in row.iter().enumerate() {
+            let col = v * 16;
+            if col >= blk.cols {
+                break;
             }
+            let mut sum = *lane;
+            if !blk.zero.is_empty() {
+                let sums = _mm512_loadu_si512(blk.weight_sum.as_ptr().add(col) as *const _);
+                sum = _mm512_sub_epi32(sum, _mm512_mullo_epi32(zero, sums));
+            }
+            let s = _mm512_mul_ps(rs, _mm512_loadu_ps(blk.scale.as_ptr().add(col)));
+            let y = _mm512_add_ps(
+                _mm512_mul_ps(_mm512_cvtepi32_ps(sum), s),
+                _mm512_loadu_ps(blk.bias.as_ptr().add(col)),
+            );
+            let left = blk.cols - col;
+            let mask: __mmask16 = if left >= 16 { 0xffff } else { (1u16 << left) - 1 };
+            _mm512_mask_storeu_ps(blk.out.add(r * blk.ldo + col), mask, y);
         }
     }
 }
@@ -580,6 +735,45 @@ pub(super) mod tests {
             assert_eq!(fast, portable, "{fast_kernel} against the portable kernel");
         }
         assert_near_f32(&portable, &x, &w, &b, (m, k, n), 0.02);
+    }
+
+    #[test]
+    fn int16_on_amx_byte_planes_agrees_bit_for_bit_with_the_portable_kernel() {
+        // Row counts around AMX's 16-row tiles; 128 and 1,536 inputs (12- and 11-bit integers, whose high
+        // bytes run negative) and 100 (not a multiple of AMX's 64: VNNI); 83 outputs (a partial tile). Each
+        // row's largest value and each weight row's largest weight quantize to the integer limits.
+        for k in [128, 1536, 100] {
+            let n = 83;
+            let layer = QuantLinear::new(&pseudo_random(n * k, 11), &pseudo_random(n, 12), n, k);
+            for m in [1, 5, 15, 16, 17, 33, 70] {
+                let x: Vec<f32> = pseudo_random(m * k, 13 + m as u32).iter().map(|v| v * v * v * 4.0).collect();
+                let mut q = QuantRows::default();
+                layer.quantize(&x, &mut q, Kernel::portable());
+                let mut portable = vec![0f32; m * n];
+                layer.forward(&q, &mut portable, Kernel::portable(), false);
+                for kernel in [Kernel::detect(), Kernel::detect().without_amx()].into_iter().filter(|k| k.is_fast()) {
+                    let mut q_fast = QuantRows::default();
+                    layer.quantize(&x, &mut q_fast, kernel);
+                    assert_eq!(q_fast.planes, kernel.is_amx() && k % 64 == 0, "{kernel}, {k} inputs");
+                    let mut fast = vec![f32::NAN; m * n];
+                    layer.forward(&q_fast, &mut fast, kernel, m > 20);
+                    assert_eq!(fast, portable, "{kernel}, {m} rows, {k} inputs");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_quantized_for_amx_are_refused_by_another_kernel() {
+        let layer = QuantLinear::new(&pseudo_random(64 * 64, 1), &[0.0; 64], 64, 64);
+        let kernel = Kernel::detect();
+        let mut q = QuantRows::default();
+        layer.quantize(&pseudo_random(64, 2), &mut q, kernel);
+        assert_eq!(q.planes, kernel.is_amx());
+        if q.planes {
+            let refused = std::panic::catch_unwind(|| layer.forward(&q, &mut [0.0; 64], kernel.without_amx(), false));
+            assert!(refused.is_err(), "byte planes read as 16-bit rows");
+        }
     }
 
     /// Every element of `got` (`[m, n]`) within `tolerance` of `x W^T + b` computed in f32.

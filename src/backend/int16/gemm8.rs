@@ -15,6 +15,7 @@
 //! multiply-adds); the zero point is removed exactly afterwards by subtracting `zero x` the column's weight
 //! sum. The VNNI kernel and the portable kernel compute the same integers and the same floats.
 
+use super::aligned::Aligned;
 use super::gemm::{for_each_block, portable_block, refit, Block, Kernel, TILE_N};
 
 /// Inputs per `vpdpbusd` group (four u8 x i8 products per i32 lane).
@@ -34,7 +35,7 @@ pub struct Int8Linear {
     inputs: usize,
     padded_inputs: usize,
     tiles: usize,
-    packed: Vec<i8>,
+    packed: Aligned<i8>,
     /// Per input channel, `1 / s_j`: what activations are multiplied by before quantization (0 for the outlier
     /// channels, which the int8 product then sees as exact zeros).
     smooth_inv: Vec<f32>,
@@ -66,7 +67,7 @@ impl Int8Linear {
         let groups = padded_inputs / GROUP;
         let tiles = outputs.div_ceil(TILE_N);
         let width = tiles * TILE_N;
-        let mut packed = vec![0i8; tiles * groups * TILE_STEP];
+        let mut packed = Aligned::zeroed(tiles * groups * TILE_STEP);
         let (mut scale, mut padded_bias, mut weight_sum) = (vec![0f32; width], vec![0f32; width], vec![0i32; width]);
         let mut row = vec![0f32; inputs];
         for n in 0..outputs {
@@ -134,9 +135,12 @@ impl Int8Linear {
     pub fn forward(&self, x: &Rows8, out: &mut [f32], kernel: Kernel, parallel: bool) {
         assert_eq!(x.width, self.padded_inputs, "activation width");
         assert_eq!(out.len(), x.rows * self.outputs, "output shape");
+        // AMX takes a tile's rows all at once (it configures its tiles once for them), VNNI 6 at a time.
+        let amx = kernel.is_amx() && self.padded_inputs % super::amx::TILE_K == 0;
+        let step = if amx { x.rows } else { super::gemm::TILE_M };
         // SAFETY: `block` writes only its own rows and tile of `out`, which is `[x.rows, outputs]`.
-        for_each_block(self.tiles, x.rows, out, parallel, |tile, row0, rows, out| unsafe {
-            self.block(x, row0, rows, tile, out, kernel)
+        for_each_block(self.tiles, x.rows, step, out, parallel, |tile, row0, rows, out| unsafe {
+            self.block(x, row0, rows, tile, out, kernel, amx)
         });
         if self.outliers.is_empty() {
             return;
@@ -149,8 +153,9 @@ impl Int8Linear {
         add_outliers(out, &x.outliers, &self.outlier_weight, self.outputs)
     }
 
-    /// One block of up to 6 rows by 64 columns.
-    unsafe fn block(&self, x: &Rows8, row0: usize, rows: usize, tile: usize, out: *mut f32, kernel: Kernel) {
+    /// One block of rows (up to 6, or any number with `amx`) by 64 columns.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(&self, x: &Rows8, row0: usize, rows: usize, tile: usize, out: *mut f32, kernel: Kernel, amx: bool) {
         let groups = self.padded_inputs / GROUP;
         let col0 = tile * TILE_N;
         let block = Block {
@@ -168,14 +173,19 @@ impl Int8Linear {
             ldo: self.outputs,
             cols: TILE_N.min(self.outputs - col0),
         };
-        // SAFETY: the VNNI kernel runs only where `Kernel::detect` found its instructions; both kernels write
-        // only the block's rows and columns.
+        // SAFETY: the VNNI kernel runs only where `Kernel::detect` found its instructions, and AMX only where it
+        // also found AMX usable (`is_amx`), on inputs a multiple of its tile's (`amx`, checked by `forward`); all
+        // kernels write only the block's rows and columns.
         unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if amx {
+                return super::amx::int8_rows(&block, rows);
+            }
             #[cfg(target_arch = "x86_64")]
             if kernel.is_vnni() {
                 return super::gemm::vnni_rows::<true, _, _>(&block, rows);
             }
-            let _ = kernel;
+            let _ = (kernel, amx);
             portable_block::<u8, i8, GROUP>(&block, rows)
         }
     }
@@ -276,7 +286,7 @@ pub struct Rows8 {
     pub rows: usize,
     /// Values per row (inputs rounded up to the group; the padding holds the zero point, i.e. zero).
     pub width: usize,
-    data: Vec<u8>,
+    data: Aligned<u8>,
     scale: Vec<f32>,
     zero: Vec<i32>,
     /// The outlier channels' values, `[rows, outliers]`, in f32.
@@ -286,14 +296,14 @@ pub struct Rows8 {
 impl Rows8 {
     /// Bytes allocated.
     pub(super) fn bytes(&self) -> usize {
-        self.data.capacity() + (self.scale.capacity() + self.zero.capacity() + self.outliers.capacity()) * 4
+        self.data.bytes() + (self.scale.capacity() + self.zero.capacity() + self.outliers.capacity()) * 4
     }
 
     fn quantize(&mut self, x: &[f32], cols: usize, width: usize, smooth_inv: &[f32], kernel: Kernel) {
         let rows = x.len() / cols;
         self.rows = rows;
         self.width = width;
-        refit(&mut self.data, rows * width);
+        self.data.resize(rows * width);
         refit(&mut self.scale, rows);
         refit(&mut self.zero, rows);
         #[cfg(target_arch = "x86_64")]
@@ -384,6 +394,31 @@ mod tests {
         }
         // 8 bits each side over 70 inputs, one of them 30 times the others.
         assert_near_f32(&portable, &x, &w, &b, (m, k, n), 0.6);
+    }
+
+    #[test]
+    fn amx_tiles_and_vnni_agree_bit_for_bit_with_the_portable_kernel() {
+        // Row counts around the tiles' 16 and the kernel's blocks of 32 (a lone top tile, top and bottom, a
+        // short bottom); 128 and 192 inputs (two and three tile steps) and 100 (not a tile multiple: VNNI);
+        // 83 outputs (a partial column tile); an outlier channel and zero points from GELU-like rows.
+        let kernels = [Kernel::detect(), Kernel::detect().without_amx()];
+        for k in [128, 192, 100] {
+            let n = 83;
+            let w = pseudo_random(n * k, 7);
+            let layer = Int8Linear::new(&w, &pseudo_random(n, 8), n, k, &vec![1.5; k], &[3]);
+            for m in [1, 5, 15, 16, 17, 31, 32, 33, 48, 70] {
+                let x: Vec<f32> = pseudo_random(m * k, m as u32).iter().map(|v| v.max(-0.17) * 3.0).collect();
+                let mut q = Rows8::default();
+                layer.quantize(&x, &mut q, Kernel::portable());
+                let mut portable = vec![0f32; m * n];
+                layer.forward(&q, &mut portable, Kernel::portable(), false);
+                for kernel in kernels.into_iter().filter(|k| k.is_vnni()) {
+                    let mut fast = vec![f32::NAN; m * n];
+                    layer.forward(&q, &mut fast, kernel, m > 20);
+                    assert_eq!(fast, portable, "{kernel}, {m} rows, {k} inputs");
+                }
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! The kernel is chosen by [`Kernel::detect`] or [`Kernel::portable`] only: a fast kernel cannot be asked for on
 //! a CPU without its instructions, so the `unsafe` calls into it below are sound by construction.
 
+mod aligned;
+mod amx;
 mod calibration;
 mod gemm;
 mod gemm8;
