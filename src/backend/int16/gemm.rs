@@ -127,7 +127,7 @@ pub struct QuantLinear {
 }
 
 /// 16-bit integers split into bytes, `v = 256 hi + lo` with `lo` unsigned and `hi` signed, each plane packed
-/// as the int8 products pack theirs (per tile of 64 outputs, per group of 4 inputs, 64 x 4 bytes). AMX has no
+/// as AMX reads it (see [`super::amx::tile_packing`]). AMX has no
 /// 16-bit product, but four byte products (`lo x lo`, `lo x hi`, `hi x lo`, `hi x hi`, each exact in i32)
 /// recombined with shifts give the int16 sum exactly: wrapping i32 arithmetic is exact modulo 2^32, and the
 /// layer's bit budget keeps the true sum inside i32. So AMX and VNNI give the same integers and floats.
@@ -148,7 +148,7 @@ impl BytePlanes {
             for k in 0..inputs {
                 for lane in 0..TILE_N {
                     let v = packed[(tile * pairs + k / GROUP) * TILE_STEP + lane * GROUP + k % GROUP];
-                    let at = (tile * groups + k / G8) * TILE_N * G8 + lane * G8 + k % G8;
+                    let at = super::amx::tile_packing(tile, lane, k, groups);
                     (lo[at], hi[at]) = split_bytes(v);
                 }
             }
