@@ -181,3 +181,26 @@ fn works_outside_the_checkout_and_passes_over_an_incomplete_model_folder() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("models/emoarc-minilm"), "{}", stderr(&out));
 }
+
+#[test]
+fn emoarc_amx_0_turns_the_tiles_off_and_changes_no_score() {
+    // Where the CPU has AMX, the default run's products go on tiles and `EMOARC_AMX=0` keeps them on VNNI; the
+    // two compute the same integers, so the scores must be the same bytes. Elsewhere both runs are VNNI (or
+    // the fallback kernels) and must agree all the more.
+    let run = |amx: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_emoarc"));
+        command.args(["score", "examples/utterances.txt", "--device", "cpu"]).current_dir(common::root());
+        command.env_remove("EMOARC_MODEL").env_remove("EMOARC_AMX");
+        if let Some(value) = amx {
+            command.env("EMOARC_AMX", value);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    };
+    let (default, off) = (run(None), run(Some("0")));
+    assert_eq!(default.stdout, off.stdout, "scores with and without AMX");
+    assert!(!stderr(&off).contains("+amx"), "{}", stderr(&off));
+    let amx = emoarc::backend::int16::Kernel::detect().is_amx();
+    assert_eq!(stderr(&default).contains("avx512-vnni+amx"), amx, "{}", stderr(&default));
+}
