@@ -74,17 +74,26 @@ fn vnni_peak(int8: bool) -> Option<f64> {
     if !is_x86_feature_detected!("avx512vnni") {
         return None;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let iters = 20_000_000;
+    // SAFETY: the CPU has AVX-512 VNNI (checked above).
+    let (threads, seconds) = on_every_core(|| {
+        std::hint::black_box(unsafe { spin(iters, int8) });
+    });
+    let ops_per_instruction = if int8 { 128 } else { 64 };
+    Some((threads * iters * 24 * ops_per_instruction) as f64 / seconds / 1e9)
+}
+
+#[cfg(target_arch = "x86_64")]
+/// Runs `work` once on each core at the same time: how many ran, and the seconds until all were done.
+fn on_every_core(work: impl Fn() + Sync) -> (usize, f64) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let t = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
-            // SAFETY: the CPU has AVX-512 VNNI (checked above).
-            s.spawn(|| std::hint::black_box(unsafe { spin(iters, int8) }));
+            s.spawn(&work);
         }
     });
-    let ops_per_instruction = if int8 { 128 } else { 64 };
-    Some((threads * iters * 24 * ops_per_instruction) as f64 / t.elapsed().as_secs_f64() / 1e9)
+    (threads, t.elapsed().as_secs_f64())
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -126,16 +135,10 @@ fn amx_peak() -> Option<f64> {
     if !emoarc::backend::int16::Kernel::detect().is_amx() {
         return None;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let iters = 2_000_000;
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            // SAFETY: AMX is usable here (checked above).
-            s.spawn(|| unsafe { spin(iters) });
-        }
-    });
-    Some((threads * iters * 4 * 16 * 16 * 64 * 2) as f64 / t.elapsed().as_secs_f64() / 1e9)
+    // SAFETY: AMX is usable here (checked above).
+    let (threads, seconds) = on_every_core(|| unsafe { spin(iters) });
+    Some((threads * iters * 4 * 16 * 16 * 64 * 2) as f64 / seconds / 1e9)
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -89,17 +89,21 @@ struct TileConfig {
 }
 
 impl TileConfig {
+    /// Tiles tmm0-7 with the given rows (1 to 16 each) of 64 bytes; the others unconfigured.
+    fn new(rows: [usize; 8]) -> TileConfig {
+        let mut config = TileConfig { palette: 1, start_row: 0, reserved: [0; 14], bytes_per_row: [0; 16], rows: [0; 16] };
+        config.bytes_per_row[..8].fill(64);
+        config.rows[..8].copy_from_slice(&rows.map(|r| r as u8));
+        config
+    }
+
     /// The int8 kernel's tiles for a block of `top + bottom` rows (`1 <= top <= 16`, `bottom <= 16`):
     /// tmm0-3 the sums of the top and bottom row tiles by the left and right 16 columns, tmm4-5 the top and
     /// bottom activations, tmm6-7 the left and right weights. With no bottom rows, its tiles get one row and
     /// go unused (a tile of zero rows would fault if touched).
     fn int8(top: usize, bottom: usize) -> TileConfig {
-        let (t, b) = (top as u8, bottom.max(1) as u8);
-        let mut rows = [0u8; 16];
-        rows[..8].copy_from_slice(&[t, t, b, b, t, b, TILE_ROWS as u8, TILE_ROWS as u8]);
-        let mut bytes_per_row = [0u16; 16];
-        bytes_per_row[..8].fill(64);
-        TileConfig { palette: 1, start_row: 0, reserved: [0; 14], bytes_per_row, rows }
+        let (t, b) = (top, bottom.max(1));
+        TileConfig::new([t, t, b, b, t, b, TILE_ROWS, TILE_ROWS])
     }
 
     /// The int16 kernel's tiles for `rows` rows (1 to 16) by 16 columns: tmm0 the low-by-low sums, tmm1 the
@@ -107,16 +111,43 @@ impl TileConfig {
     /// tmm5-6 the weights' (see `super::gemm::BytePlanes`); tmm7 unused. (Double-buffering the activations'
     /// low bytes in tmm7, two steps at a time, measured no faster.)
     fn int16(rows: usize) -> TileConfig {
-        let r = rows as u8;
-        let mut config = TileConfig::int8(rows, rows);
-        config.rows[..8].copy_from_slice(&[r, r, r, r, r, TILE_ROWS as u8, TILE_ROWS as u8, 1]);
-        config
+        let r = rows;
+        TileConfig::new([r, r, r, r, r, TILE_ROWS, TILE_ROWS, 1])
+    }
+
+    /// Makes this the calling thread's tile configuration.
+    ///
+    /// # Safety
+    /// [`available`] must have returned true.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load(&self) {
+        // SAFETY: the caller's: this process may use the tiles; `self` is a valid 64-byte configuration.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) self as *const TileConfig, options(nostack, readonly, preserves_flags)) };
     }
 }
 
 /// The sums of one block of 32 rows by 64 columns, as `tilestored` writes them.
 #[repr(C, align(64))]
 struct Sums([[i32; 64]; 2 * TILE_ROWS]);
+
+impl Sums {
+    /// The first `rows` rows, rescaled by the VNNI kernel's store into `blk`'s rows from `row0`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512, and `blk` must address rows `row0..row0 + rows` of its output.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn store<A, W>(&self, rows: usize, row0: usize, blk: &Block<A, W>) {
+        for (r, row) in self.0[..rows].iter().enumerate() {
+            let p = row.as_ptr() as *const __m512i;
+            // SAFETY: each row is 64 aligned i32, four vectors; the rest is the caller's contract.
+            unsafe {
+                let lanes = [0, 1, 2, 3].map(|v| _mm512_load_si512(p.add(v)));
+                store_row_avx512(&lanes, row0 + r, blk);
+            }
+        }
+    }
+}
 
 /// Where the high bytes of an int16 block's activations and weights start (the low ones are the block's own
 /// `a` and `b`), laid out as the low ones.
@@ -148,8 +179,7 @@ pub(super) unsafe fn int16_rows(blk: &Block<u8, u8>, hi: HighBytes, rows: usize)
         while row0 < rows {
             let top = (rows - row0).min(TILE_ROWS);
             if loaded != top {
-                let config = TileConfig::int16(top);
-                asm!("ldtilecfg [{}]", in(reg) &config as *const TileConfig, options(nostack, readonly, preserves_flags));
+                TileConfig::int16(top).load();
                 loaded = top;
             }
             for quarter in 0..blk.cols.div_ceil(16) {
@@ -190,11 +220,7 @@ pub(super) unsafe fn int16_rows(blk: &Block<u8, u8>, hi: HighBytes, rows: usize)
                     _mm512_store_si512(sums.0[r].as_mut_ptr().add(quarter * 16) as *mut __m512i, sum);
                 }
             }
-            for (r, row) in sums.0[..top].iter().enumerate() {
-                let p = row.as_ptr() as *const __m512i;
-                let lanes = [_mm512_load_si512(p), _mm512_load_si512(p.add(1)), _mm512_load_si512(p.add(2)), _mm512_load_si512(p.add(3))];
-                store_row_avx512(&lanes, row0 + r, blk);
-            }
+            sums.store(top, row0, blk);
             row0 += top;
         }
         asm!("tilerelease", options(nomem, nostack, preserves_flags));
@@ -227,8 +253,7 @@ pub(super) unsafe fn int8_rows(blk: &Block<u8, i8>, rows: usize) {
             let top = (rows - row0).min(TILE_ROWS);
             let bottom = (rows - row0 - top).min(TILE_ROWS);
             if loaded != Some((top, bottom.max(1))) {
-                let config = TileConfig::int8(top, bottom);
-                asm!("ldtilecfg [{}]", in(reg) &config as *const TileConfig, options(nostack, readonly, preserves_flags));
+                TileConfig::int8(top, bottom).load();
                 loaded = Some((top, bottom.max(1)));
             }
             for half in 0..2 {
@@ -273,11 +298,7 @@ pub(super) unsafe fn int8_rows(blk: &Block<u8, i8>, rows: usize) {
                     );
                 }
             }
-            for (r, row) in sums.0[..top + bottom].iter().enumerate() {
-                let p = row.as_ptr() as *const __m512i;
-                let lanes = [_mm512_load_si512(p), _mm512_load_si512(p.add(1)), _mm512_load_si512(p.add(2)), _mm512_load_si512(p.add(3))];
-                store_row_avx512(&lanes, row0 + r, blk);
-            }
+            sums.store(top + bottom, row0, blk);
             row0 += top + bottom;
         }
         asm!("tilerelease", options(nomem, nostack, preserves_flags));

@@ -28,8 +28,8 @@ pub struct Kernel(Kind);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// AVX-512 VNNI and, for the int8 products, Intel AMX (`tdpbusd`: a 16 x 64 by 64 x 16 tile product per
-    /// instruction), where the CPU has AMX-INT8 and the OS lets this process use it (see [`super::amx`]).
+    /// AVX-512 VNNI, with the products on Intel AMX tiles (`tdpbusd`: a 16 x 64 by 64 x 16 tile product per
+    /// instruction) where the CPU has AMX-INT8 and the OS lets this process use it (see [`super::amx`]).
     Amx,
     /// AVX-512 VNNI (`vpdpwssd`): 32 multiply-adds per instruction, twice f32 FMA's.
     Vnni,
@@ -75,13 +75,13 @@ impl Kernel {
         matches!(self.0, Kind::Vnni | Kind::Amx)
     }
 
-    /// Whether the int8 products run on AMX tiles (true only where [`super::amx`] found AMX-INT8 usable).
+    /// Whether the products run on AMX tiles (true only where [`super::amx`] found AMX-INT8 usable).
     pub fn is_amx(self) -> bool {
         self.0 == Kind::Amx
     }
 
-    /// The same kernel with the int8 products on AVX-512 VNNI instead of AMX tiles: both compute the same
-    /// integers, so the output is the same; for comparing the two (`cargo bench --bench roofline`).
+    /// The same kernel with the products on AVX-512 VNNI instead of AMX tiles: both compute the same integers,
+    /// so the output is the same; for comparing the two (`cargo bench --bench roofline`, the kernel tests).
     pub fn without_amx(self) -> Kernel {
         match self.0 {
             Kind::Amx => Kernel(Kind::Vnni),
@@ -275,7 +275,7 @@ impl QuantLinear {
                 let lo = &planes.lo[tile * tile_bytes..(tile + 1) * tile_bytes];
                 let block = self.tile_block(&x.lo[span.clone()], lo, g8, x, row0, tile, out);
                 let hi = super::amx::HighBytes {
-                    a: x.hi[span].as_ptr() as *const i8,
+                    a: x.hi[span].as_ptr(),
                     b: planes.hi[tile * tile_bytes..(tile + 1) * tile_bytes].as_ptr(),
                 };
                 // SAFETY: rows are quantized as planes only with an AMX kernel and a layer with planes (asserted
@@ -382,7 +382,7 @@ pub struct QuantRows {
     /// Whether the rows are held as byte planes (`lo`, `hi`, see [`BytePlanes`]) for AMX instead of in `data`.
     planes: bool,
     lo: Aligned<u8>,
-    hi: Aligned<u8>,
+    hi: Aligned<i8>,
 }
 
 impl QuantRows {
@@ -461,8 +461,7 @@ unsafe fn quantize_planes_avx512(x: &[f32], cols: usize, width: usize, max_int: 
         lo[cols..].fill(0);
         hi[cols..].fill(0);
         for ((lo, hi), v) in lo.iter_mut().zip(hi.iter_mut()).zip(src) {
-            let (l, h) = split_bytes(to_i16(*v, inv));
-            (*lo, *hi) = (l, h as u8);
+            (*lo, *hi) = split_bytes(to_i16(*v, inv));
         }
     }
 }
