@@ -6,7 +6,8 @@ level, the share of the neutral lines (`data/neutral.txt`) with any output above
 
 - `global affine (squared error)`: one `sigmoid(a z + c)` for all categories, fitted to the labels;
 - `per-category affine`: one per category, fitted the same way, pulled toward the global one;
-- `global affine (level means)`: fitted so the mean output at each label level (0, .25, .5, .75, 1) is the level.
+- `global affine (level means)`: fitted so the mean output at each label level (0, .25, .5, .75, 1) is the level;
+- `temperature (level means)`: the same with c = 0, so no output crosses 0.5.
 
 A map that is monotone in each category leaves presence AUC and Spearman among present cells unchanged, so the
 question is only whether it can raise the slope without false positives on neutral text.
@@ -90,6 +91,11 @@ def main():
 
     m = fit_affine(level_loss)
     report(f"global affine, level means (a={m[0]:.2f}, c={m[1]:.2f})", sigmoid(m[0] * zt + m[1]), tt, sigmoid(m[0] * zn + m[1]))
+    # A temperature alone (c = 0): outputs of 0.5 stay where they are, so nothing crosses 0.5 either way and the
+    # neutral false positives cannot change; it only spreads the outputs away from 0.5.
+    grid = np.linspace(0.5, 4.0, 351)
+    a = grid[np.argmin([level_loss(a, 0.0) for a in grid])]
+    report(f"temperature, level means (a={a:.2f}, c=0)", sigmoid(a * zt), tt, sigmoid(a * zn))
 
 
 if __name__ == "__main__":

@@ -115,9 +115,10 @@ def normalise_xed(text):
 
 
 class Row:
-    __slots__ = ("text", "source", "target", "mask", "va", "va_mask")
+    __slots__ = ("text", "source", "target", "mask", "va", "va_mask", "group")
 
-    def __init__(self, text, source, target=None, mask=None, va=None):
+    def __init__(self, text, source, target=None, mask=None, va=None, group=None):
+        self.group = group
         self.text = text
         self.source = source
         self.target = np.zeros(C, np.float32) if target is None else target
@@ -133,12 +134,12 @@ def load_corpus(data_dir, split):
             if not line.strip():
                 continue
             d = json.loads(line)
-            if split_of(d["id"]) != split:
+            if split_of(d.get("group") or d["id"]) != split:  # a group's lines share a split, as emoarc's
                 continue
             t = np.zeros(C, np.float32)
             for name, v in d["labels"].items():
                 t[INDEX[name]] = v
-            rows.append(Row(d["text"], "corpus", t, np.ones(C, np.float32)))
+            rows.append(Row(d["text"], "corpus", t, np.ones(C, np.float32), group=d.get("group")))
     return rows
 
 
@@ -683,6 +684,9 @@ def main():
     ap.add_argument("--rank-absent", type=int, default=0,
                     help="corpus rows without the category added to each contrast group as level 0: they anchor the "
                          "weakly present rows from below, so ordering intensities does not push them toward absence")
+    ap.add_argument("--ladder-weight", type=float, default=0.0,
+                    help="weight of the ranking loss inside one intensity ladder per step (corpus rows sharing a "
+                         "\"group\": one situation told at several levels), on every category its rungs grade (0: off)")
     ap.add_argument("--lexical", type=int, default=0,
                     help="add a TF-IDF model over this many wordpieces to the head, trained with it (0: none)")
     ap.add_argument("--lex-lr", type=float, default=2e-3, help="learning rate of the lexical weights")
@@ -842,6 +846,28 @@ def main():
         if pairs.sum() == 0:
             return None
         return (F.softplus(-(lk[:, None] - lk[None, :])) * pairs).sum() / pairs.sum()
+    # Ladders: the rungs of one situation told at several levels of a category. Contrast groups above compare
+    # texts about different things; a ladder holds the situation fixed, so only the intensity differs.
+    ladders = {}
+    for i in corpus_rows:
+        if train_rows[i].group:
+            ladders.setdefault(train_rows[i].group, []).append(i)
+    ladder_keys = sorted(g for g, v in ladders.items() if len(v) >= 2)
+    if args.ladder_weight > 0:
+        print(f"{len(ladder_keys)} ladders in the train split", flush=True)
+
+    def ladder_loss(step):
+        idx = ladders[random.Random(f"{args.seed}-ladder-{step}").choice(ladder_keys)]
+        ids, mask = collate(seqs, idx)
+        logits, _ = model(ids, mask, args.dropout, lex_batch(feats, idx))
+        tk = torch.from_numpy(np.stack([train_rows[i].target for i in idx]))  # rungs x categories
+        diff = tk[:, None, :] - tk[None, :, :]  # [a, b, k]: how much a's level of k exceeds b's
+        pairs = (diff >= 0.2).float()
+        if pairs.sum() == 0:
+            return None
+        margin = logits[:, None, :] - logits[None, :, :]
+        return (F.softplus(-margin) * pairs).sum() / pairs.sum()
+
     eval_every = args.eval_every or steps_per_epoch
     model.train()
     t_start, t_steps = time.time(), 0
@@ -867,6 +893,10 @@ def main():
                 rl = rank_loss(step)
                 if rl is not None:
                     loss = loss + args.rank_weight * rl
+            if args.ladder_weight > 0 and ladder_keys:
+                ll = ladder_loss(step)
+                if ll is not None:
+                    loss = loss + args.ladder_weight * ll
             if args.qat > 0:
                 # The int8 path must give the f32 path's outputs: both are shipped (auto picks int8 on VNNI
                 # CPUs, f32 and int16 elsewhere), and emoarc calibrate admits a product only if no dev row's

@@ -52,13 +52,16 @@ impl Split {
 /// One labelled utterance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {
-    /// The example's unique id; it alone decides the split (see [`Split::of`]).
+    /// The example's unique id; it decides the split (see [`Split::of`]) unless the line names a `group`.
     pub id: String,
     /// The utterance, as written (never blank).
     pub text: String,
     /// The annotated intensity of each category, each on the guide's [`SCALE`] (0 for categories not listed).
     pub labels: Intensities,
-    /// The split its id hashes to.
+    /// The situation this line is one variant of (the rungs of an intensity ladder share one), if any.
+    pub group: Option<String>,
+    /// The split its id hashes to, or its `group` where the line has one: variants of one situation (the
+    /// rungs of an intensity ladder) share a group, so they never straddle train and test.
     pub split: Split,
     /// Where it was read from, for messages.
     pub origin: String,
@@ -85,6 +88,8 @@ struct RawExample {
     text: serde_json::Value,
     #[serde(default)]
     labels: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    group: Option<serde_json::Value>,
 }
 
 /// The corpus: every example that parsed, and the problems of every line that did not.
@@ -168,11 +173,17 @@ fn parse_example(raw: &[u8]) -> std::result::Result<Example, String> {
             _ => bad.push(format!("{name}: {value} is not on the scale 0, 0.25, 0.5, 0.75, 1")),
         }
     }
+    let group = match r.group {
+        None => None,
+        Some(serde_json::Value::String(g)) if !g.trim().is_empty() => Some(g),
+        Some(other) => return Err(format!("{id}: \"group\" must be a non-empty string, found {other}")),
+    };
     if !bad.is_empty() {
         return Err(format!("{id}: {}", bad.join("; ")));
     }
     Ok(Example {
-        split: Split::of(&id),
+        split: Split::of(group.as_deref().unwrap_or(&id)),
+        group,
         id,
         text,
         labels,
@@ -492,6 +503,26 @@ mod tests {
     }
 
     #[test]
+    fn a_group_decides_the_split_of_all_its_lines() {
+        // Ids chosen so that their own hashes fall in different splits: the group must override both.
+        let ids: Vec<String> = (0..200).map(|i| format!("rung-{i}")).collect();
+        let (a, b) = (
+            ids.iter().find(|i| Split::of(i) == Split::Train).unwrap(),
+            ids.iter().find(|i| Split::of(i) == Split::Test).unwrap(),
+        );
+        let group = (0..200).map(|i| format!("ladder-{i}")).find(|g| Split::of(g) == Split::Dev).unwrap();
+        let data = format!(
+            "{{\"id\": \"{a}\", \"group\": \"{group}\", \"text\": \"fine\", \"labels\": {{}}}}\n\
+             {{\"id\": \"{b}\", \"group\": \"{group}\", \"text\": \"FURIOUS\", \"labels\": {{\"Anger\": 1}}}}\n\
+             {{\"id\": \"z\", \"group\": 7, \"text\": \"x\", \"labels\": {{}}}}\n"
+        );
+        let c = Corpus::parse("t.jsonl", data.as_bytes());
+        assert_eq!(c.examples.iter().map(|e| e.split).collect::<Vec<_>>(), [Split::Dev, Split::Dev]);
+        assert_eq!(c.problems.len(), 1);
+        assert!(c.problems[0].message.contains("\"group\" must be a non-empty string"), "{}", c.problems[0]);
+    }
+
+    #[test]
     fn parse_collects_problems_with_line_numbers() {
         let data = br#"{"id": "a", "text": "I'm furious", "labels": {"Anger": 0.75}}
 {"id": "b", "text": "x", "labels": {"Angry": 0.5}}
@@ -511,6 +542,7 @@ not json
 
     fn example(id: &str, text: &str, split: Split) -> Example {
         Example {
+            group: None,
             id: id.into(),
             text: text.into(),
             labels: Intensities::default(),

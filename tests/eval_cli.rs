@@ -1,5 +1,5 @@
-//! `emoarc eval` and `eval-arcs` end to end on small invented fixtures (`tests/fixtures/eval/`: a corpus,
-//! intensity pairs, neutral lines, label maps, and tiny files in the public datasets' formats): the report has
+//! `emoarc eval` and `eval-arcs` end to end on small invented fixtures (`tests/fixtures/eval/`: a corpus with
+//! two ladders, intensity pairs, neutral lines, label maps, and tiny files in the public datasets' formats): the report has
 //! one block per dataset, every metric has the model, comparison-head, length and TF-IDF columns, intervals
 //! where promised; a missing dataset folder is a warning, a missing data file an error.
 
@@ -95,6 +95,14 @@ fn eval_reports_every_dataset_with_baseline_columns() {
     assert!(metric(own, "auc")["detail"].as_str().unwrap().starts_with("2 of 40 categories"));
     // The fixture's stronger text is the longer one in exactly 2 of its 4 pairs.
     assert_eq!(value(metric(own, "pair_order"), "length"), Some(0.5));
+    // Two test-split ladders of three Anger rungs (ladders.jsonl): 3 pairs each; the stronger rung is the longer
+    // in one ladder and the shorter in the other, so length orders half. The model reads "furious" above
+    // "annoyed" above a flat report in both.
+    let ladder = metric(own, "ladder_order");
+    assert_eq!(ladder["detail"], "6 pairs in 2 ladders");
+    assert_eq!(value(ladder, "length"), Some(0.5));
+    assert!(value(ladder, "model").unwrap() >= 5.0 / 6.0, "{ladder}");
+    assert!(cell(ladder, "model")["ci"].is_array());
     // Length is no intensity: no calibration and no neutral rate for it; TF-IDF's ridge has both.
     for key in ["slope_all", "slope_present", "mean_at_1", "neutral_fp"] {
         assert_eq!(value(metric(own, key), "length"), None, "{key}");

@@ -5,7 +5,8 @@
 //! Datasets:
 //! - **own test** (`data/corpus`, test split; labels 0.25-1): presence ROC-AUC and average precision (present =
 //!   label > 0), macro-F1 at per-category thresholds chosen on the corpus dev split, Spearman among present
-//!   cells, macro Spearman over all cells (with its ceiling), ordering of `data/intensity-pairs.jsonl`,
+//!   cells, macro Spearman over all cells (with its ceiling), ordering of the rungs of the test split's
+//!   ladders (lines sharing a `group`) and of `data/intensity-pairs.jsonl`,
 //!   calibration (mean output per labelled level, least-squares slopes), false positives on `data/neutral.txt`;
 //! - **GoEmotions dev**, **XED dev** (mapped by `data/label-maps/`): AUC, AP, and macro-F1 with two-fold
 //!   thresholds (chosen on one half of the rows, a fixed hash of the row index, reported on the other, and
@@ -31,6 +32,7 @@ use crate::estimator::{Estimate, Estimator};
 use crate::intensities::Intensities;
 use crate::taxonomy::{Category, NUM_CATEGORIES};
 use crate::trajectory::{Affect, AffectModel};
+use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -573,6 +575,38 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
             (v, None)
         },
     );
+    // Ladders: test lines that tell one situation at several levels (a shared `group`). Every two rungs whose
+    // labels of a category differ make a pair on that category; only the intensity differs within a ladder.
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, e) in test.iter().enumerate() {
+        if let Some(g) = &e.group {
+            groups.entry(g).or_default().push(i);
+        }
+    }
+    let rungs: Vec<(usize, usize, usize)> = groups
+        .values()
+        .flat_map(|lines| {
+            let gold = &gold;
+            lines.iter().flat_map(move |&a| {
+                lines.iter().flat_map(move |&b| {
+                    (0..NUM_CATEGORIES).filter(move |&k| gold[k][b] > gold[k][a]).map(move |k| (a, b, k))
+                })
+            })
+        })
+        .collect();
+    if !rungs.is_empty() {
+        row(
+            "ladder_order",
+            "ladder rungs: the higher-labelled of two scores higher",
+            Some(format!("{} pairs in {} ladders", rungs.len(), groups.len())),
+            &|c| {
+                let pairs: Vec<(f64, f64)> =
+                    rungs.iter().map(|&(a, b, k)| (c.intensity_test[k][a], c.intensity_test[k][b])).collect();
+                let ci = c.ci.then(|| boot.interval(pairs.len(), |w| pair_share(&pairs, Some(w)))).flatten();
+                (pair_share(&pairs, None), ci)
+            },
+        );
+    }
     row(
         "pair_order",
         "intensity pairs: stronger text scores higher",
