@@ -664,6 +664,11 @@ def main():
     ap.add_argument("--eval-only", action="store_true",
                     help="print the dev scores of the --init model (the numbers a run selects on) and stop")
     ap.add_argument("--export-only", action="store_true", help="install the best epoch of --work into --out and stop")
+    ap.add_argument("--average-with", default=None,
+                    help="export only: a model folder whose trained head and layers the export is averaged with, "
+                         "weight by weight (WiSE-FT: interpolating a fine-tune with its starting point)")
+    ap.add_argument("--average-weight", type=float, default=0.5,
+                    help="the best epoch's share in --average-with's average (the folder's is 1 minus it)")
     ap.add_argument("--layers", type=int, default=3, help="encoder layers the head reads (all are fine-tuned)")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--epochs", type=float, default=3.0)
@@ -962,7 +967,15 @@ def export(args):
 
     files = {"encoder-trained.safetensors": "best-encoder.safetensors", "head-trained.safetensors": "best-head.safetensors"}
     for dst, src in files.items():
-        shutil.copy(os.path.join(args.work, src), os.path.join(args.out, dst))
+        if args.average_with:
+            w = args.average_weight
+            best, start = load_file(os.path.join(args.work, src)), load_file(os.path.join(args.average_with, dst))
+            if best.keys() != start.keys() or any(best[k].shape != start[k].shape for k in best):
+                raise SystemExit(f"--average-with {args.average_with}: {dst} holds other tensors than {src}")
+            mixed = {k: (w * best[k].float() + (1 - w) * start[k].float()).to(best[k].dtype) for k in best}
+            save_file(mixed, os.path.join(args.out, dst))
+        else:
+            shutil.copy(os.path.join(args.work, src), os.path.join(args.out, dst))
     spec_path = os.path.join(args.out, "emoarc.json")
     spec = json.load(open(spec_path))
     spec["heads"]["trained"] = {
