@@ -118,13 +118,13 @@ class Row:
     __slots__ = ("text", "source", "target", "mask", "va", "va_mask", "group")
 
     def __init__(self, text, source, target=None, mask=None, va=None, group=None):
-        self.group = group
         self.text = text
         self.source = source
         self.target = np.zeros(C, np.float32) if target is None else target
         self.mask = np.zeros(C, np.float32) if mask is None else mask
         self.va = np.zeros(2, np.float32) if va is None else np.asarray(va, np.float32)
         self.va_mask = 0.0 if va is None else 1.0
+        self.group = group  # corpus lines telling one situation at several levels share one (data/GUIDE.md)
 
 
 def load_corpus(data_dir, split):
@@ -497,6 +497,17 @@ def make_batches(lengths, order, token_budget, max_batch):
     return batches
 
 
+def ranking_loss(logits, levels):
+    """Pairwise logistic loss on rows x categories: for every category and every two rows whose levels of it differ
+    by a step of the scale (0.25; 0.2 leaves room for float error), the higher-labelled row's logit should be the
+    larger. None when no two rows differ."""
+    pairs = ((levels[:, None, :] - levels[None, :, :]) >= 0.2).float()  # [a, b, k]: a above b on k
+    if pairs.sum() == 0:
+        return None
+    margin = logits[:, None, :] - logits[None, :, :]
+    return (F.softplus(-margin) * pairs).sum() / pairs.sum()
+
+
 def collate(seqs, idx):
     L = max(len(seqs[i]) for i in idx)
     ids = torch.zeros(len(idx), L, dtype=torch.long)
@@ -844,13 +855,8 @@ def main():
                     idx.append(i)
         ids, mask = collate(seqs, idx)
         logits, _ = model(ids, mask, args.dropout, lex_batch(feats, idx))
-        lk = logits[:, k]
-        tk = torch.tensor([float(train_rows[i].target[k]) for i in idx])
-        diff = tk[:, None] - tk[None, :]
-        pairs = (diff >= 0.2).float()
-        if pairs.sum() == 0:
-            return None
-        return (F.softplus(-(lk[:, None] - lk[None, :])) * pairs).sum() / pairs.sum()
+        return ranking_loss(logits[:, k:k + 1], T([train_rows[i].target[k:k + 1] for i in idx]))
+
     # Ladders: the rungs of one situation told at several levels of a category. Contrast groups above compare
     # texts about different things; a ladder holds the situation fixed, so only the intensity differs.
     ladders = {}
@@ -865,13 +871,7 @@ def main():
         idx = ladders[random.Random(f"{args.seed}-ladder-{step}").choice(ladder_keys)]
         ids, mask = collate(seqs, idx)
         logits, _ = model(ids, mask, args.dropout, lex_batch(feats, idx))
-        tk = torch.from_numpy(np.stack([train_rows[i].target for i in idx]))  # rungs x categories
-        diff = tk[:, None, :] - tk[None, :, :]  # [a, b, k]: how much a's level of k exceeds b's
-        pairs = (diff >= 0.2).float()
-        if pairs.sum() == 0:
-            return None
-        margin = logits[:, None, :] - logits[None, :, :]
-        return (F.softplus(-margin) * pairs).sum() / pairs.sum()
+        return ranking_loss(logits, T([train_rows[i].target for i in idx]))
 
     eval_every = args.eval_every or steps_per_epoch
     model.train()

@@ -32,9 +32,9 @@ use crate::estimator::{Estimate, Estimator};
 use crate::intensities::Intensities;
 use crate::taxonomy::{Category, NUM_CATEGORIES};
 use crate::trajectory::{Affect, AffectModel};
-use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Categories with fewer positives in a set are left out of macro averages.
@@ -535,6 +535,11 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
         let n: f64 = (0..pairs.len()).map(wt).sum();
         (n > 0.0).then(|| (0..pairs.len()).filter(|&i| pairs[i].1 > pairs[i].0).map(wt).sum::<f64>() / n)
     };
+    // The share of (weaker, stronger) pairs a column orders right, with an interval for the first column.
+    let ordered_share = |c: &OwnColumn, pairs: &[(f64, f64)]| {
+        let ci = c.ci.then(|| boot.interval(pairs.len(), |w| pair_share(pairs, Some(w)))).flatten();
+        (pair_share(pairs, None), ci)
+    };
     let mut rows = Vec::new();
     let mut row = |key: &str, metric: &str, detail: Option<String>, f: &dyn Fn(&OwnColumn) -> (Option<f64>, Option<[f64; 2]>)| {
         rows.push(MetricRow {
@@ -583,17 +588,15 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
             groups.entry(g).or_default().push(i);
         }
     }
-    let rungs: Vec<(usize, usize, usize)> = groups
-        .values()
-        .flat_map(|lines| {
-            let gold = &gold;
-            lines.iter().flat_map(move |&a| {
-                lines.iter().flat_map(move |&b| {
-                    (0..NUM_CATEGORIES).filter(move |&k| gold[k][b] > gold[k][a]).map(move |k| (a, b, k))
-                })
-            })
-        })
-        .collect();
+    // (weaker line, stronger line, category) for every ordered pair of rungs that a category's labels separate.
+    let mut rungs: Vec<(usize, usize, usize)> = Vec::new();
+    for lines in groups.values() {
+        for &a in lines {
+            for &b in lines {
+                rungs.extend((0..NUM_CATEGORIES).filter(|&k| gold[k][b] > gold[k][a]).map(|k| (a, b, k)));
+            }
+        }
+    }
     if !rungs.is_empty() {
         row(
             "ladder_order",
@@ -602,8 +605,7 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
             &|c| {
                 let pairs: Vec<(f64, f64)> =
                     rungs.iter().map(|&(a, b, k)| (c.intensity_test[k][a], c.intensity_test[k][b])).collect();
-                let ci = c.ci.then(|| boot.interval(pairs.len(), |w| pair_share(&pairs, Some(w)))).flatten();
-                (pair_share(&pairs, None), ci)
+                ordered_share(c, &pairs)
             },
         );
     }
@@ -611,10 +613,7 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
         "pair_order",
         "intensity pairs: stronger text scores higher",
         Some(format!("{} pairs", own.pairs.len())),
-        &|c| {
-            let ci = c.ci.then(|| boot.interval(c.pairs.len(), |w| pair_share(&c.pairs, Some(w)))).flatten();
-            (pair_share(&c.pairs, None), ci)
-        },
+        &|c| ordered_share(c, &c.pairs),
     );
     // Calibration: output on label, over all cells and over present cells.
     let cells = |c: &OwnColumn, present_only: bool| -> (Vec<f64>, Vec<f64>) {
