@@ -447,12 +447,24 @@ def activation_ranges(model, seqs, batch=64):
 # ------------------------------------------------------------------------------------------------------- batches
 
 
+def load_encoder_file(path):
+    """An encoder safetensors file as float tensors by name. Tensors stored as int8 rows (`NAME.q8`, i8, with
+    `NAME.scale`, one f32 per row: emoarc's src/weights/store.rs) are read back as `q8 * scale`."""
+    raw = load_file(path)
+    out = {k: v for k, v in raw.items() if not k.endswith((".q8", ".scale"))}
+    for k in raw:
+        if k.endswith(".q8"):
+            name = k[: -len(".q8")]
+            out[name] = raw[k].float() * raw[name + ".scale"].float()[:, None]
+    return out
+
+
 def load_model_folder(folder):
     """The trained head of an exported model folder, as a Model with its encoder, and the head's Lexicon (or None)."""
     spec = json.load(open(os.path.join(folder, "emoarc.json")))["heads"]["trained"]
     cfg = json.load(open(os.path.join(folder, "config.json")))
     model = Model(cfg, spec["encoder_layers"], spec["hidden"][0])
-    model.load_encoder(load_file(os.path.join(folder, "encoder.safetensors")))
+    model.load_encoder(load_encoder_file(os.path.join(folder, "encoder.safetensors")))
     return model, model.load_exported(folder)
 
 
@@ -756,7 +768,7 @@ def main():
     print(f"data and tokens: {time.time() - t0:.1f}s", flush=True)
 
     model = Model(cfg, args.layers, args.hidden, args.lexical)
-    model.load_encoder(load_file(os.path.join(args.base, "encoder.safetensors")))
+    model.load_encoder(load_encoder_file(os.path.join(args.base, "encoder.safetensors")))
     for p in (model.word.weight, model.pos.weight, model.typ.weight, model.ln.weight, model.ln.bias):
         p.requires_grad_(False)  # embeddings stay shared with the base encoder: the override holds layers only
     enc_params = [p for l in model.layers for p in l.parameters()]

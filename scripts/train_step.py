@@ -5,15 +5,14 @@ import sys
 import time
 
 import torch
-from safetensors.torch import load_file
 
 sys.path.insert(0, "scripts")
-from train import Layer, Model  # noqa: E402
+from train import Layer, Model, load_encoder_file  # noqa: E402
 
 batch, tokens, steps = (int(a) for a in (sys.argv[1:4] if len(sys.argv) > 3 else (32, 32, 20)))
 torch.set_num_threads(2)
 model = Model(json.load(open("models/emoarc-minilm/config.json")), 3, 256)
-model.load_encoder(load_file("models/emoarc-minilm/encoder.safetensors"))
+model.load_encoder(load_encoder_file("models/emoarc-minilm/encoder.safetensors"))
 x = torch.randn(batch, tokens, 384)
 bias = torch.zeros(batch, 1, 1, tokens)
 

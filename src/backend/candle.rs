@@ -5,6 +5,7 @@
 use super::config::EncoderConfig;
 use super::{Batching, EncoderBackend, TokenBatch};
 use crate::error::Result;
+use crate::weights::TensorStore;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::BertModel;
@@ -38,9 +39,9 @@ impl Encoder {
         device: &Device,
     ) -> Result<Self> {
         let depth = config.depth(layers)?;
-        // SAFETY: the files were verified against the manifest and are not modified while mapped; mmap means
-        // nothing is read until a tensor is touched, which keeps start-up cheap.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(weights, dtype, device)? };
+        // Mapped, so nothing is read until a tensor is touched, which keeps start-up cheap; the store also
+        // reads tensors kept as int8 rows (the word embeddings).
+        let vb = VarBuilder::from_backend(Box::new(TensorStore::open(weights)?), dtype, device.clone());
         let bert = BertModel::load(vb, &config.candle(depth)?)?;
         Ok(Encoder {
             bert,

@@ -46,7 +46,7 @@ pub fn run(args: ZeroShotArgs) -> Result<ExitCode> {
         );
     }
     eprintln!(
-        "wrote {} (encoder {:.1} MB, f16) and recorded it in {}",
+        "wrote {} (encoder {:.1} MB: f16, word embeddings as int8 rows) and recorded it in {}",
         report.dir.display(),
         report.encoder_bytes as f64 / 1e6,
         args.manifest.display()

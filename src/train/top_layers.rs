@@ -60,8 +60,7 @@ fn layer_norm(x: &Tensor, w: &Var, b: &Var, eps: f64) -> candle_core::Result<Ten
 impl TrainableLayer {
     /// Reads layer `index` from the encoder's safetensors (any dtype; trained in f32).
     pub fn load(weights: &[std::path::PathBuf], index: usize, heads: usize, eps: f64) -> Result<Self> {
-        // SAFETY: the files were verified against the manifest and are not modified while mapped.
-        let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(weights)? };
+        let st = crate::weights::TensorStore::open(weights)?;
         let vars = LAYER_TENSORS
             .iter()
             .map(|name| {

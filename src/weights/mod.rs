@@ -2,11 +2,14 @@
 //! (TOML: every model, its files with sha256 and size, upstream source and licence), resolves a model source
 //! (a local folder, or `hf:ORG/REPO[@REVISION]` through hf-hub's cache and, for users online, its download
 //! API) to a folder on disk, and verifies every file against the manifest before anything reads it. This file
-//! owns the manifest and verification; [`source`] owns model sources and their resolution.
+//! owns the manifest and verification; [`source`] owns model sources and their resolution; [`store`] owns
+//! reading tensors from the files (some stored as int8 rows).
 
 mod source;
+pub mod store;
 
 pub use source::{ModelSource, Resolver};
+pub use store::{Int8Rows, TensorStore};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

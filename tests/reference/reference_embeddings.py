@@ -25,7 +25,7 @@ TEXTS = [
     "bread in the morning, and how she always knew when something was wrong before I said a word.",
 ]
 
-DTYPES = {"F16": np.float16, "F32": np.float32, "BF16": None}
+DTYPES = {"F16": np.float16, "F32": np.float32, "I8": np.int8, "BF16": None}
 
 
 def load_safetensors(path):
@@ -40,6 +40,10 @@ def load_safetensors(path):
         a, b = meta["data_offsets"]
         arr = np.frombuffer(data[a:b], dtype=DTYPES[meta["dtype"]]).reshape(meta["shape"])
         out[name] = arr.astype(np.float32)
+    # A tensor stored as int8 rows (NAME.q8 with one f32 NAME.scale per row) reads as q8 * scale.
+    for name in [k for k in out if k.endswith(".q8")]:
+        base = name[: -len(".q8")]
+        out[base] = out.pop(name) * out.pop(base + ".scale")[:, None]
     return out
 
 

@@ -22,7 +22,7 @@ pub use gemm8::{Int8Linear, Rows8};
 use super::{Batching, EncoderBackend, TokenBatch};
 use crate::error::{Error, Result};
 use super::config::EncoderConfig;
-use candle_core::safetensors::MmapedSafetensors;
+use crate::weights::{Int8Rows, TensorStore};
 use candle_core::{DType, Device};
 use std::path::PathBuf;
 
@@ -48,12 +48,13 @@ fn split_by_tokens<'a, 'b>(seqs: &'b [&'a [u32]], n: usize) -> Vec<&'b [&'a [u32
     shares
 }
 
-/// The word-embedding table as the file stores it. The shipped model stores it in f16: 30,522 rows of which a
-/// batch reads a few dozen, so rows are widened to f32 as tokens read them instead of the whole table at load
-/// (which took about a third of `emoarc score`'s start-up, and 47 MB).
+/// The word-embedding table as the file stores it. The shipped model stores it as int8 rows with a scale each
+/// (f16 before): 30,522 rows of which a batch reads a few dozen, so rows are widened to f32 as tokens read them
+/// instead of the whole table at load (which took about a third of `emoarc score`'s start-up, and 47 MB).
 enum WordTable {
     F16(Vec<u16>),
     F32(Vec<f32>),
+    Int8(Int8Rows),
 }
 
 impl WordTable {
@@ -62,6 +63,7 @@ impl WordTable {
         match self {
             WordTable::F16(v) => v.len(),
             WordTable::F32(v) => v.len(),
+            WordTable::Int8(q) => q.values.len(),
         }
     }
 
@@ -73,6 +75,7 @@ impl WordTable {
         match self {
             WordTable::F16(v) => x.extend(v[id * h..(id + 1) * h].iter().zip(rest).map(|(&w, (p, t))| half::f16::from_bits(w).to_f32() + p + t)),
             WordTable::F32(v) => x.extend(v[id * h..(id + 1) * h].iter().zip(rest).map(|(w, (p, t))| w + p + t)),
+            WordTable::Int8(q) => x.extend(q.row(id).zip(rest).map(|(w, (p, t))| w + p + t)),
         }
     }
 }
@@ -206,8 +209,7 @@ impl QuantizedEncoder {
             )));
         }
         let depth = config.depth(layers)?;
-        // SAFETY: the files were verified against the manifest and are not modified while mapped.
-        let tensors = unsafe { MmapedSafetensors::multi(weights)? };
+        let tensors = TensorStore::open(weights)?;
         let h = shape.hidden_size;
         let read = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
             let t = tensors.load(name, &Device::Cpu)?;
@@ -249,14 +251,20 @@ impl QuantizedEncoder {
             })
         };
         // The vocabulary size and the number of token types come from the files' headers (no tensor is read).
-        let rows = |name: &str| -> Result<usize> { Ok(tensors.get(name)?.shape().first().copied().unwrap_or(0)) };
+        let rows = |name: &str| -> Result<usize> { Ok(tensors.dims(name)?.first().copied().unwrap_or(0)) };
         const WORD: &str = "embeddings.word_embeddings.weight";
-        let word = match tensors.get(WORD)? {
-            // Kept as stored; rows are widened when a token reads them (see `WordTable`).
-            v if DType::try_from(v.dtype()).ok() == Some(DType::F16) && v.shape().len() == 2 && v.shape()[1] == h => {
-                WordTable::F16(v.data().chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
+        // Kept as stored (int8 rows or f16); rows are widened when a token reads them (see `WordTable`).
+        let word = match tensors.int8_rows(WORD)? {
+            Some(q) if q.cols == h => WordTable::Int8(q),
+            Some(q) => {
+                return Err(Error::TensorShape { tensor: WORD.into(), expected: vec![q.rows, h], actual: vec![q.rows, q.cols] })
             }
-            _ => WordTable::F32(read(WORD, &[rows(WORD)?, h])?),
+            None => match tensors.load(WORD, &Device::Cpu)? {
+                t if t.dtype() == DType::F16 && t.dims().len() == 2 && t.dims()[1] == h => {
+                    WordTable::F16(t.flatten_all()?.to_vec1::<half::f16>()?.iter().map(|v| v.to_bits()).collect())
+                }
+                _ => WordTable::F32(read(WORD, &[rows(WORD)?, h])?),
+            },
         };
         let mut built = Vec::with_capacity(depth);
         for i in 0..depth {
