@@ -103,6 +103,13 @@ fn eval_reports_every_dataset_with_baseline_columns() {
     assert_eq!(value(ladder, "length"), Some(0.5));
     assert!(value(ladder, "model").unwrap() >= 5.0 / 6.0, "{ladder}");
     assert!(cell(ladder, "model")["ci"].is_array());
+    // One test-split neighbour set (neighbours.jsonl, group `rnb-...`): the same wall told as fury and as fear.
+    // Anger orders the furious line above the frightened one and Fear and Distress the other way: 3 pairs, of
+    // which length (the furious line is the longer) orders one. Neighbour sets are not counted as ladders.
+    let set = metric(own, "neighbour_order");
+    assert_eq!(set["detail"], "3 pairs in 1 sets");
+    assert!((value(set, "length").unwrap() - 1.0 / 3.0).abs() < 1e-9, "{set}");
+    assert!(value(set, "model").unwrap() >= 2.0 / 3.0, "{set}");
     // Length is no intensity: no calibration and no neutral rate for it; TF-IDF's ridge has both.
     for key in ["slope_all", "slope_present", "mean_at_1", "neutral_fp"] {
         assert_eq!(value(metric(own, key), "length"), None, "{key}");

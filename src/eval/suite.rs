@@ -46,6 +46,8 @@ pub const TFIDF_MIN_DF: usize = 2;
 /// Ridge penalty of the TF-IDF regressions.
 pub const RIDGE_ALPHA: f64 = 1.0;
 const RIDGE_MAX_ITER: usize = 300;
+/// The first part of a neighbour set's group name (`rnb-q1-hostile-3`); other groups are ladders.
+pub const NEIGHBOUR_SET_KIND: &str = "rnb";
 
 /// One text's outputs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -580,34 +582,38 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
             (v, None)
         },
     );
-    // Ladders: test lines that tell one situation at several levels (a shared `group`). Every two rungs whose
-    // labels of a category differ make a pair on that category; only the intensity differs within a ladder.
+    // Lines that tell one situation several times share a `group`. Ladders tell it at several levels of one
+    // category; neighbour sets (groups named `rnb-...`, `data/GUIDE.md`) tell it so that a different category
+    // dominates each time. Every two lines of a group whose labels of a category differ make a pair on that
+    // category; only the feeling differs within a group, so topic and length cannot order them.
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, e) in test.iter().enumerate() {
         if let Some(g) = &e.group {
             groups.entry(g).or_default().push(i);
         }
     }
-    // (weaker line, stronger line, category) for every ordered pair of rungs that a category's labels separate.
-    let mut rungs: Vec<(usize, usize, usize)> = Vec::new();
-    for lines in groups.values() {
-        for &a in lines {
-            for &b in lines {
-                rungs.extend((0..NUM_CATEGORIES).filter(|&k| gold[k][b] > gold[k][a]).map(|k| (a, b, k)));
+    let (neighbours, ladders): (Vec<_>, Vec<_>) =
+        groups.iter().partition(|(g, _)| g.split('-').next() == Some(NEIGHBOUR_SET_KIND));
+    for (key, label, what, sets) in [
+        ("ladder_order", "ladder rungs: the higher-labelled of two scores higher", "ladders", &ladders),
+        ("neighbour_order", "neighbour sets: the higher-labelled of two scores higher", "sets", &neighbours),
+    ] {
+        // (weaker line, stronger line, category) for every ordered pair of lines that a category's labels separate.
+        let mut pairs: Vec<(usize, usize, usize)> = Vec::new();
+        for (_, lines) in sets.iter() {
+            for &a in lines.iter() {
+                for &b in lines.iter() {
+                    pairs.extend((0..NUM_CATEGORIES).filter(|&k| gold[k][b] > gold[k][a]).map(|k| (a, b, k)));
+                }
             }
         }
-    }
-    if !rungs.is_empty() {
-        row(
-            "ladder_order",
-            "ladder rungs: the higher-labelled of two scores higher",
-            Some(format!("{} pairs in {} ladders", rungs.len(), groups.len())),
-            &|c| {
-                let pairs: Vec<(f64, f64)> =
-                    rungs.iter().map(|&(a, b, k)| (c.intensity_test[k][a], c.intensity_test[k][b])).collect();
-                ordered_share(c, &pairs)
-            },
-        );
+        if !pairs.is_empty() {
+            row(key, label, Some(format!("{} pairs in {} {what}", pairs.len(), sets.len())), &|c| {
+                let scored: Vec<(f64, f64)> =
+                    pairs.iter().map(|&(a, b, k)| (c.intensity_test[k][a], c.intensity_test[k][b])).collect();
+                ordered_share(c, &scored)
+            });
+        }
     }
     row(
         "pair_order",
