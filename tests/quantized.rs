@@ -409,3 +409,49 @@ fn int8_on_a_head_without_a_calibration_says_so() {
         assert!(!out.status.success() && stderr.contains("AVX-512 VNNI"), "{stderr}");
     }
 }
+
+#[test]
+fn word_embeddings_read_alike_stored_as_f16_or_as_int8_rows() {
+    // The shipped encoder keeps its word embeddings as int8 rows; a file with them in f16 (as before, and as
+    // other BERT files have them) takes the int16 backend's other table. Both must give the same vectors
+    // within the int8 rows' rounding.
+    use emoarc::weights::store::{save_with_int8_rows, TensorStore};
+    const WORD: &str = "embeddings.word_embeddings.weight";
+    let dir = common::shipped_dir();
+    let shipped = dir.join("encoder.safetensors");
+    let store = TensorStore::open(&[shipped.clone()]).unwrap();
+    assert!(store.is_int8_rows(WORD));
+    let bytes = std::fs::read(&shipped).unwrap();
+    let names: Vec<String> = safetensors::SafeTensors::deserialize(&bytes)
+        .unwrap()
+        .names()
+        .into_iter()
+        .filter(|n| !n.ends_with(".q8") && !n.ends_with(".scale"))
+        .map(String::from)
+        .collect();
+    let mut tensors: std::collections::BTreeMap<String, candle_core::Tensor> =
+        names.iter().map(|n| (n.clone(), store.load(n, &candle_core::Device::Cpu).unwrap())).collect();
+    let word = store.load(WORD, &candle_core::Device::Cpu).unwrap().to_dtype(candle_core::DType::F16).unwrap();
+    tensors.insert(WORD.to_string(), word);
+    let tmp = tempfile::tempdir().unwrap();
+    let f16_file = tmp.path().join("encoder.safetensors");
+    save_with_int8_rows(&f16_file, &tensors, &Default::default()).unwrap();
+    assert!(!TensorStore::open(&[f16_file.clone()]).unwrap().is_int8_rows(WORD));
+
+    let config = EncoderConfig::read(&dir.join("config.json")).unwrap();
+    let kernel = Kernel::detect();
+    let load = |file: &std::path::Path| {
+        QuantizedEncoder::load_calibrated(&config, &[file.to_path_buf()], Some(3), Some(kernel), None).unwrap()
+    };
+    let (a, b) = (load(&shipped), load(&f16_file));
+    let reference = common::reference();
+    let texts = ["I miss you so much", "the parcel is late AGAIN 😡", "What's the boiling point of water?"];
+    let seqs: Vec<Vec<u32>> = texts.iter().map(|t| reference.token_ids(t).unwrap()).collect();
+    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    let (ea, eb) = (a.embed(&refs).unwrap(), b.embed(&refs).unwrap());
+    let h = a.hidden_size();
+    for (i, text) in texts.iter().enumerate() {
+        let c = cosine(&ea[i * h..(i + 1) * h], &eb[i * h..(i + 1) * h]);
+        assert!(c > 0.9999, "cosine {c:.6} for {text:?}");
+    }
+}

@@ -11,7 +11,7 @@
 use crate::error::{Error, Result};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Shape, Tensor};
-use safetensors::tensor::TensorView;
+use safetensors::tensor::{TensorView, View};
 use safetensors::Dtype;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -105,6 +105,12 @@ impl TensorStore {
         Ok(self.st.get(&key)?.shape().to_vec())
     }
 
+    /// `name` exactly as stored (dtype, shape and bytes of the mapped file, nothing copied); for a tensor
+    /// stored as int8 rows, ask [`TensorStore::int8_rows`].
+    pub fn view(&self, name: &str) -> Result<TensorView<'_>> {
+        Ok(self.st.get(name)?)
+    }
+
     /// `name` as stored (f16 stays f16), or as f32 when it is stored as int8 rows.
     pub fn load(&self, name: &str, device: &Device) -> Result<Tensor> {
         match self.int8_rows(name)? {
@@ -174,16 +180,12 @@ impl candle_nn::var_builder::SimpleBackend for TensorStore {
 /// atomically (a temporary file, then rename).
 pub fn save_with_int8_rows(path: &Path, tensors: &BTreeMap<String, Tensor>, int8: &BTreeMap<String, Int8Rows>) -> Result<()> {
     let bad = |why: String| Error::Config(format!("writing {}: {why}", path.display()));
-    let mut raw: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
-    for (name, t) in tensors {
-        let (dtype, bytes) = match t.dtype() {
-            DType::F16 => (Dtype::F16, t.flatten_all()?.to_vec1::<half::f16>()?.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            DType::BF16 => (Dtype::BF16, t.flatten_all()?.to_vec1::<half::bf16>()?.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            DType::F32 => (Dtype::F32, t.flatten_all()?.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            other => return Err(bad(format!("{name} is {other:?}; only f32, f16 and bf16 are written"))),
-        };
-        raw.insert(name.clone(), (dtype, t.dims().to_vec(), bytes));
-    }
+    // candle's tensors are safetensors views themselves (one safetensors version in the tree): their dtype and
+    // little-endian bytes go in as they are.
+    let mut raw: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| (name.clone(), (View::dtype(t), t.dims().to_vec(), View::data(t).into_owned())))
+        .collect();
     for (name, q) in int8 {
         raw.insert(format!("{name}{Q8_SUFFIX}"), (Dtype::I8, vec![q.rows, q.cols], q.values.iter().map(|&v| v as u8).collect()));
         raw.insert(

@@ -259,9 +259,9 @@ impl QuantizedEncoder {
             Some(q) => {
                 return Err(Error::TensorShape { tensor: WORD.into(), expected: vec![q.rows, h], actual: vec![q.rows, q.cols] })
             }
-            None => match tensors.load(WORD, &Device::Cpu)? {
-                t if t.dtype() == DType::F16 && t.dims().len() == 2 && t.dims()[1] == h => {
-                    WordTable::F16(t.flatten_all()?.to_vec1::<half::f16>()?.iter().map(|v| v.to_bits()).collect())
+            None => match tensors.view(WORD)? {
+                v if v.dtype() == safetensors::Dtype::F16 && v.shape().len() == 2 && v.shape()[1] == h => {
+                    WordTable::F16(v.data().chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
                 }
                 _ => WordTable::F32(read(WORD, &[rows(WORD)?, h])?),
             },
