@@ -110,6 +110,12 @@ fn eval_reports_every_dataset_with_baseline_columns() {
     assert_eq!(set["detail"], "3 pairs in 1 sets");
     assert!((value(set, "length").unwrap() - 1.0 / 3.0).abs() < 1e-9, "{set}");
     assert!(value(set, "model").unwrap() >= 2.0 / 3.0, "{set}");
+    // One test-split closing set (closings.jsonl, group `rcs-...`): a vet visit paid for, and one given up on. It
+    // is ordered by the well-being its labels give, not per category, so it makes one pair (and the ladders above
+    // stay two).
+    let closing = metric(own, "closing_order");
+    assert_eq!(closing["detail"], "1 pairs in 1 sets");
+    assert_eq!(value(closing, "model"), Some(1.0), "{closing}");
     // Length is no intensity: no calibration and no neutral rate for it; TF-IDF's ridge has both.
     for key in ["slope_all", "slope_present", "mean_at_1", "neutral_fp"] {
         assert_eq!(value(metric(own, key), "length"), None, "{key}");

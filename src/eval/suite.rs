@@ -6,7 +6,8 @@
 //! - **own test** (`data/corpus`, test split; labels 0.25-1): presence ROC-AUC and average precision (present =
 //!   label > 0), macro-F1 at per-category thresholds chosen on the corpus dev split, Spearman among present
 //!   cells, macro Spearman over all cells (with its ceiling), ordering of the rungs of the test split's
-//!   ladders (lines sharing a `group`) and of `data/intensity-pairs.jsonl`,
+//!   ladders (lines sharing a `group`), of its neighbour sets, of its closing sets (by the well-being their
+//!   labels give) and of `data/intensity-pairs.jsonl`,
 //!   calibration (mean output per labelled level, least-squares slopes), false positives on `data/neutral.txt`;
 //! - **GoEmotions dev**, **XED dev** (mapped by `data/label-maps/`): AUC, AP, and macro-F1 with two-fold
 //!   thresholds (chosen on one half of the rows, a fixed hash of the row index, reported on the other, and
@@ -48,6 +49,12 @@ pub const RIDGE_ALPHA: f64 = 1.0;
 const RIDGE_MAX_ITER: usize = 300;
 /// The first part of a neighbour set's group name (`rnb-q1-hostile-3`); other groups are ladders.
 pub const NEIGHBOUR_SET_KIND: &str = "rnb";
+/// The first part of a closing set's group name (`rcs-c1-4`): the last words of one situation's support
+/// conversation, some where it helped and some where the speaker gave up politely (`data/GUIDE.md`).
+pub const CLOSING_SET_KIND: &str = "rcs";
+/// Two closings of a set make a pair when the well-being of their labels (the documented table, 0-100)
+/// differs by at least this much: the row asks what `terminal` asks of the last turn, which one reads better.
+pub const CLOSING_MIN_GAP: f32 = 10.0;
 
 /// One text's outputs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -592,8 +599,9 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
             groups.entry(g).or_default().push(i);
         }
     }
-    let (neighbours, ladders): (Vec<_>, Vec<_>) =
-        groups.iter().partition(|(g, _)| g.split('-').next() == Some(NEIGHBOUR_SET_KIND));
+    let kind_of = |g: &str| g.split('-').next().unwrap_or_default().to_owned();
+    let (neighbours, rest): (Vec<_>, Vec<_>) = groups.iter().partition(|(g, _)| kind_of(g) == NEIGHBOUR_SET_KIND);
+    let (closings, ladders): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(g, _)| kind_of(g) == CLOSING_SET_KIND);
     for (key, label, what, sets) in [
         ("ladder_order", "ladder rungs: the higher-labelled of two scores higher", "ladders", &ladders),
         ("neighbour_order", "neighbour sets: the higher-labelled of two scores higher", "sets", &neighbours),
@@ -614,6 +622,32 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
                 ordered_share(c, &scored)
             });
         }
+    }
+    // Closing sets are ordered by the well-being their labels give through the affect table (the reading
+    // `terminal` rewards), not per category: a helped closing may name a residual worry, a resigned one may thank.
+    let affect = AffectModel::default();
+    let wellbeing = |values: &dyn Fn(usize) -> f32| affect.affect(&Intensities::new(std::array::from_fn(values))).wellbeing;
+    let mut closing_pairs: Vec<(usize, usize)> = Vec::new();
+    for (_, lines) in &closings {
+        let gold_wb: Vec<f32> = lines.iter().map(|&i| wellbeing(&|k| gold[k][i])).collect();
+        for (a, wa) in lines.iter().zip(&gold_wb) {
+            for (b, wb) in lines.iter().zip(&gold_wb) {
+                if wb - wa >= CLOSING_MIN_GAP {
+                    closing_pairs.push((*a, *b));
+                }
+            }
+        }
+    }
+    if !closing_pairs.is_empty() {
+        row(
+            "closing_order",
+            "closing sets: the closing whose labels read better scores higher well-being",
+            Some(format!("{} pairs in {} sets", closing_pairs.len(), closings.len())),
+            &|c| {
+                let wb = |i: usize| f64::from(wellbeing(&|k| c.intensity_test[k][i] as f32));
+                ordered_share(c, &closing_pairs.iter().map(|&(a, b)| (wb(a), wb(b))).collect::<Vec<_>>())
+            },
+        );
     }
     row(
         "pair_order",
