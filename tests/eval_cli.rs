@@ -250,4 +250,27 @@ fn eval_arcs_prints_trivial_baselines_beside_the_rewards() {
     assert!(table.contains("| terminal |"), "{table}");
     assert!(table.contains("| baseline: final user turn says \"thank\" | 0.50 (1/2, 0 wrong, 1 ties) |"), "{table}");
     assert!(table.contains("| baseline: more characters in non-user turns | 0.50 (1/2, 1 wrong, 0 ties) |"), "{table}");
+
+    // --misses lists the pairs that the JSON's per-pair rewards say `terminal` ranks wrong, with the last user
+    // turns; a reward that is not evaluated is refused before the model loads.
+    let wrong: Vec<&str> = doc["report"]["per_pair"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["rewards"]["terminal"][0].as_f64() <= p["rewards"]["terminal"][1].as_f64())
+        .map(|p| p["pair"].as_str().unwrap())
+        .collect();
+    let out = emoarc(&["eval-arcs", "--data", data, "--misses"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = String::from_utf8(out.stdout).unwrap();
+    assert!(listed.contains(&format!("pairs `terminal` does not rank right: {} of 2", wrong.len())), "{listed}");
+    for pair in ["p1", "p2"] {
+        assert_eq!(listed.contains(&format!("\n{pair} (")), wrong.contains(&pair), "{listed}");
+    }
+    if wrong.contains(&"p2") {
+        assert!(listed.contains("worse  p2-worse: thanks i guess. i'm scared he won't make it"), "{listed}");
+    }
+    let out = emoarc(&["eval-arcs", "--data", data, "--misses", "warmth", "--model", "/nonexistent"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no reward named \"warmth\" is evaluated (these are: terminal, delta"), "{}", stderr(&out));
 }

@@ -248,6 +248,14 @@ fn pairs_are_found_and_scored() {
     assert_eq!(report.rewards[1].half_b.pairs, 0);
     close(report.guard.all.worse, 0.46667);
     assert_eq!(report.guard.by_failure["ignored"].pairs, 1);
+    // Every pair's rewards are kept, under the trajectories' ids (the conversations' when scored from them), so a
+    // miss can be looked up.
+    let scores = &report.per_pair[0];
+    assert_eq!((scores.pair.as_str(), scores.failure.as_deref()), ("a", Some("ignored")));
+    assert_eq!((&scores.better, &scores.worse), (&trajectories[0].id, &trajectories[2].id));
+    let [better, worse] = scores.rewards["terminal"];
+    assert_eq!([better, worse], [Terminal.reward(&trajectories[0]), Terminal.reward(&trajectories[2])]);
+    assert_eq!((scores.ranked_right("terminal"), scores.ranked_right("trend")), (Some(true), None));
 
     let unpaired = [line("b+", "\"b\"", "better"), line("b+again", "\"b\"", "better")];
     let conversations: Vec<Conversation> =

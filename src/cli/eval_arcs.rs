@@ -34,6 +34,10 @@ pub struct EvalArcsArgs {
     /// A weighted reward to evaluate besides the built-ins, such as terminal=1,accommodation=0.5.
     #[arg(long)]
     reward: Option<String>,
+    /// After the tables, list the pairs a reward does not rank right (default terminal), with both rewards and
+    /// the speaker's last turn of each conversation (the JSON report always has every pair's rewards).
+    #[arg(long, value_name = "REWARD", num_args = 0..=1, default_missing_value = "terminal")]
+    misses: Option<String>,
     #[command(flatten)]
     arc: ArcFlags,
     #[command(flatten)]
@@ -49,11 +53,6 @@ pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
         .collect::<emoarc::Result<Vec<Conversation>>>()
         .with_context(|| format!("reading {}", data.display()))?;
     let pairs = find_pairs(&conversations)?;
-    let estimator = args.model.load()?;
-    let options = args.arc.options();
-    let trajectories = score_conversations(&estimator, &conversations, &options)?
-        .into_iter()
-        .collect::<emoarc::Result<Vec<_>>>()?;
     let builtins: Vec<Box<dyn RewardFn>> = TermName::ALL
         .into_iter()
         .filter(|&t| t != TermName::Accommodation)
@@ -63,6 +62,15 @@ pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
     if let Some(w) = &weighted {
         rewards.push(w);
     }
+    if let Some(reward) = args.misses.as_deref().filter(|m| !rewards.iter().any(|r| r.name() == *m)) {
+        let known: Vec<&str> = rewards.iter().map(|r| r.name()).collect();
+        anyhow::bail!("--misses: no reward named {reward:?} is evaluated (these are: {})", known.join(", "));
+    }
+    let estimator = args.model.load()?;
+    let options = args.arc.options();
+    let trajectories = score_conversations(&estimator, &conversations, &options)?
+        .into_iter()
+        .collect::<emoarc::Result<Vec<_>>>()?;
     let report = evaluate_pairs(&pairs, &trajectories, &rewards, &config.accommodation);
     let baselines = trivial_baselines(&pairs, &conversations, &options.speaker);
     let model = format!("{} (head {})", estimator.spec().name, estimator.head_name());
@@ -78,8 +86,29 @@ pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
             options.speaker
         );
         print!("{}", table(&report, &baselines, &heading));
+        if let Some(reward) = &args.misses {
+            print!("{}", misses(&report, reward, &conversations, &options.speaker));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pairs `reward` ranks wrong or ties, each with both rewards and the speaker's last turns: what to read
+/// when a share falls short.
+fn misses(report: &PairReport, reward: &str, conversations: &[Conversation], speaker: &str) -> String {
+    let last_turn = |id: &str| -> String {
+        let turns = conversations.iter().find(|c| c.id == id).map(|c| c.turns.as_slice()).unwrap_or_default();
+        turns.iter().rev().find(|t| t.role == speaker).map_or_else(String::new, |t| t.text.replace('\n', " "))
+    };
+    let missed: Vec<_> = report.per_pair.iter().filter(|p| p.ranked_right(reward) == Some(false)).collect();
+    let mut s = format!("\npairs `{reward}` does not rank right: {} of {}\n", missed.len(), report.pairs);
+    for p in missed {
+        let [b, w] = p.rewards[reward];
+        let _ = writeln!(s, "\n{} ({}): better {b:.4}, worse {w:.4}", p.pair, p.failure.as_deref().unwrap_or("unspecified"));
+        let _ = writeln!(s, "  better {}: {}", p.better, last_turn(&p.better));
+        let _ = writeln!(s, "  worse  {}: {}", p.worse, last_turn(&p.worse));
+    }
+    s
 }
 
 /// The report as two Markdown tables (ready to paste into the README).

@@ -29,7 +29,10 @@ use crate::trajectory::{ArcTracker, Trajectory};
 pub use builtin::{Delta, Discounted, Target, Terminal, Trend};
 pub use compose::{RewardConfig, TermName, WeightedReward};
 pub use guard::{AccommodationGuard, AccommodationReport, ReplyAccommodation};
-pub use pairs::{evaluate_pairs, find_pairs, Agreement, ConversationPair, GuardComparison, GuardMeans, PairReport, RewardAgreement};
+pub use pairs::{
+    evaluate_pairs, find_pairs, Agreement, ConversationPair, GuardComparison, GuardMeans, PairReport, PairScores,
+    RewardAgreement,
+};
 
 /// A reward computed from a scored conversation. Implementations are pure functions of the trajectory, so
 /// they can be evaluated on any prefix (an RL rollout in progress) and shared across threads.

@@ -129,6 +129,28 @@ pub struct GuardComparison {
     pub by_failure: BTreeMap<String, GuardMeans>,
 }
 
+/// One pair's rewards: what a share in [`RewardAgreement`] is made of, so a miss can be looked up.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairScores {
+    /// The pair's name ([`ConversationPair::pair`]).
+    pub pair: String,
+    /// How the worse conversation fails, when the data says.
+    pub failure: Option<String>,
+    /// The better conversation's id (its trajectory's, which is the conversation's when scored from it).
+    pub better: String,
+    /// The worse conversation's id.
+    pub worse: String,
+    /// Per reward name: `[better's reward, worse's reward]`.
+    pub rewards: BTreeMap<String, [f32; 2]>,
+}
+
+impl PairScores {
+    /// Whether `reward` scored the better conversation strictly higher (`None` for a reward not scored).
+    pub fn ranked_right(&self, reward: &str) -> Option<bool> {
+        self.rewards.get(reward).map(|[b, w]| b > w)
+    }
+}
+
 /// Everything `emoarc eval-arcs` reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PairReport {
@@ -138,6 +160,8 @@ pub struct PairReport {
     pub rewards: Vec<RewardAgreement>,
     /// How the accommodation guard reads the better and the worse conversations.
     pub guard: GuardComparison,
+    /// Every pair's rewards, in the pairs' order.
+    pub per_pair: Vec<PairScores>,
 }
 
 /// Scores every pair with every reward and the guard; `trajectories[i]` belongs to the conversation that the
@@ -149,6 +173,16 @@ pub fn evaluate_pairs(
     guard: &AccommodationGuard,
 ) -> PairReport {
     let failure = |p: &ConversationPair| p.failure.clone().unwrap_or_else(|| "unspecified".into());
+    let mut per_pair: Vec<PairScores> = pairs
+        .iter()
+        .map(|p| PairScores {
+            pair: p.pair.clone(),
+            failure: p.failure.clone(),
+            better: trajectories[p.better].id.clone(),
+            worse: trajectories[p.worse].id.clone(),
+            rewards: BTreeMap::new(),
+        })
+        .collect();
     let rewards = rewards
         .iter()
         .map(|r| {
@@ -161,6 +195,7 @@ pub fn evaluate_pairs(
             };
             for (k, p) in pairs.iter().enumerate() {
                 let (b, w) = (r.reward(&trajectories[p.better]), r.reward(&trajectories[p.worse]));
+                per_pair[k].rewards.insert(agreement.reward.clone(), [b, w]);
                 agreement.all.count(b, w);
                 if k % 2 == 0 { &mut agreement.half_a } else { &mut agreement.half_b }.count(b, w);
                 agreement.by_failure.entry(failure(p)).or_default().count(b, w);
@@ -192,5 +227,6 @@ pub fn evaluate_pairs(
             all,
             by_failure: means.map(|(k, m)| (k.unwrap_or_default(), m)).collect(),
         },
+        per_pair,
     }
 }
