@@ -10,7 +10,7 @@ use super::ModelArgs;
 use anyhow::{Context, Result};
 use clap::Args;
 use emoarc::eval::arcs::{trivial_baselines, RuleAgreement, TrivialBaseline};
-use emoarc::reward::{evaluate_pairs, find_pairs, Agreement, PairReport, RewardFn, TermName};
+use emoarc::reward::{evaluate_pairs, find_pairs, Agreement, ConversationPair, PairReport, RewardFn, TermName};
 use emoarc::trajectory::{read_conversations, score_conversations};
 use emoarc::Conversation;
 use serde_json::json;
@@ -87,26 +87,24 @@ pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
         );
         print!("{}", table(&report, &baselines, &heading));
         if let Some(reward) = &args.misses {
-            print!("{}", misses(&report, reward, &conversations, &options.speaker));
+            print!("{}", misses(&report, &pairs, reward, &conversations, &options.speaker));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The pairs `reward` ranks wrong or ties, each with both rewards and the speaker's last turns: what to read
-/// when a share falls short.
-fn misses(report: &PairReport, reward: &str, conversations: &[Conversation], speaker: &str) -> String {
-    let last_turn = |id: &str| -> String {
-        let turns = conversations.iter().find(|c| c.id == id).map(|c| c.turns.as_slice()).unwrap_or_default();
-        turns.iter().rev().find(|t| t.role == speaker).map_or_else(String::new, |t| t.text.replace('\n', " "))
-    };
-    let missed: Vec<_> = report.per_pair.iter().filter(|p| p.ranked_right(reward) == Some(false)).collect();
+/// when a share falls short. `report.per_pair` is in the order of `pairs`.
+fn misses(report: &PairReport, pairs: &[ConversationPair], reward: &str, conversations: &[Conversation], speaker: &str) -> String {
+    let last_turn = |i: usize| conversations[i].last_text_of(speaker).unwrap_or_default().replace('\n', " ");
+    let missed: Vec<_> =
+        report.per_pair.iter().zip(pairs).filter(|(scores, _)| scores.ranked_right(reward) == Some(false)).collect();
     let mut s = format!("\npairs `{reward}` does not rank right: {} of {}\n", missed.len(), report.pairs);
-    for p in missed {
-        let [b, w] = p.rewards[reward];
-        let _ = writeln!(s, "\n{} ({}): better {b:.4}, worse {w:.4}", p.pair, p.failure.as_deref().unwrap_or("unspecified"));
-        let _ = writeln!(s, "  better {}: {}", p.better, last_turn(&p.better));
-        let _ = writeln!(s, "  worse  {}: {}", p.worse, last_turn(&p.worse));
+    for (scores, pair) in missed {
+        let [b, w] = scores.rewards[reward];
+        let _ = writeln!(s, "\n{} ({}): better {b:.4}, worse {w:.4}", scores.pair, scores.failure.as_deref().unwrap_or("unspecified"));
+        let _ = writeln!(s, "  better {}: {}", scores.better, last_turn(pair.better));
+        let _ = writeln!(s, "  worse  {}: {}", scores.worse, last_turn(pair.worse));
     }
     s
 }

@@ -52,11 +52,6 @@ pub struct TrivialBaseline {
     pub by_failure: BTreeMap<String, RuleAgreement>,
 }
 
-/// The last turn by `speaker`, if any.
-fn last_turn<'a>(c: &'a Conversation, speaker: &str) -> Option<&'a str> {
-    c.turns.iter().rev().find(|t| t.role == speaker).map(|t| t.text.as_str())
-}
-
 /// The three rules, each a score per conversation (higher means "better"):
 /// - the final `speaker` turn says "thank" (any case): 1, else 0;
 /// - more characters in all other roles' turns (the assistant's replies);
@@ -66,7 +61,7 @@ pub fn rules(speaker: &str) -> Vec<(String, Box<dyn Fn(&Conversation) -> f64 + '
         (
             format!("final {speaker} turn says \"thank\""),
             Box::new(move |c: &Conversation| {
-                f64::from(u8::from(last_turn(c, speaker).is_some_and(|t| t.to_lowercase().contains("thank"))))
+                f64::from(u8::from(c.last_text_of(speaker).is_some_and(|t| t.to_lowercase().contains("thank"))))
             }),
         ),
         (
@@ -77,7 +72,7 @@ pub fn rules(speaker: &str) -> Vec<(String, Box<dyn Fn(&Conversation) -> f64 + '
         ),
         (
             format!("longer final {speaker} turn"),
-            Box::new(move |c: &Conversation| last_turn(c, speaker).map_or(0, |t| t.chars().count()) as f64),
+            Box::new(move |c: &Conversation| c.last_text_of(speaker).map_or(0, |t| t.chars().count()) as f64),
         ),
     ]
 }

@@ -599,7 +599,9 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
             groups.entry(g).or_default().push(i);
         }
     }
-    let kind_of = |g: &str| g.split('-').next().unwrap_or_default().to_owned();
+    fn kind_of(group: &str) -> &str {
+        group.split('-').next().unwrap_or_default()
+    }
     let (neighbours, rest): (Vec<_>, Vec<_>) = groups.iter().partition(|(g, _)| kind_of(g) == NEIGHBOUR_SET_KIND);
     let (closings, ladders): (Vec<_>, Vec<_>) = rest.into_iter().partition(|(g, _)| kind_of(g) == CLOSING_SET_KIND);
     for (key, label, what, sets) in [
@@ -626,14 +628,13 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
     // Closing sets are ordered by the well-being their labels give through the affect table (the reading
     // `terminal` rewards), not per category: a helped closing may name a residual worry, a resigned one may thank.
     let affect = AffectModel::default();
-    let wellbeing = |values: &dyn Fn(usize) -> f32| affect.affect(&Intensities::new(std::array::from_fn(values))).wellbeing;
     let mut closing_pairs: Vec<(usize, usize)> = Vec::new();
     for (_, lines) in &closings {
-        let gold_wb: Vec<f32> = lines.iter().map(|&i| wellbeing(&|k| gold[k][i])).collect();
-        for (a, wa) in lines.iter().zip(&gold_wb) {
-            for (b, wb) in lines.iter().zip(&gold_wb) {
-                if wb - wa >= CLOSING_MIN_GAP {
-                    closing_pairs.push((*a, *b));
+        let gold_wb = |i: usize| affect.affect(&test[i].labels).wellbeing;
+        for &a in lines.iter() {
+            for &b in lines.iter() {
+                if gold_wb(b) - gold_wb(a) >= CLOSING_MIN_GAP {
+                    closing_pairs.push((a, b));
                 }
             }
         }
@@ -644,7 +645,10 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
             "closing sets: the closing whose labels read better scores higher well-being",
             Some(format!("{} pairs in {} sets", closing_pairs.len(), closings.len())),
             &|c| {
-                let wb = |i: usize| f64::from(wellbeing(&|k| c.intensity_test[k][i] as f32));
+                let wb = |i: usize| {
+                    let x = Intensities::new(std::array::from_fn(|k| c.intensity_test[k][i] as f32));
+                    f64::from(affect.affect(&x).wellbeing)
+                };
                 ordered_share(c, &closing_pairs.iter().map(|&(a, b)| (wb(a), wb(b))).collect::<Vec<_>>())
             },
         );

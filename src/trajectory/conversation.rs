@@ -116,6 +116,11 @@ impl Conversation {
         }
     }
 
+    /// The text of the last turn by `role`, if it has one.
+    pub fn last_text_of(&self, role: &str) -> Option<&str> {
+        self.turns.iter().rev().find(|t| t.role == role).map(|t| t.text.as_str())
+    }
+
     /// Where this conversation is, for errors raised after parsing.
     pub fn at(&self) -> ConversationAt {
         ConversationAt::id(self.id.clone())
