@@ -8,6 +8,8 @@ fine-tuned layers, a head file) and emoarc loads them like any other head.
 
 Sources and what each trains (maps in data/label-maps/, read here and by `emoarc eval`):
   * authored corpus (data/corpus, train split by the id hash of emoarc::data::Split): all 40 intensities;
+  * exchange sets (data/exchanges): the same, for a text read after the message it answers (`after`): the model
+    runs `[CLS] text [SEP] message [SEP]` and pools the text's tokens only, as emoarc's InContext does;
   * GoEmotions, XED: presence labels; loss only on the categories the source's map knows;
   * Empathic Reactions: continuous Affection and Distress;
   * EmoBank: valence and arousal (the head's affect outputs).
@@ -45,6 +47,12 @@ CATEGORIES = [
     "Emotional Numbness", "Intoxication/Altered States of Consciousness", "Jealousy & Envy",
 ]
 C = len(CATEGORIES)
+# Pleasant and unpleasant categories: a rough split, for a reported dev figure only (never selected on).
+POSITIVE = [CATEGORIES.index(c) for c in ("Amusement", "Elation", "Pleasure/Ecstasy", "Contentment", "Thankfulness/Gratitude",
+                                          "Affection", "Hope/Enthusiasm/Optimism", "Triumph", "Pride", "Relief", "Awe")]
+NEGATIVE = [CATEGORIES.index(c) for c in ("Impatience and Irritability", "Fear", "Distress", "Embarrassment", "Shame",
+                                          "Disappointment", "Sadness", "Bitterness", "Contempt", "Disgust", "Anger",
+                                          "Sourness", "Pain", "Helplessness", "Fatigue/Exhaustion", "Emotional Numbness")]
 INDEX = {c: i for i, c in enumerate(CATEGORIES)}
 GOEMOTIONS_LABELS = (
     "admiration amusement anger annoyance approval caring confusion curiosity desire disappointment disapproval "
@@ -115,10 +123,11 @@ def normalise_xed(text):
 
 
 class Row:
-    __slots__ = ("text", "source", "target", "mask", "va", "va_mask", "group")
+    __slots__ = ("text", "source", "target", "mask", "va", "va_mask", "group", "after")
 
-    def __init__(self, text, source, target=None, mask=None, va=None, group=None):
+    def __init__(self, text, source, target=None, mask=None, va=None, group=None, after=None):
         self.text = text
+        self.after = after  # the message the text answers (exchange sets), read as context
         self.source = source
         self.target = np.zeros(C, np.float32) if target is None else target
         self.mask = np.zeros(C, np.float32) if mask is None else mask
@@ -127,9 +136,9 @@ class Row:
         self.group = group  # corpus lines telling one situation at several levels share one (data/GUIDE.md)
 
 
-def load_corpus(data_dir, split):
+def load_corpus(data_dir, split, folder="corpus"):
     rows = []
-    for path in sorted(glob.glob(os.path.join(data_dir, "corpus", "*.jsonl"))):
+    for path in sorted(glob.glob(os.path.join(data_dir, folder, "*.jsonl"))):
         for line in open(path, encoding="utf-8"):
             if not line.strip():
                 continue
@@ -139,7 +148,7 @@ def load_corpus(data_dir, split):
             t = np.zeros(C, np.float32)
             for name, v in d["labels"].items():
                 t[INDEX[name]] = v
-            rows.append(Row(d["text"], "corpus", t, np.ones(C, np.float32), group=d.get("group")))
+            rows.append(Row(d["text"], "corpus", t, np.ones(C, np.float32), group=d.get("group"), after=d.get("after")))
     return rows
 
 
@@ -201,7 +210,9 @@ def load_emobank(ds, split):
 def load_all(args, split):
     maps = {n: LabelMap(os.path.join(args.data, "label-maps", f"{n}.tsv")) for n in ("goemotions", "xed", "empathic_reactions")}
     parts = {
-        "corpus": load_corpus(args.data, split),
+        # Exchange rows are few beside the corpus (about 460 of 12,000 train rows): --exchanges copies them.
+        "corpus": load_corpus(args.data, split)
+        + load_corpus(args.data, split, "exchanges") * (args.exchanges if split == "train" else min(args.exchanges, 1)),
         "goemotions": load_goemotions(args.datasets, maps, split),
         "xed": load_xed(args.datasets, maps, split) if args.xed else [],
         "empathic": load_empathic(args.datasets, maps, split),
@@ -346,7 +357,8 @@ class Model(torch.nn.Module):
         s = ids.shape[1]
         x = self.word(ids) + self.pos.weight[:s] + self.typ.weight[0]
         x = F.dropout(self.ln(x), dropout, self.training)
-        bias = ((mask.float() - 1.0) * 1e9)[:, None, None, :]
+        # mask: 1 = a token of the text (attended and pooled), 2 = context it answers (attended only), 0 = pad.
+        bias = (((mask > 0).float() - 1.0) * 1e9)[:, None, None, :]
         for i, layer in enumerate(self.layers):
             product = None
             if quant:
@@ -354,7 +366,7 @@ class Model(torch.nn.Module):
             elif record is not None:
                 product = lambda name, x, mods, i=i: FakeInt8.record(record, (i, name), x, mask, mods)
             x = layer(x, bias, dropout, product)
-        m = mask.float().unsqueeze(-1)
+        m = (mask == 1).float().unsqueeze(-1)
         pooled = (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
         return F.normalize(pooled, dim=-1, eps=1e-12)
 
@@ -480,13 +492,28 @@ def load_plain_head(folder):
     return tok, model
 
 
+class InContext(list):
+    """Token ids `[CLS] text [SEP] message [SEP]` of a text read after the message it answers; `pool` = the
+    text's tokens (`[CLS] text [SEP]`), the ones pooled."""
+    pool = None
+
+
 def tokenize(tok, rows, max_len):
+    """Token ids per row, as emoarc's Estimator makes them: a text over `max_len` is cut (its frame kept); a text
+    with a message (`row.after`) that fits gets the end of the message, as much as room allows, then `[SEP]`."""
     enc = tok.encode_batch([r.text for r in rows])
+    afters = [(i, r.after.strip()) for i, r in enumerate(rows) if r.after and r.after.strip()]
+    after_ids = dict(zip([i for i, _ in afters], (e.ids for e in tok.encode_batch([a for _, a in afters], add_special_tokens=False))))
     out = []
-    for e in enc:
+    for i, e in enumerate(enc):
         ids = e.ids
         if len(ids) > max_len:
             ids = ids[: max_len - 1] + [ids[-1]]
+        elif after_ids.get(i) and max_len - len(ids) - 1 > 0:
+            room = max_len - len(ids) - 1
+            seq = InContext(ids + after_ids[i][-room:] + [ids[-1]])
+            seq.pool = len(ids)
+            ids = seq
         out.append(ids)
     return out
 
@@ -527,6 +554,9 @@ def collate(seqs, idx):
     for r, i in enumerate(idx):
         ids[r, : len(seqs[i])] = torch.tensor(seqs[i])
         mask[r, : len(seqs[i])] = 1
+        pool = getattr(seqs[i], "pool", None)
+        if pool is not None:
+            mask[r, pool: len(seqs[i])] = 2  # the message: attended to, not pooled
     return ids, mask
 
 
@@ -561,9 +591,9 @@ class Lexicon:
         return cls(ids, [math.log((1 + n) / (1 + df[t])) + 1.0 for t in ids])
 
     def features(self, seq):
-        """(feature indices, values) of one token sequence."""
+        """(feature indices, values) of one token sequence (its text's tokens: a message it answers is context)."""
         tf = {}
-        for t in seq:
+        for t in seq[: getattr(seq, "pool", None) or len(seq)]:
             f = self.index.get(t)
             if f is not None:
                 tf[f] = tf.get(f, 0) + 1
@@ -667,6 +697,18 @@ def dev_scores(dev, preds):
             res["corpus_slope"] = float(np.polyfit(tgt[msk > 0], pred[msk > 0], 1)[0])
             neutral = tgt.max(axis=1) == 0
             res["corpus_neutral_fp"] = float((pred[neutral].max(axis=1) > 0.5).mean()) if neutral.any() else float("nan")
+            # Reported only: one text read after two messages (exchange sets) is ordered as its labels order it, by
+            # positive minus negative intensity (a rough well-being; `emoarc eval` uses the affect table).
+            tone = lambda x: x[:, POSITIVE].sum(1) - x[:, NEGATIVE].sum(1)
+            gold_tone, pred_tone = tone(tgt), tone(pred)
+            same = {}
+            for i, r in enumerate(rows):
+                if r.after:
+                    same.setdefault((r.group, r.text), []).append(i)
+            right = [float((pred_tone[a] - pred_tone[b]) * (gold_tone[a] - gold_tone[b]) > 0)
+                     for v in same.values() for a in v for b in v if a < b and gold_tone[a] != gold_tone[b]]
+            if right:
+                res["corpus_context_pairs"] = float(np.mean(right))
     # One number to select on: the mean of the dev scores the issue targets.
     keys = ["goemotions_auc", "corpus_auc", "emobank_v", "emobank_a", "corpus_spearman_present"]
     res["select"] = float(np.mean([res[k] for k in keys if k in res and not math.isnan(res[k])]))
@@ -719,6 +761,9 @@ def main():
                     help="add a TF-IDF model over this many wordpieces to the head, trained with it (0: none)")
     ap.add_argument("--lex-lr", type=float, default=2e-3, help="learning rate of the lexical weights")
     ap.add_argument("--lex-decay", type=float, default=0.01, help="weight decay of the lexical weights")
+    ap.add_argument("--exchanges", type=int, default=1,
+                    help="train on data/exchanges too, each train row this many times: texts read after the message "
+                         "they answer (0: not at all); a head trained with them reads context")
     ap.add_argument("--xed", type=int, default=0, help="also train on XED subtitles (licence doubt on the text, see the datasets README)")
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--token-budget", type=int, default=2048)
@@ -999,6 +1044,8 @@ def export(args):
         lexical = "lexical.ids" in head.keys()
     if lexical:
         spec["heads"]["trained"]["lexical"] = True
+    if getattr(args, "exchanges", 0) and glob.glob(os.path.join(args.data, "exchanges", "*.jsonl")):
+        spec["heads"]["trained"]["reads_context"] = True
     # The oldest format that describes the heads, as emoarc's ModelSpec::save writes: 2 knows lexical heads.
     spec["format"] = 2 if any(h.get("lexical") for h in spec["heads"].values()) else 1
     spec["default_head"] = "trained"

@@ -60,6 +60,9 @@ pub struct Example {
     pub labels: Intensities,
     /// The situation this line is one variant of (the rungs of an intensity ladder share one), if any.
     pub group: Option<String>,
+    /// The message the text answers, when its labels read it in that light (exchange sets, `data/exchanges`):
+    /// the same polite words can be thanks after help and giving in after a lecture.
+    pub after: Option<String>,
     /// The split its id hashes to, or its `group` where the line has one: variants of one situation (the
     /// rungs of an intensity ladder) share a group, so they never straddle train and test.
     pub split: Split,
@@ -90,6 +93,8 @@ struct RawExample {
     labels: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     group: Option<serde_json::Value>,
+    #[serde(default)]
+    after: Option<serde_json::Value>,
 }
 
 /// The corpus: every example that parsed, and the problems of every line that did not.
@@ -178,12 +183,18 @@ fn parse_example(raw: &[u8]) -> std::result::Result<Example, String> {
         Some(serde_json::Value::String(g)) if !g.trim().is_empty() => Some(g),
         Some(other) => return Err(format!("{id}: \"group\" must be a non-empty string, found {other}")),
     };
+    let after = match r.after {
+        None => None,
+        Some(serde_json::Value::String(a)) if !a.trim().is_empty() => Some(a),
+        Some(other) => return Err(format!("{id}: \"after\" must be a non-empty string, found {other}")),
+    };
     if !bad.is_empty() {
         return Err(format!("{id}: {}", bad.join("; ")));
     }
     Ok(Example {
         split: Split::of(group.as_deref().unwrap_or(&id)),
         group,
+        after,
         id,
         text,
         labels,
@@ -280,6 +291,28 @@ pub const LENGTH_TIED_FILES: [&str; 5] = [
     "positive-high.jsonl",
     "positive-low.jsonl",
 ];
+
+/// The problems of the exchange sets (`data/exchanges`): lines that did not parse, ids used twice, and lines
+/// without the message they answer (an exchange line's labels read the text in its light, so it is required).
+pub fn check_exchanges(exchanges: &Corpus) -> Vec<Finding> {
+    let mut errors = exchanges.problems.clone();
+    let mut ids: HashMap<&str, &str> = HashMap::new();
+    for ex in &exchanges.examples {
+        if let Some(first) = ids.insert(&ex.id, &ex.origin) {
+            errors.push(Finding {
+                origin: ex.origin.clone(),
+                message: format!("id {:?} already used at {first}", ex.id),
+            });
+        }
+        if ex.after.is_none() {
+            errors.push(Finding {
+                origin: ex.origin.clone(),
+                message: format!("{}: an exchange line needs \"after\", the message it answers", ex.id),
+            });
+        }
+    }
+    errors
+}
 
 /// One corpus file's correlation between text length (characters) and its strongest label.
 #[derive(Debug, Clone, PartialEq)]
@@ -523,6 +556,35 @@ mod tests {
     }
 
     #[test]
+    fn the_answered_message_is_read_with_the_text() {
+        let data = br#"{"id": "a", "after": "Have you tried turning it off?", "text": "ok. thanks", "labels": {"Disappointment": 0.5}}
+{"id": "b", "text": "ok. thanks", "labels": {"Thankfulness/Gratitude": 0.25}}
+{"id": "c", "after": "  ", "text": "ok", "labels": {}}
+{"id": "d", "after": ["a list"], "text": "ok", "labels": {}}
+"#;
+        let c = Corpus::parse("x.jsonl", data);
+        assert_eq!(c.examples[0].after.as_deref(), Some("Have you tried turning it off?"));
+        assert_eq!(c.examples[1].after, None);
+        assert_eq!(c.problems.len(), 2, "{:?}", c.problems);
+        assert!(c.problems.iter().all(|p| p.message.contains("\"after\" must be a non-empty string")), "{:?}", c.problems);
+    }
+
+    #[test]
+    fn exchange_lines_need_their_message_and_unique_ids() {
+        let data = br#"{"id": "a", "after": "Call the advice line today.", "text": "ok. thanks", "labels": {"Relief": 0.5}}
+{"id": "a", "after": "It's not a big deal.", "text": "ok. thanks", "labels": {"Disappointment": 0.5}}
+{"id": "b", "text": "ok. thanks", "labels": {}}
+{"id": "c", "text": 5}
+"#;
+        let found = check_exchanges(&Corpus::parse("x.jsonl", data));
+        let messages: Vec<&str> = found.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(found.len(), 3, "{messages:?}");
+        assert!(messages[0].contains("\"text\" must be a non-empty string"), "{messages:?}");
+        assert!(messages[1].contains("already used at x.jsonl:1"), "{messages:?}");
+        assert!(messages[2].contains("needs \"after\""), "{messages:?}");
+    }
+
+    #[test]
     fn parse_collects_problems_with_line_numbers() {
         let data = br#"{"id": "a", "text": "I'm furious", "labels": {"Anger": 0.75}}
 {"id": "b", "text": "x", "labels": {"Angry": 0.5}}
@@ -543,6 +605,7 @@ not json
     fn example(id: &str, text: &str, split: Split) -> Example {
         Example {
             group: None,
+            after: None,
             id: id.into(),
             text: text.into(),
             labels: Intensities::default(),

@@ -42,7 +42,7 @@ pub mod zero_shot;
 
 pub use error::{Error, InputProblem, Result};
 pub use backend::{Backend, FloatType, Precision};
-pub use estimator::{DeviceChoice, Estimate, Estimator, EstimatorBuilder, OnLong};
+pub use estimator::{DeviceChoice, Estimate, Estimator, EstimatorBuilder, InContext, OnLong};
 pub use intensities::Intensities;
 pub use reward::{AccommodationGuard, RewardConfig, RewardFn, WeightedReward};
 pub use taxonomy::{Category, Family, NUM_CATEGORIES, TAXONOMY_VERSION};

@@ -353,6 +353,7 @@ pub fn build_model(
         outputs: NUM_CATEGORIES,
         affect: false,
         lexical: false,
+        reads_context: false,
     };
     let mut spec = ModelSpec::read_unverified(out_dir)?.unwrap_or_else(|| ModelSpec {
         format: FORMAT_VERSION,

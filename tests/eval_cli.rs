@@ -65,7 +65,7 @@ fn eval_reports_every_dataset_with_baseline_columns() {
     assert_eq!(report["bootstrap_resamples"], 100);
     assert_eq!(report["warnings"].as_array().unwrap().len(), 0, "{}", report["warnings"]);
     let names: Vec<&str> = report["datasets"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["own test", "GoEmotions dev", "EmoBank dev", "XED dev", "Empathic Reactions dev"]);
+    assert_eq!(names, ["own test", "exchange sets", "GoEmotions dev", "EmoBank dev", "XED dev", "Empathic Reactions dev"]);
     // Every metric row of every dataset has a cell for every column.
     for d in report["datasets"].as_array().unwrap() {
         for m in d["metrics"].as_array().unwrap() {
@@ -116,6 +116,17 @@ fn eval_reports_every_dataset_with_baseline_columns() {
     let closing = metric(own, "closing_order");
     assert_eq!(closing["detail"], "1 pairs in 1 sets");
     assert_eq!(value(closing, "model"), Some(1.0), "{closing}");
+    // One test-split exchange set (exchanges/fixture.jsonl): the same polite line after a landlord-law answer and
+    // after empty cheer, labelled as read after each, with a helped and a resigned closing. The model reads the
+    // line after its reply; alone, or by length, the two readings tie, and a tie is not right.
+    let ex = dataset(report, "exchange sets");
+    let same = metric(ex, "context_pairs");
+    assert_eq!(same["detail"], "1 pairs in 1 sets");
+    assert_eq!(value(same, "model"), Some(1.0), "{same}");
+    assert_eq!(value(metric(ex, "context_pairs_alone"), "model"), Some(0.0));
+    assert_eq!(value(same, "length"), Some(0.0));
+    assert_eq!(value(same, "tf-idf"), None);
+    assert!(cell(same, "model")["ci"].is_array());
     // Length is no intensity: no calibration and no neutral rate for it; TF-IDF's ridge has both.
     for key in ["slope_all", "slope_present", "mean_at_1", "neutral_fp"] {
         assert_eq!(value(metric(own, key), "length"), None, "{key}");
@@ -197,7 +208,7 @@ fn missing_dataset_folders_are_warnings_and_missing_data_files_errors() {
     }
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let report = &doc["report"];
-    assert_eq!(report["datasets"].as_array().unwrap().len(), 1);
+    assert_eq!(report["datasets"].as_array().unwrap().len(), 2);
     assert_eq!(report["warnings"].as_array().unwrap().len(), 4);
     let columns: Vec<&str> = report["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(columns, ["model", "length"]);

@@ -9,18 +9,8 @@ use emoarc::data::{Corpus, Split};
 use emoarc::backend::int16::{Alpha, Int8Calibration, Kernel, Product, QuantizedEncoder};
 use emoarc::model::EncoderConfig;
 use emoarc::{Backend, DeviceChoice, Error, Estimator, ModelSource, Precision};
-use std::sync::OnceLock;
 
-fn quantized() -> &'static Estimator {
-    static E: OnceLock<Estimator> = OnceLock::new();
-    E.get_or_init(|| {
-        Estimator::builder()
-            .model(ModelSource::Dir(common::shipped_dir()))
-            .backend(Backend::Int16)
-            .build()
-            .expect("the shipped model loads in int16")
-    })
-}
+use common::int16 as quantized;
 
 /// The corpus's test split plus the sample file: short and long, typos, emoji, neutral text.
 fn texts() -> Vec<String> {

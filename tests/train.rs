@@ -188,6 +188,7 @@ fn fine_tuned_top_layers_are_stored_as_an_override_and_load_back() {
                 // Heads trained by candle have no learned valence/arousal output and no lexicon.
                 affect: false,
                 lexical: false,
+                reads_context: false,
                 ..base.clone()
             },
         );

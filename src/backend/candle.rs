@@ -85,7 +85,16 @@ impl EncoderBackend for Encoder {
 
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
         let (ids, mask) = pad(batch.seqs, batch.max_len(), batch.pad_id, &self.device)?;
-        Ok(self.embed_padded(&ids, &mask)?.flatten_all()?.to_vec1::<f32>()?)
+        let pooled = match batch.pooled {
+            None => self.embed_padded(&ids, &mask)?,
+            Some(_) => {
+                // Attend to every token, pool only each sequence's leading `pooled_len` (the text, not its context).
+                let lens: Vec<usize> = (0..batch.seqs.len()).map(|i| batch.pooled_len(i)).collect();
+                let pool_mask = prefix_mask(&lens, batch.max_len(), &self.device)?;
+                mean_pool(&self.hidden_states(&ids, &mask)?, &pool_mask)?.to_dtype(DType::F32)?
+            }
+        };
+        Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
     }
 
     fn describe(&self) -> String {
@@ -100,6 +109,15 @@ impl EncoderBackend for Encoder {
     fn on_cpu(&self) -> bool {
         self.device.is_cpu()
     }
+}
+
+/// `[n, padded_len]` u32: 1 on the first `lens[i]` positions of row `i`, 0 after.
+fn prefix_mask(lens: &[usize], padded_len: usize, device: &Device) -> Result<Tensor> {
+    let mut mask = vec![0u32; lens.len() * padded_len];
+    for (row, &len) in mask.chunks_exact_mut(padded_len.max(1)).zip(lens) {
+        row[..len.min(padded_len)].fill(1);
+    }
+    Ok(Tensor::from_vec(mask, (lens.len(), padded_len), device)?)
 }
 
 /// Pads sequences to `padded_len` with `pad_id`; returns `(ids, mask)`, both `[n, padded_len]` u32.
@@ -130,5 +148,11 @@ mod tests {
         let (ids, mask) = pad(&[&a, &b], 4, 0, &Device::Cpu).unwrap();
         assert_eq!(ids.to_vec2::<u32>().unwrap(), vec![vec![101, 7, 102, 0], vec![101, 102, 0, 0]]);
         assert_eq!(mask.to_vec2::<u32>().unwrap(), vec![vec![1, 1, 1, 0], vec![1, 1, 0, 0]]);
+    }
+
+    #[test]
+    fn prefix_masks_cover_the_pooled_tokens() {
+        let mask = prefix_mask(&[2, 4, 1], 4, &Device::Cpu).unwrap();
+        assert_eq!(mask.to_vec2::<u32>().unwrap(), vec![vec![1, 1, 0, 0], vec![1, 1, 1, 1], vec![1, 0, 0, 0]]);
     }
 }

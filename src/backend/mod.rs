@@ -296,6 +296,10 @@ pub struct TokenBatch<'a> {
     pub seqs: &'a [&'a [u32]],
     /// The id padded batches are filled with.
     pub pad_id: u32,
+    /// How many leading tokens of each sequence the mean covers: a text read with the reply it answers runs as
+    /// `[CLS] text [SEP] reply [SEP]`, attends to all of it and pools only `[CLS] text [SEP]`. `None`: every
+    /// sequence pools all its tokens.
+    pub pooled: Option<&'a [usize]>,
 }
 
 impl TokenBatch<'_> {
@@ -303,10 +307,18 @@ impl TokenBatch<'_> {
     pub fn max_len(&self) -> usize {
         self.seqs.iter().map(|s| s.len()).max().unwrap_or(0)
     }
+
+    /// How many leading tokens of sequence `i` are pooled (all of them unless [`pooled`](Self::pooled) says
+    /// fewer; never more than the sequence has, nor fewer than one).
+    pub fn pooled_len(&self, i: usize) -> usize {
+        let len = self.seqs[i].len();
+        self.pooled.map_or(len, |p| p[i].clamp(1, len.max(1)))
+    }
 }
 
 /// What runs the encoder. Implementations return the mean-pooled last-layer vectors, `[seqs, hidden]`
-/// row-major, in f32, and must give each sequence the same vector whatever else is in its batch.
+/// row-major, in f32, pooled over [`TokenBatch::pooled_len`] leading tokens of each sequence, and must give each
+/// sequence the same vector whatever else is in its batch.
 pub(crate) trait EncoderBackend: Send + Sync {
     /// Width of the pooled vectors.
     fn hidden_size(&self) -> usize;

@@ -7,7 +7,7 @@ use super::ModelArgs;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 pub use emoarc::records::rounded;
-use emoarc::trajectory::{read_conversations, score_conversations, ArcOptions, TurnReading};
+use emoarc::trajectory::{read_conversations, score_conversations, ArcOptions, TurnContext, TurnReading};
 use emoarc::{Conversation, Estimator, Trajectory};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -47,6 +47,10 @@ pub struct ArcFlags {
     /// How a turn is read: whole (one text, as score does) or clauses (weighted toward where the turn ends).
     #[arg(long, default_value_t = TurnReading::default())]
     pub reading: TurnReading,
+    /// What a speaker's turn is read with: previous (the other party's turn before it, the reply it answers,
+    /// when the model was trained to read context; whole reading only) or alone.
+    #[arg(long, default_value_t = TurnContext::default())]
+    pub context: TurnContext,
     /// Where valence and arousal come from: the documented table of the 40 categories (default: it ranks the
     /// conversation pairs better), or the head's own, learned from human ratings (the table for heads without).
     #[arg(long, value_enum, default_value_t = AffectFrom::Table)]
@@ -65,6 +69,7 @@ impl ArcFlags {
         let mut options = ArcOptions {
             speaker: self.speaker.clone(),
             reading: self.reading,
+            context: self.context,
             ..ArcOptions::default()
         };
         options.affect.learned = self.affect == AffectFrom::Learned;

@@ -76,14 +76,30 @@ pub fn run(args: DataArgs) -> Result<ExitCode> {
             println!("  {w}");
         }
     }
-    if report.ok() {
+    // The exchange sets: lines read after the message they answer (optional folder).
+    let mut errors = report.errors.clone();
+    let exchanges_dir = data.join("exchanges");
+    if exchanges_dir.is_dir() {
+        let exchanges = Corpus::load_dir(&exchanges_dir)?;
+        let splits = exchanges.examples.iter().fold(std::collections::BTreeMap::new(), |mut m, e| {
+            *m.entry(e.split.name()).or_insert(0usize) += 1;
+            m
+        });
+        println!("exchange lines: {} ({})", exchanges.examples.len(), fmt_splits(&splits));
+        for lc in data::length_correlations(&exchanges.examples) {
+            let r = lc.r.map_or("-".into(), |r| format!("{r:+.3}"));
+            println!("    {:<40} {:>6} lines  r = {r} (length vs strongest label)", lc.file, lc.examples);
+        }
+        errors.extend(data::check_exchanges(&exchanges));
+    }
+    if errors.is_empty() {
         println!("data check: ok");
         return Ok(ExitCode::SUCCESS);
     }
-    for e in &report.errors {
+    for e in &errors {
         eprintln!("error: {e}");
     }
-    eprintln!("data check: {} errors", report.errors.len());
+    eprintln!("data check: {} errors", errors.len());
     Ok(ExitCode::FAILURE)
 }
 

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use emoarc::eval::arcs::{trivial_baselines, RuleAgreement, TrivialBaseline};
 use emoarc::reward::{evaluate_pairs, find_pairs, Agreement, ConversationPair, PairReport, RewardFn, TermName};
-use emoarc::trajectory::{read_conversations, score_conversations};
+use emoarc::trajectory::{read_conversations, score_conversations, TurnContext, TurnReading};
 use emoarc::Conversation;
 use serde_json::json;
 use std::fmt::Write as _;
@@ -74,12 +74,17 @@ pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
     let report = evaluate_pairs(&pairs, &trajectories, &rewards, &config.accommodation);
     let baselines = trivial_baselines(&pairs, &conversations, &options.speaker);
     let model = format!("{} (head {})", estimator.spec().name, estimator.head_name());
+    // What the speaker's turns were read with, as it happened: the reply before them only where the model reads it.
+    let context = match options.context {
+        TurnContext::Previous if options.reading == TurnReading::Whole && estimator.reads_context() => "the reply before",
+        _ => "alone",
+    };
     if args.json {
-        let doc = json!({"data": data, "model": model, "reading": options.reading.name(), "speaker": options.speaker, "report": report, "baselines": baselines});
+        let doc = json!({"data": data, "model": model, "reading": options.reading.name(), "context": context, "speaker": options.speaker, "report": report, "baselines": baselines});
         println!("{}", serde_json::to_string_pretty(&rounded(doc))?);
     } else {
         let heading = format!(
-            "{} pairs in {}; model {model}, {} reading, speaker {}",
+            "{} pairs in {}; model {model}, {} reading, turns read {context}, speaker {}",
             report.pairs,
             data.display(),
             options.reading.name(),

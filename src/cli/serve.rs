@@ -6,7 +6,7 @@ use super::ModelArgs;
 use anyhow::{Context, Result};
 use clap::Args;
 use emoarc::server::{check_exposure, serve, ApiKey, Batching, Connections, Limits, LogSink, ServerConfig};
-use emoarc::trajectory::{ArcOptions, Template, TurnReading};
+use emoarc::trajectory::{ArcOptions, Template, TurnContext, TurnReading};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,6 +99,9 @@ pub struct ServeArgs {
     /// How a turn is read: whole or clauses.
     #[arg(long, default_value_t = TurnReading::default())]
     reading: TurnReading,
+    /// What a speaker's turn is read with: previous (the reply before it, when the model reads context) or alone.
+    #[arg(long, default_value_t = TurnContext::default())]
+    context: TurnContext,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -146,6 +149,7 @@ impl ServeArgs {
             arc: ArcOptions {
                 speaker: self.speaker.clone(),
                 reading: self.reading,
+                context: self.context,
                 ..ArcOptions::default()
             },
             ..ServerConfig::default()

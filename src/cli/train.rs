@@ -135,6 +135,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         outputs: emoarc::NUM_CATEGORIES,
         affect: false,
         lexical: false,
+        reads_context: false,
     };
     emoarc::zero_shot::save_tensors(&args.out.join(&head.weights), &trained.tensors)?;
     spec.name = folder_name(&args.out)?;

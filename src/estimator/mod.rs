@@ -9,7 +9,7 @@ mod tokens;
 
 pub use crate::backend::DeviceChoice;
 pub use builder::{EstimatorBuilder, CPU_TOKEN_BUDGET, DEFAULT_MODEL_NAME, GPU_TOKEN_BUDGET, MODEL_ENV};
-pub use tokens::OnLong;
+pub use tokens::{InContext, OnLong};
 use tokens::Prepared;
 use crate::backend::TokenBatch;
 use crate::batch::{self, BatchLimits};
@@ -33,6 +33,9 @@ pub struct Estimate {
     pub truncated: bool,
     /// How many windows were scored (1 unless chunked).
     pub windows: usize,
+    /// Tokens of the answered message read with the text ([`Estimator::estimate_in_context`]); 0 when the text
+    /// was read alone (no message, a head that does not read context, or a text that fills its window).
+    pub context_tokens: usize,
     /// Valence and arousal as the head learned them from human ratings (mean over windows); `None` for heads
     /// without learned affect, where arcs use the documented table instead.
     pub affect: Option<Affect>,
@@ -92,6 +95,26 @@ impl Estimator {
     /// error is a model failure, the inner one says why that input was refused. Good inputs are always scored.
     pub fn estimate_each<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<std::result::Result<Estimate, InputProblem>>> {
         let prepared = self.prepare(texts)?;
+        self.score_prepared(prepared)
+    }
+
+    /// Like [`estimate_each`](Self::estimate_each), each text read with the message it answers when the head
+    /// was trained to ([`reads_context`](Self::reads_context)); otherwise the messages are not used. Only the
+    /// text is scored: a blank or refused text fails its slot, a message never does.
+    pub fn estimate_in_context(&self, items: &[InContext]) -> Result<Vec<std::result::Result<Estimate, InputProblem>>> {
+        let prepared = self.prepare_in_context(items)?;
+        self.score_prepared(prepared)
+    }
+
+    /// Whether the head reads a text with the message it answers ([`InContext`]).
+    pub fn reads_context(&self) -> bool {
+        self.model.head_spec().reads_context
+    }
+
+    fn score_prepared(
+        &self,
+        prepared: Vec<std::result::Result<Prepared, InputProblem>>,
+    ) -> Result<Vec<std::result::Result<Estimate, InputProblem>>> {
         let good: Vec<&Prepared> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
         let (_, scores) = self.run(&good)?;
         let mut scores = scores.into_iter();
@@ -105,6 +128,7 @@ impl Estimator {
                     tokens: p.tokens,
                     truncated: p.truncated,
                     windows: p.windows.len(),
+                    context_tokens: p.context_tokens(),
                     affect: score.affect,
                 })
             })
@@ -183,10 +207,12 @@ impl Estimator {
     fn run(&self, prepared: &[&Prepared]) -> Result<(Vec<Vec<f32>>, Vec<WindowScores>)> {
         let mut owners = Vec::new();
         let mut seqs: Vec<&[u32]> = Vec::new();
+        let mut pooled: Vec<usize> = Vec::new();
         for (i, p) in prepared.iter().enumerate() {
-            for w in &p.windows {
+            for (k, w) in p.windows.iter().enumerate() {
                 owners.push(i);
                 seqs.push(w);
+                pooled.push(p.pooled_len(k));
             }
         }
         let hidden = self.model.hidden_size();
@@ -195,9 +221,12 @@ impl Estimator {
         let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         for planned in batch::plan(&lengths, self.limits) {
             let batch_seqs: Vec<&[u32]> = planned.items.iter().map(|&i| seqs[i]).collect();
+            let batch_pooled: Vec<usize> = planned.items.iter().map(|&i| pooled[i]).collect();
+            let with_context = batch_pooled.iter().zip(&batch_seqs).any(|(&n, s)| n < s.len());
             let (pooled, out) = self.model.forward(&TokenBatch {
                 seqs: &batch_seqs,
                 pad_id: self.pad_id,
+                pooled: with_context.then_some(&batch_pooled[..]),
             })?;
             let intensities = out.intensities.to_vec2::<f32>()?;
             let affect = out.affect.map(|a| a.to_vec2::<f32>()).transpose()?;

@@ -36,6 +36,41 @@ pub(super) struct Prepared {
     pub(super) windows: Vec<Vec<u32>>,
     pub(super) tokens: usize,
     pub(super) truncated: bool,
+    /// For a text read with the message it answers (one window, `[CLS] text [SEP] message [SEP]`): how many
+    /// leading tokens are the text's, the ones pooled; `None` when the window is the text alone.
+    pub(super) pooled: Option<usize>,
+}
+
+impl Prepared {
+    /// The pooled length of each window: the text's tokens, not the context's.
+    pub(super) fn pooled_len(&self, window: usize) -> usize {
+        self.pooled.unwrap_or(self.windows[window].len())
+    }
+
+    /// Tokens of context the window holds (0 when the text was read alone).
+    pub(super) fn context_tokens(&self) -> usize {
+        self.pooled.map_or(0, |n| self.windows[0].len() - n - 1)
+    }
+}
+
+/// A text to score and, optionally, the message it answers: in a conversation, the turn before it by someone
+/// else (the assistant's reply a user's turn responds to). A head trained for it
+/// ([`HeadSpec::reads_context`](crate::model::HeadSpec::reads_context)) reads `[CLS] text [SEP] message [SEP]`
+/// and pools the text's tokens only, so the message changes how the text reads without being scored itself;
+/// other heads read the text alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InContext<'a> {
+    /// The text scored.
+    pub text: &'a str,
+    /// The message it answers, if any.
+    pub after: Option<&'a str>,
+}
+
+impl<'a> InContext<'a> {
+    /// `text` read after `after`.
+    pub fn new(text: &'a str, after: Option<&'a str>) -> Self {
+        InContext { text, after }
+    }
 }
 
 impl Estimator {
@@ -90,6 +125,52 @@ impl Estimator {
             .collect())
     }
 
+    /// Like [`prepare`](Self::prepare), for texts with the message each answers: a text that fits in one
+    /// window gets as much of its message appended as room allows (its end, the part the text answers), when
+    /// the head reads context. The message is context only: blank, long or odd ones never refuse the text.
+    pub(super) fn prepare_in_context(
+        &self,
+        items: &[InContext],
+    ) -> Result<Vec<std::result::Result<Prepared, InputProblem>>> {
+        let texts: Vec<&str> = items.iter().map(|i| i.text).collect();
+        let mut prepared = self.prepare(&texts)?;
+        if !self.model.head_spec().reads_context {
+            return Ok(prepared);
+        }
+        // Only the end of a message can be used: cutting it first keeps tokenization bounded.
+        let keep_bytes = self.max_length * 64;
+        let mut wanted = Vec::new();
+        let mut messages = Vec::new();
+        for (i, (item, p)) in items.iter().zip(&prepared).enumerate() {
+            let room = match p {
+                Ok(p) if p.windows.len() == 1 && !p.truncated => self.max_length.saturating_sub(p.windows[0].len() + 1),
+                _ => 0,
+            };
+            if let Some(after) = item.after.map(str::trim).filter(|a| !a.is_empty() && room > 0) {
+                wanted.push((i, room));
+                messages.push(tail_text(after, keep_bytes));
+            }
+        }
+        if messages.is_empty() {
+            return Ok(prepared);
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(messages, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        for ((i, room), enc) in wanted.into_iter().zip(encodings) {
+            let ids = enc.get_ids();
+            let Ok(p) = &mut prepared[i] else { continue };
+            let window = &mut p.windows[0];
+            let (Some(&sep), false) = (window.last(), ids.is_empty()) else { continue };
+            let text_len = window.len();
+            window.extend_from_slice(&ids[ids.len().saturating_sub(room)..]);
+            window.push(sep);
+            p.pooled = Some(text_len);
+        }
+        Ok(prepared)
+    }
+
     fn apply_policy(&self, ids: &[u32], special: &[u32], was_cut: bool) -> std::result::Result<Prepared, InputProblem> {
         let tokens = ids.len();
         if tokens <= self.max_length && !was_cut {
@@ -97,6 +178,7 @@ impl Estimator {
                 windows: vec![ids.to_vec()],
                 tokens,
                 truncated: false,
+                pooled: None,
             });
         }
         let framed = Framed::new(ids, special, self.max_length);
@@ -109,6 +191,7 @@ impl Estimator {
                 windows: vec![framed.window(0)],
                 tokens,
                 truncated: true,
+                pooled: None,
             }),
             OnLong::Chunk => {
                 // A quarter of each window overlaps the next, so a feeling split at a boundary is seen whole once.
@@ -126,6 +209,7 @@ impl Estimator {
                     windows,
                     tokens,
                     truncated: false,
+                    pooled: None,
                 })
             }
         }
@@ -164,6 +248,23 @@ impl<'a> Framed<'a> {
     }
 }
 
+/// The longest suffix of `text` of at most `max_bytes` that starts at a character boundary, preferably after
+/// white space so no word is split.
+fn tail_text(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut start = text.len() - max_bytes;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let tail = &text[start..];
+    match tail.find(char::is_whitespace) {
+        Some(ws) if ws < tail.len() / 2 => tail[ws..].trim_start(),
+        _ => tail,
+    }
+}
+
 /// The longest prefix of `text` of at most `max_bytes` that ends at a character boundary, preferably at white
 /// space so no word is split.
 fn cut_text(text: &str, max_bytes: usize) -> &str {
@@ -190,6 +291,18 @@ mod tests {
             assert!(c.len() <= n);
             assert!(t.starts_with(c));
         }
+    }
+
+    #[test]
+    fn tail_respects_char_boundaries() {
+        let t = "héllo wörld ".repeat(10);
+        for n in 0..t.len() {
+            let c = tail_text(&t, n);
+            assert!(c.len() <= n, "{n}");
+            assert!(t.ends_with(c));
+        }
+        assert_eq!(tail_text("short", 10), "short");
+        assert_eq!(tail_text("one two three", 9), "three");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::metrics::{
 use super::tfidf::{fit_logistic, fit_ridge, SgdConfig, SparseVec, Tfidf};
 use super::{spearman, EvalError};
 use crate::data::{self, Corpus, Example, IntensityPair, Split, SCALE};
-use crate::estimator::{Estimate, Estimator};
+use crate::estimator::{Estimate, Estimator, InContext};
 use crate::intensities::Intensities;
 use crate::taxonomy::{Category, NUM_CATEGORIES};
 use crate::trajectory::{Affect, AffectModel};
@@ -56,6 +56,9 @@ pub const CLOSING_SET_KIND: &str = "rcs";
 /// differs by at least this much: the row asks what `terminal` asks of the last turn, which one reads better.
 pub const CLOSING_MIN_GAP: f32 = 10.0;
 
+/// The folder of the exchange sets under the data folder: texts labelled as read after the message they answer.
+pub const EXCHANGES_DIR: &str = "exchanges";
+
 /// One text's outputs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
@@ -69,6 +72,12 @@ pub struct Scored {
 pub trait TextScorer {
     /// Scores `texts`, one [`Scored`] per text in the same order; an error stops the evaluation.
     fn score(&self, texts: &[&str]) -> Result<Vec<Scored>, EvalError>;
+
+    /// Scores each text read after the message it answers; scorers that cannot read context score the texts
+    /// alone (the default).
+    fn score_in_context(&self, items: &[InContext]) -> Result<Vec<Scored>, EvalError> {
+        self.score(&items.iter().map(|i| i.text).collect::<Vec<_>>())
+    }
 }
 
 /// The learned affect output of an estimate (`None` for heads without one).
@@ -86,6 +95,20 @@ impl TextScorer for Estimator {
                 affect: learned_affect(&e),
             })
             .collect())
+    }
+
+    fn score_in_context(&self, items: &[InContext]) -> Result<Vec<Scored>, EvalError> {
+        self.estimate_in_context(items)?
+            .into_iter()
+            .enumerate()
+            .map(|(index, r)| match r {
+                Ok(e) => Ok(Scored {
+                    intensities: e.intensities,
+                    affect: learned_affect(&e),
+                }),
+                Err(reason) => Err(crate::Error::BadInput { index, reason }.into()),
+            })
+            .collect()
     }
 }
 
@@ -246,6 +269,12 @@ pub fn run(
     // Own data: required.
     let own = OwnData::load(&cfg.data)?;
     report.datasets.push(own_block(cfg, &own, scorers, on_event)?);
+    let exchanges = cfg.data.join(EXCHANGES_DIR);
+    if exchanges.is_dir() {
+        report.datasets.push(exchange_block(cfg, &exchanges, scorers, on_event)?);
+    } else {
+        warn(&mut report, on_event, format!("{} not found: exchange sets skipped", exchanges.display()));
+    }
 
     // Public datasets: skipped with a warning when their folder is missing.
     let folder = |name: &str| cfg.datasets.join(name);
@@ -295,6 +324,121 @@ pub fn run(
     Ok(report)
 }
 
+// ------------------------------------------------------------------------------------------- exchange sets
+
+/// Every line of the `*.jsonl` files of `dir`; a line that does not parse is an error naming it.
+fn load_clean(dir: &Path) -> Result<Corpus, EvalError> {
+    let corpus = Corpus::load_dir(dir)?;
+    match corpus.problems.first() {
+        Some(p) => Err(EvalError::File {
+            path: dir.to_path_buf(),
+            reason: format!("{} bad lines, the first: {p} (run emoarc data check)", corpus.problems.len()),
+        }),
+        None => Ok(corpus),
+    }
+}
+
+/// The exchange sets' test split (`data/exchanges`, `data/GUIDE.md`): in each set one situation, a helpful and a
+/// poor reply, and closings labelled as read after the reply they answer, among them one polite line labelled
+/// twice. Pairs are ordered by the well-being their labels give through the affect table, as `terminal` reads a
+/// last turn (gap at least [`CLOSING_MIN_GAP`]). Each model column is read twice: with the reply, and the text
+/// alone (which cannot order the same words after two replies: those pairs tie, and a tie is not right).
+fn exchange_block(
+    cfg: &SuiteConfig,
+    dir: &Path,
+    scorers: &[(&str, &dyn TextScorer)],
+    on_event: &mut dyn FnMut(Event),
+) -> Result<DatasetReport, EvalError> {
+    let corpus = load_clean(dir)?;
+    let test = corpus.split(Split::Test);
+    let affect = AffectModel::default();
+    let gold_wb: Vec<f32> = test.iter().map(|e| affect.affect(&e.labels).wellbeing).collect();
+    let mut sets: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, e) in test.iter().enumerate() {
+        sets.entry(e.group.as_deref().unwrap_or(&e.id)).or_default().push(i);
+    }
+    // (reads worse, reads better) by the labels; `same` marks pairs of one text after two messages.
+    let mut pairs: Vec<(usize, usize, bool)> = Vec::new();
+    for lines in sets.values() {
+        for &a in lines {
+            for &b in lines {
+                if gold_wb[b] - gold_wb[a] >= CLOSING_MIN_GAP {
+                    pairs.push((a, b, test[a].text == test[b].text));
+                }
+            }
+        }
+    }
+    let same: Vec<(usize, usize)> = pairs.iter().filter(|p| p.2).map(|&(a, b, _)| (a, b)).collect();
+    let all: Vec<(usize, usize)> = pairs.iter().map(|&(a, b, _)| (a, b)).collect();
+    let items: Vec<InContext> = test.iter().map(|e| InContext::new(&e.text, e.after.as_deref())).collect();
+    let texts: Vec<&str> = test.iter().map(|e| e.text.as_str()).collect();
+    let wellbeing = |scored: Vec<Scored>| -> Vec<f64> {
+        scored.iter().map(|s| f64::from(affect.affect(&s.intensities).wellbeing)).collect()
+    };
+    // Per column: well-being read with the reply, and read alone.
+    let mut read: Vec<(String, bool, Vec<f64>, Vec<f64>)> = Vec::new();
+    for (k, (name, scorer)) in scorers.iter().enumerate() {
+        on_event(Event::Step(&format!("exchange sets: scoring {} texts with {name}, with and without the reply", test.len())));
+        read.push((name.to_string(), k == 0, wellbeing(scorer.score_in_context(&items)?), wellbeing(scorer.score(&texts)?)));
+    }
+    let length: Vec<f64> = texts.iter().map(|t| chars(t)).collect();
+    read.push((LENGTH.into(), false, length.clone(), length));
+    let share = |pairs: &[(usize, usize)], wb: &[f64], w: Option<&[u32]>| -> Option<f64> {
+        let wt = |i: usize| w.map_or(1.0, |w| f64::from(w[i]));
+        let n: f64 = (0..pairs.len()).map(wt).sum();
+        // A fold from +0.0: an empty float sum is -0.0, which would print as "-0.000".
+        (n > 0.0).then(|| (0..pairs.len()).filter(|&i| wb[pairs[i].1] > wb[pairs[i].0]).fold(0.0, |s, i| s + wt(i)) / n)
+    };
+    let boot = &cfg.bootstrap;
+    let row = |key: &str, metric: &str, pairs: &[(usize, usize)], with_reply: bool| MetricRow {
+        key: key.into(),
+        metric: metric.into(),
+        detail: Some(format!("{} pairs in {} sets", pairs.len(), sets.len())),
+        values: read
+            .iter()
+            .map(|(name, ci, with, alone)| {
+                let wb = if with_reply { with } else { alone };
+                Cell {
+                    column: name.clone(),
+                    value: share(pairs, wb, None),
+                    ci: (*ci && with_reply).then(|| boot.interval(pairs.len(), |w| share(pairs, wb, Some(w)))).flatten(),
+                }
+            })
+            .collect(),
+    };
+    // TF-IDF reads a text alone, like the alone rows: not fitted here, its cells are empty.
+    let row = |key: &str, metric: &str, pairs: &[(usize, usize)], with_reply: bool| {
+        let mut r = row(key, metric, pairs, with_reply);
+        if cfg.tfidf {
+            r.values.push(Cell { column: TFIDF.into(), value: None, ci: None });
+        }
+        r
+    };
+    let metrics = vec![
+        row("context_pairs", "one text after two replies: it reads better after the one its labels say", &same, true),
+        row("context_pairs_alone", "the same pairs, the text read alone (ties are wrong)", &same, false),
+        row("exchange_order", "all closings of a set: the one whose labels read better scores higher", &all, true),
+        row("exchange_order_alone", "the same pairs, each closing read alone", &all, false),
+    ];
+    Ok(DatasetReport {
+        name: "exchange sets".into(),
+        source: format!("{} (test split)", dir.display()),
+        rows: test.len(),
+        notes: vec![
+            format!(
+                "{} test, {} dev, {} train lines; each closing read after the reply it answers",
+                test.len(),
+                corpus.split(Split::Dev).len(),
+                corpus.split(Split::Train).len()
+            ),
+            "ordered by the well-being (affect table) the labels give; tf-idf is not fitted here (it reads a text alone)"
+                .into(),
+        ],
+        metrics,
+        per_category: Vec::new(),
+    })
+}
+
 // ------------------------------------------------------------------------------------------------ own data
 
 /// The project's own evaluation data.
@@ -319,13 +463,7 @@ impl OwnData {
     /// an error.
     pub fn load(data: &Path) -> Result<OwnData, EvalError> {
         let corpus_dir = data.join("corpus");
-        let corpus = Corpus::load_dir(&corpus_dir)?;
-        if let Some(p) = corpus.problems.first() {
-            return Err(EvalError::File {
-                path: corpus_dir,
-                reason: format!("{} bad lines, the first: {p} (run emoarc data check)", corpus.problems.len()),
-            });
-        }
+        let corpus = load_clean(&corpus_dir)?;
         let pairs_path = data.join("intensity-pairs.jsonl");
         let neutral_path = data.join("neutral.txt");
         Ok(OwnData {

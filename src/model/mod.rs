@@ -117,7 +117,9 @@ impl EmotionModel {
     pub(crate) fn forward(&self, batch: &TokenBatch) -> Result<(Vec<f32>, HeadOutput)> {
         let pooled = self.encoder.embed(batch)?;
         let input = Tensor::from_slice(&pooled, (batch.seqs.len(), self.encoder.hidden_size()), &Device::Cpu)?;
-        let out = self.head.forward_all(&input, batch.seqs)?;
+        // The head's lexicon reads the pooled tokens only: a text's own words, not its context's.
+        let read: Vec<&[u32]> = (0..batch.seqs.len()).map(|i| &batch.seqs[i][..batch.pooled_len(i)]).collect();
+        let out = self.head.forward_all(&input, &read)?;
         Ok((pooled, out))
     }
 }

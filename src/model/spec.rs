@@ -91,6 +91,11 @@ pub struct HeadSpec {
     /// the encoder's wordpieces whose logits are added to the network's, trained with it. Needs format 2.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lexical: bool,
+    /// Whether the head was trained to read a text together with the message it answers (`[CLS] text [SEP]
+    /// message [SEP]`, pooled over the text only; [`crate::InContext`]). Heads without it read every text alone,
+    /// and a message given with a text is not used.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reads_context: bool,
 }
 
 /// `emoarc.json`: everything needed to run a model folder, besides the weights.

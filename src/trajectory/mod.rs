@@ -20,6 +20,6 @@ pub(crate) use arc::{slope, tail, volatility};
 #[cfg(feature = "server")]
 pub(crate) use conversation::found_value;
 pub use conversation::{read_conversations, Conversation, ConversationAt, ConversationProblem, Turn};
-pub use reading::{Clause, ClauseScore, TurnReading};
+pub use reading::{Clause, ClauseScore, TurnContext, TurnReading};
 pub use template::{read_rollout, turns_after_prompt, Template, TemplateError};
 pub use tracker::{score_conversations, ArcOptions, ArcTracker, DEFAULT_CACHE_CAPACITY};

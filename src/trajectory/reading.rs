@@ -9,7 +9,7 @@
 
 use crate::error::{InputProblem, Result};
 use super::affect::Affect;
-use crate::estimator::{Estimate, Estimator};
+use crate::estimator::{Estimate, Estimator, InContext};
 use crate::intensities::Intensities;
 use crate::taxonomy::NUM_CATEGORIES;
 use std::collections::{HashMap, HashSet};
@@ -52,6 +52,64 @@ impl std::str::FromStr for TurnReading {
             "clauses" => Ok(TurnReading::Clauses),
             "whole" => Ok(TurnReading::Whole),
             _ => Err(crate::Error::Config(format!("turn reading must be clauses or whole, not {s:?}"))),
+        }
+    }
+}
+
+/// What a speaker's turn is read with, besides its own words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TurnContext {
+    /// The turn just before it, when someone else wrote it (the reply the speaker answers), if the model was
+    /// trained to read context ([`Estimator::reads_context`]); alone otherwise. The default: a polite closing
+    /// ("Yes, you're right. I'll tell them. Thank you.") reads as thanks after help and as giving in after a
+    /// lecture, and only the reply says which. Whole-turn reading only; clauses are read alone.
+    #[default]
+    Previous,
+    /// Every turn alone.
+    Alone,
+}
+
+impl TurnContext {
+    /// The name used on the command line and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TurnContext::Previous => "previous",
+            TurnContext::Alone => "alone",
+        }
+    }
+
+    /// The message turn `i` of `turns` (`(role, text)` in order) is read after: the previous turn when this
+    /// context applies (see [`TurnContext::Previous`]), the turn is the speaker's and the previous one is not.
+    pub(crate) fn message_before<'t>(
+        self,
+        reading: TurnReading,
+        estimator: &Estimator,
+        speaker: &str,
+        turn: (&str, &str),
+        previous: Option<(&str, &'t str)>,
+    ) -> Option<&'t str> {
+        let applies = self == TurnContext::Previous && reading == TurnReading::Whole && estimator.reads_context();
+        match previous {
+            Some((role, text)) if applies && turn.0 == speaker && role != speaker => Some(text),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TurnContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TurnContext {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "previous" => Ok(TurnContext::Previous),
+            "alone" => Ok(TurnContext::Alone),
+            _ => Err(crate::Error::Config(format!("turn context must be previous or alone, not {s:?}"))),
         }
     }
 }
@@ -197,12 +255,17 @@ impl From<&Estimate> for ClauseScore {
     }
 }
 
-/// Clause vectors by text. Bounded: when a fill would pass the capacity the cache starts over, which is safe
-/// because scored turns keep their own intensities and the cache only saves re-encoding repeats.
+/// Clause scores by text and the message it was read after. Bounded: when a fill would pass the capacity the
+/// cache starts over, which is safe because scored turns keep their own intensities and the cache only saves
+/// re-encoding repeats.
 #[derive(Debug, Clone)]
 pub(crate) struct ClauseCache {
-    map: HashMap<String, ClauseScore>,
+    map: HashMap<(Option<String>, String), ClauseScore>,
     capacity: usize,
+}
+
+fn key(item: InContext) -> (Option<String>, String) {
+    (item.after.map(str::to_string), item.text.to_string())
 }
 
 impl ClauseCache {
@@ -217,19 +280,20 @@ impl ClauseCache {
         self.map.len()
     }
 
-    pub(crate) fn get(&self, text: &str) -> Option<&ClauseScore> {
-        self.map.get(text)
+    pub(crate) fn get(&self, item: InContext) -> Option<&ClauseScore> {
+        self.map.get(&key(item))
     }
 
-    /// Encodes, in one estimator call, the texts not cached yet; returns why each refused text was refused.
+    /// Encodes, in one estimator call, the texts (each after its message) not cached yet; returns why each
+    /// refused text was refused.
     pub(crate) fn fill<'t>(
         &mut self,
         estimator: &Estimator,
-        texts: impl IntoIterator<Item = &'t str>,
-    ) -> Result<HashMap<&'t str, InputProblem>> {
+        items: impl IntoIterator<Item = InContext<'t>>,
+    ) -> Result<HashMap<InContext<'t>, InputProblem>> {
         let mut seen = HashSet::new();
-        let requested: Vec<&str> = texts.into_iter().filter(|t| seen.insert(*t)).collect();
-        let mut missing: Vec<&str> = requested.iter().copied().filter(|t| !self.map.contains_key(*t)).collect();
+        let requested: Vec<InContext> = items.into_iter().filter(|t| seen.insert(*t)).collect();
+        let mut missing: Vec<InContext> = requested.iter().copied().filter(|t| !self.map.contains_key(&key(*t))).collect();
         if missing.is_empty() {
             return Ok(HashMap::new());
         }
@@ -239,13 +303,13 @@ impl ClauseCache {
             missing = requested;
         }
         let mut refused = HashMap::new();
-        for (text, result) in missing.iter().zip(estimator.estimate_each(&missing)?) {
+        for (item, result) in missing.iter().zip(estimator.estimate_in_context(&missing)?) {
             match result {
                 Ok(estimate) => {
-                    self.map.insert((*text).to_string(), ClauseScore::from(&estimate));
+                    self.map.insert(key(*item), ClauseScore::from(&estimate));
                 }
                 Err(problem) => {
-                    refused.insert(*text, problem);
+                    refused.insert(*item, problem);
                 }
             }
         }

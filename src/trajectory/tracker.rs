@@ -8,9 +8,9 @@
 use super::affect::AffectModel;
 use super::arc::{EmotionArc, ScoredTurn, Trajectory};
 use super::conversation::{Conversation, ConversationAt, ConversationProblem};
-use super::reading::{ClauseCache, ClauseScore, TurnReading};
+use super::reading::{ClauseCache, ClauseScore, TurnContext, TurnReading};
 use crate::error::{InputProblem, Result};
-use crate::estimator::Estimator;
+use crate::estimator::{Estimator, InContext};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,8 +19,10 @@ use std::sync::Arc;
 pub struct ArcOptions {
     /// Whose turns form the arc (default `user`).
     pub speaker: String,
-    /// Whether a turn is read clause by clause (default) or as one text.
+    /// Whether a turn is read as one text (default) or clause by clause.
     pub reading: TurnReading,
+    /// What a speaker's turn is read with: by default the reply before it, when the model reads context.
+    pub context: TurnContext,
     /// How intensities become valence, arousal and well-being (default: the documented table).
     pub affect: AffectModel,
 }
@@ -30,6 +32,7 @@ impl Default for ArcOptions {
         ArcOptions {
             speaker: "user".into(),
             reading: TurnReading::default(),
+            context: TurnContext::default(),
             affect: AffectModel::default(),
         }
     }
@@ -58,6 +61,8 @@ pub struct ArcTracker<'e> {
     options: ArcOptions,
     cache: ClauseCache,
     trajectory: Trajectory,
+    /// The last turn pushed, `(role, text)`: what the next turn may be read after.
+    previous: Option<(String, String)>,
 }
 
 /// The estimator a tracker scores with: borrowed from the caller, or shared with it.
@@ -90,6 +95,7 @@ impl<'e> ArcTracker<'e> {
             options,
             cache: ClauseCache::new(DEFAULT_CACHE_CAPACITY),
             trajectory,
+            previous: None,
         }
     }
 
@@ -113,11 +119,15 @@ impl<'e> ArcTracker<'e> {
             return Err(at.error(ConversationProblem::EmptyText));
         }
         let clauses = self.options.reading.clauses(text);
-        let refused = self.cache.fill(&self.estimator, clauses.iter().map(|c| c.text))?;
+        let previous = self.previous.as_ref().map(|(r, t)| (r.as_str(), t.as_str()));
+        let o = &self.options;
+        let after = o.context.message_before(o.reading, &self.estimator, &o.speaker, (role, text), previous);
+        let refused = self.cache.fill(&self.estimator, clauses.iter().map(|c| InContext::new(c.text, after)))?;
         if let Some(problem) = refused.into_values().next() {
             return Err(at.error(ConversationProblem::Input(problem)));
         }
-        let score = combine_cached(&self.cache, &clauses);
+        let score = combine_cached(&self.cache, &clauses, after);
+        self.previous = Some((role.to_string(), text.to_string()));
         Ok(self.trajectory.push_scored(role, score, &self.options.affect))
     }
 
@@ -134,6 +144,7 @@ impl<'e> ArcTracker<'e> {
     /// Starts a new conversation, keeping the cache (rollouts often share their opening).
     pub fn reset(&mut self, id: impl Into<String>) {
         self.trajectory = Trajectory::new(id, self.options.speaker.clone());
+        self.previous = None;
     }
 
     /// Distinct clause texts cached.
@@ -142,11 +153,11 @@ impl<'e> ArcTracker<'e> {
     }
 }
 
-/// A turn's reading from its clauses, all of which must be cached.
-fn combine_cached(cache: &ClauseCache, clauses: &[super::reading::Clause]) -> ClauseScore {
+/// A turn's reading from its clauses (each read after `after`), all of which must be cached.
+fn combine_cached(cache: &ClauseCache, clauses: &[super::reading::Clause], after: Option<&str>) -> ClauseScore {
     let scores: Vec<ClauseScore> = clauses
         .iter()
-        .map(|c| *cache.get(c.text).expect("every clause was just encoded"))
+        .map(|c| *cache.get(InContext::new(c.text, after)).expect("every clause was just encoded"))
         .collect();
     TurnReading::combine_scores(clauses, &scores)
 }
@@ -159,30 +170,43 @@ pub fn score_conversations(
     conversations: &[Conversation],
     options: &ArcOptions,
 ) -> Result<Vec<Result<Trajectory>>> {
-    let readings: Vec<Vec<Vec<super::reading::Clause>>> = conversations
+    // Per turn: its clauses and the message they are read after.
+    type Reading<'c> = (Vec<super::reading::Clause<'c>>, Option<&'c str>);
+    let readings: Vec<Vec<Reading>> = conversations
         .iter()
-        .map(|c| c.turns.iter().map(|t| options.reading.clauses(&t.text)).collect())
+        .map(|c| {
+            let previous = |i: usize| i.checked_sub(1).map(|p| (c.turns[p].role.as_str(), c.turns[p].text.as_str()));
+            c.turns
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let turn = (t.role.as_str(), t.text.as_str());
+                    let after = options.context.message_before(options.reading, estimator, &options.speaker, turn, previous(i));
+                    (options.reading.clauses(&t.text), after)
+                })
+                .collect()
+        })
         .collect();
     let usable: Vec<Result<()>> = conversations.iter().map(|c| c.require_speaker(&options.speaker)).collect();
     let mut cache = ClauseCache::new(usize::MAX);
-    let texts = readings
+    let items = readings
         .iter()
         .zip(&usable)
         .filter(|(_, ok)| ok.is_ok())
-        .flat_map(|(turns, _)| turns.iter().flatten().map(|c| c.text));
-    let refused: HashMap<&str, InputProblem> = cache.fill(estimator, texts)?;
+        .flat_map(|(turns, _)| turns.iter().flat_map(|(clauses, after)| clauses.iter().map(|c| InContext::new(c.text, *after))));
+    let refused: HashMap<InContext, InputProblem> = cache.fill(estimator, items)?;
     Ok(conversations
         .iter()
-        .zip(readings)
+        .zip(&readings)
         .zip(usable)
         .map(|((conversation, turns), usable)| {
             usable?;
             let mut trajectory = Trajectory::new(conversation.id.clone(), options.speaker.clone());
-            for (i, (turn, clauses)) in conversation.turns.iter().zip(turns).enumerate() {
-                if let Some(problem) = clauses.iter().find_map(|c| refused.get(c.text)) {
+            for (i, (turn, (clauses, after))) in conversation.turns.iter().zip(turns).enumerate() {
+                if let Some(problem) = clauses.iter().find_map(|c| refused.get(&InContext::new(c.text, *after))) {
                     return Err(conversation.at().turn(i).error(ConversationProblem::Input(problem.clone())));
                 }
-                trajectory.push_scored(turn.role.clone(), combine_cached(&cache, &clauses), &options.affect);
+                trajectory.push_scored(turn.role.clone(), combine_cached(&cache, clauses, *after), &options.affect);
             }
             Ok(trajectory)
         })

@@ -34,6 +34,12 @@ pub fn estimator() -> &'static Estimator {
     E.get_or_init(|| load(Backend::from_flags(emoarc::Precision::Auto, DeviceChoice::Cpu).unwrap()))
 }
 
+/// The shipped model on emoarc's int16 backend (no int8 products), loaded once.
+pub fn int16() -> &'static Estimator {
+    static E: OnceLock<Estimator> = OnceLock::new();
+    E.get_or_init(|| load(Backend::Int16))
+}
+
 /// The shipped model on the f32 reference backend, loaded once.
 pub fn reference() -> &'static Estimator {
     static E: OnceLock<Estimator> = OnceLock::new();

@@ -319,26 +319,52 @@ impl QuantizedEncoder {
 
     /// Mean-pooled last-layer vectors, `[seqs.len() * hidden]` row-major, for token sequences of any lengths.
     pub fn embed(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        self.embed_pooling(seqs, None)
+    }
+
+    /// Like [`embed`](Self::embed), but sequence `i` pools only its first `pooled[i]` tokens (clamped to 1 ..=
+    /// its length) while attending to all of them: a text read with the context that follows it.
+    pub fn embed_pooling(&self, seqs: &[&[u32]], pooled: Option<&[usize]>) -> Result<Vec<f32>> {
         self.check(seqs)?;
+        if let Some(p) = pooled {
+            if p.len() != seqs.len() {
+                return Err(Error::Config(format!("{} pooled lengths for {} sequences", p.len(), seqs.len())));
+            }
+        }
+        let pool: Vec<usize> = match pooled {
+            Some(p) => seqs.iter().zip(p).map(|(s, &n)| n.clamp(1, s.len())).collect(),
+            None => seqs.iter().map(|s| s.len()).collect(),
+        };
         // Whole sequences are shared out between threads, each running every layer on its own share: no
         // hand-over between threads inside a layer, and an utterance's arithmetic is the same in any share.
         let threads = rayon::current_num_threads().max(1);
         let tokens: usize = seqs.iter().map(|s| s.len()).sum();
         let shares = split_by_tokens(seqs, threads.min(tokens / MIN_SHARE_TOKENS).max(1));
         if shares.len() == 1 {
-            return Ok(self.embed_share(seqs, threads > 1));
+            return Ok(self.embed_share(seqs, &pool, threads > 1));
         }
         use rayon::prelude::*;
-        let pooled: Vec<Vec<f32>> = shares.par_iter().map(|share| self.embed_share(share, false)).collect();
+        // Shares are consecutive runs of `seqs`, so each takes the next run of pooled lengths.
+        let mut starts = Vec::with_capacity(shares.len());
+        let mut at = 0;
+        for share in &shares {
+            starts.push(at);
+            at += share.len();
+        }
+        let pooled: Vec<Vec<f32>> = shares
+            .par_iter()
+            .zip(starts)
+            .map(|(share, start)| self.embed_share(share, &pool[start..start + share.len()], false))
+            .collect();
         Ok(pooled.concat())
     }
 
     /// Embeds one share of a batch on the calling thread (`parallel`: let the products use rayon's threads).
-    fn embed_share(&self, seqs: &[&[u32]], parallel: bool) -> Vec<f32> {
+    fn embed_share(&self, seqs: &[&[u32]], pool: &[usize], parallel: bool) -> Vec<f32> {
         let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let mut x = self.embeddings(seqs);
         self.run_layers(&mut x, &lens, parallel, None);
-        self.mean_pool(&x, &lens)
+        self.mean_pool(&x, &lens, pool)
     }
 
     /// The layers, compiled for the widest vector instructions the kernel's CPU has.
@@ -480,17 +506,18 @@ impl QuantizedEncoder {
         self.int8_products
     }
 
-    fn mean_pool(&self, x: &[f32], lens: &[usize]) -> Vec<f32> {
+    /// The mean of each packed sequence's first `pool[i]` rows (sequence `i` holds `lens[i]` rows of `x`).
+    fn mean_pool(&self, x: &[f32], lens: &[usize], pool: &[usize]) -> Vec<f32> {
         let h = self.hidden;
         let mut pooled = vec![0f32; lens.len() * h];
         let mut start = 0;
-        for (out, &len) in pooled.chunks_exact_mut(h).zip(lens) {
-            for row in x[start * h..(start + len) * h].chunks_exact(h) {
+        for ((out, &len), &n) in pooled.chunks_exact_mut(h).zip(lens).zip(pool) {
+            for row in x[start * h..(start + n) * h].chunks_exact(h) {
                 for (o, v) in out.iter_mut().zip(row) {
                     *o += v;
                 }
             }
-            let inv = 1.0 / len as f32;
+            let inv = 1.0 / n as f32;
             out.iter_mut().for_each(|v| *v *= inv);
             start += len;
         }
@@ -508,7 +535,7 @@ impl EncoderBackend for QuantizedEncoder {
     }
 
     fn embed(&self, batch: &TokenBatch) -> Result<Vec<f32>> {
-        QuantizedEncoder::embed(self, batch.seqs)
+        QuantizedEncoder::embed_pooling(self, batch.seqs, batch.pooled)
     }
 
     fn describe(&self) -> String {
