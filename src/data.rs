@@ -292,10 +292,33 @@ pub const LENGTH_TIED_FILES: [&str; 5] = [
     "positive-low.jsonl",
 ];
 
-/// The problems of the exchange sets (`data/exchanges`): lines that did not parse, ids used twice, and lines
-/// without the message they answer (an exchange line's labels read the text in its light, so it is required).
-pub fn check_exchanges(exchanges: &Corpus) -> Vec<Finding> {
+/// An error for each file (not `all`, nor one of [`LENGTH_TIED_FILES`]) whose text length correlates with its
+/// strongest label at `max` or more.
+fn length_findings(correlations: &[LengthCorrelation], max: f64) -> Vec<Finding> {
+    let mut errors = Vec::new();
+    for lc in correlations {
+        let name = Path::new(&lc.file).file_name().and_then(|n| n.to_str()).unwrap_or(&lc.file);
+        let exempt = lc.file == "all" || LENGTH_TIED_FILES.contains(&name);
+        if let (Some(rv), false) = (lc.r, exempt) {
+            if rv.abs() >= max {
+                errors.push(Finding {
+                    origin: lc.file.clone(),
+                    message: format!(
+                        "text length predicts intensity (r = {rv:.3}, must stay below {max}): add short strong and long mild lines"
+                    ),
+                });
+            }
+        }
+    }
+    errors
+}
+
+/// The problems of the exchange sets (`data/exchanges`): lines that did not parse, ids used twice, lines
+/// without the message they answer (an exchange line's labels read the text in its light, so it is required),
+/// and files whose text length predicts intensity at `max_length_correlation` or more, as for the corpus.
+pub fn check_exchanges(exchanges: &Corpus, max_length_correlation: f64) -> Vec<Finding> {
     let mut errors = exchanges.problems.clone();
+    errors.extend(length_findings(&length_correlations(&exchanges.examples), max_length_correlation));
     let mut ids: HashMap<&str, &str> = HashMap::new();
     for ex in &exchanges.examples {
         if let Some(first) = ids.insert(&ex.id, &ex.origin) {
@@ -468,21 +491,7 @@ pub fn check(corpus: &Corpus, req: Requirements, held_out: &[(String, String)]) 
     need(test_share >= req.min_test_share, format!("test share {test_share:.3} < {}", req.min_test_share));
 
     r.length_correlation = length_correlations(&corpus.examples);
-    for lc in &r.length_correlation {
-        let name = Path::new(&lc.file).file_name().and_then(|n| n.to_str()).unwrap_or(&lc.file);
-        let exempt = lc.file == "all" || LENGTH_TIED_FILES.contains(&name);
-        if let (Some(rv), false) = (lc.r, exempt) {
-            if rv.abs() >= req.max_length_correlation {
-                r.errors.push(Finding {
-                    origin: lc.file.clone(),
-                    message: format!(
-                        "text length predicts intensity (r = {rv:.3}, must stay below {}): add short strong and long mild lines",
-                        req.max_length_correlation
-                    ),
-                });
-            }
-        }
-    }
+    r.errors.extend(length_findings(&r.length_correlation, req.max_length_correlation));
 
     // Near-duplicates: across splits they leak test into training (an error); within a split, a warning.
     let sh: Vec<HashSet<String>> = corpus.examples.iter().map(|e| shingles(&e.text)).collect();
@@ -576,7 +585,7 @@ mod tests {
 {"id": "b", "text": "ok. thanks", "labels": {}}
 {"id": "c", "text": 5}
 "#;
-        let found = check_exchanges(&Corpus::parse("x.jsonl", data));
+        let found = check_exchanges(&Corpus::parse("x.jsonl", data), 0.2);
         let messages: Vec<&str> = found.iter().map(|f| f.message.as_str()).collect();
         assert_eq!(found.len(), 3, "{messages:?}");
         assert!(messages[0].contains("\"text\" must be a non-empty string"), "{messages:?}");

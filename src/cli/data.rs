@@ -90,7 +90,7 @@ pub fn run(args: DataArgs) -> Result<ExitCode> {
             let r = lc.r.map_or("-".into(), |r| format!("{r:+.3}"));
             println!("    {:<40} {:>6} lines  r = {r} (length vs strongest label)", lc.file, lc.examples);
         }
-        errors.extend(data::check_exchanges(&exchanges));
+        errors.extend(data::check_exchanges(&exchanges, Requirements::default().max_length_correlation));
     }
     if errors.is_empty() {
         println!("data check: ok");
