@@ -205,6 +205,19 @@ fn reward_matches_the_library_computation() {
     let (_, terminal) = reward.terms(&trajectory)[0];
     assert!((result["terms"]["terminal"].as_f64().unwrap() - f64::from(terminal)).abs() < 1e-4);
 
+    // The server reads a user's turn after the reply before it, as the library does; "context": "alone" reads
+    // each turn alone, as ArcOptions { context: Alone } does.
+    let alone_options = ArcOptions { context: emoarc::trajectory::TurnContext::Alone, ..ArcOptions::default() };
+    let conversation = Conversation::from_json_line(&SAD_TO_BETTER.replace('\n', " "), 1).unwrap();
+    let alone = score_conversations(&estimator(), &[conversation], &alone_options).unwrap().remove(0).unwrap();
+    let r = server.post("/v1/reward", json!({"conversations": [sad_to_better()], "reward": spec, "context": "alone"}));
+    let got_alone = r.json()["results"][0]["reward"].as_f64().unwrap();
+    assert!((got_alone - f64::from(reward.reward(&alone))).abs() < 1e-4, "server {got_alone}");
+    assert!((got_alone - got).abs() > 1e-4, "the reply changes the reading of the last turn");
+    let r = server.post("/v1/reward", json!({"conversations": [sad_to_better()], "context": "sideways"}));
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(r.json()["error"]["field"], "context", "{}", r.text());
+
     // Request options: another speaker, whole-turn reading, the server's default reward (terminal).
     let r = server.post(
         "/v1/reward",

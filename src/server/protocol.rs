@@ -11,7 +11,7 @@ use crate::taxonomy::NUM_CATEGORIES;
 
 use super::items::{self, Item, ItemIssue};
 use crate::trajectory::{
-    found_value, read_rollout, turns_after_prompt, ArcOptions, Conversation, ConversationAt, ConversationProblem, Template, TemplateError, TurnReading,
+    found_value, read_rollout, turns_after_prompt, ArcOptions, Conversation, ConversationAt, ConversationProblem, Template, TemplateError, TurnContext, TurnReading,
 };
 use crate::RewardConfig;
 use serde_json::{Map, Value};
@@ -23,7 +23,8 @@ pub(crate) struct ScoreRequest {
 }
 
 /// `POST /v1/reward`: `{"conversations": [...], "reward": "terminal=1,accommodation=0.5", "speaker": "user",
-/// "reading": "clauses"}`; everything but the conversations is optional and defaults to the server's settings.
+/// "reading": "clauses", "context": "alone"}`; everything but the conversations is optional and defaults to the
+/// server's settings.
 pub(crate) struct RewardRequest {
     pub(crate) items: Vec<Item>,
     pub(crate) reward: WeightedReward,
@@ -75,7 +76,7 @@ impl ScoreRequest {
 
 impl RewardRequest {
     pub(crate) fn parse(body: Value, d: &Defaults) -> Result<RewardRequest, ApiError> {
-        let mut obj = body_object(body, &["conversations", "reward", "speaker", "reading"])?;
+        let mut obj = body_object(body, &["conversations", "reward", "speaker", "reading", "context"])?;
         let mut options = d.arc.clone();
         if let Some(speaker) = optional_string(&mut obj, "speaker")? {
             if speaker.trim().is_empty() {
@@ -87,6 +88,11 @@ impl RewardRequest {
             options.reading = reading
                 .parse::<TurnReading>()
                 .map_err(|_| ApiError::unprocessable("reading", "must be \"clauses\" or \"whole\""))?;
+        }
+        if let Some(context) = optional_string(&mut obj, "context")? {
+            options.context = context
+                .parse::<TurnContext>()
+                .map_err(|_| ApiError::unprocessable("context", "must be \"previous\" or \"alone\""))?;
         }
         let mut config = d.reward.clone();
         if let Some(spec) = optional_string(&mut obj, "reward")? {

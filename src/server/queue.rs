@@ -10,7 +10,7 @@ use super::cache::LruCache;
 use super::error::{ApiError, ServerError};
 use super::metrics::Metrics;
 use crate::error::InputProblem;
-use crate::estimator::{Estimate, Estimator};
+use crate::estimator::{Estimate, Estimator, InContext};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -63,9 +63,38 @@ impl Batching {
 pub(crate) type TextResult = Result<Estimate, InputProblem>;
 type Reply = Result<Vec<TextResult>, ApiError>;
 
+/// A text to score and the message it answers, if any (what [`InContext`] borrows).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Asked {
+    pub(crate) text: String,
+    pub(crate) after: Option<String>,
+}
+
+impl Asked {
+    fn of(item: InContext) -> Asked {
+        Asked {
+            text: item.text.to_string(),
+            after: item.after.map(str::to_string),
+        }
+    }
+
+    fn borrow(&self) -> InContext<'_> {
+        InContext::new(&self.text, self.after.as_deref())
+    }
+}
+
+/// The cache key of a text read after a message: unambiguous (the message's length comes first), and the text
+/// alone for a text without one.
+fn cache_key(item: InContext<'_>) -> std::borrow::Cow<'_, str> {
+    match item.after {
+        None => std::borrow::Cow::Borrowed(item.text),
+        Some(after) => std::borrow::Cow::Owned(format!("\u{1}{}:{after}{}", after.len(), item.text)),
+    }
+}
+
 /// One request's texts waiting for the model.
 struct Job {
-    texts: Vec<String>,
+    texts: Vec<Asked>,
     tokens: usize,
     queued_at: Instant,
     reply: oneshot::Sender<Reply>,
@@ -105,8 +134,8 @@ pub(crate) struct Batcher {
     shared: Arc<Shared>,
 }
 
-fn estimated_tokens(text: &str) -> usize {
-    text.len() / 4 + 2
+fn estimated_tokens(asked: &Asked) -> usize {
+    (asked.text.len() + asked.after.as_ref().map_or(0, String::len)) / 4 + 2
 }
 
 impl Batcher {
@@ -133,8 +162,8 @@ impl Batcher {
 
     /// Queues a request's texts; the receiver gets one result per text, in order. Refuses with
     /// [`ApiError::Overloaded`] when the queue is full and [`ApiError::ShuttingDown`] once closed.
-    pub(crate) fn submit(&self, texts: Vec<String>) -> Result<oneshot::Receiver<Reply>, ApiError> {
-        let tokens = texts.iter().map(|t| estimated_tokens(t)).sum();
+    pub(crate) fn submit(&self, texts: Vec<Asked>) -> Result<oneshot::Receiver<Reply>, ApiError> {
+        let tokens = texts.iter().map(estimated_tokens).sum();
         let (reply, receiver) = oneshot::channel();
         let mut q = self.shared.lock();
         if q.closed {
@@ -227,16 +256,16 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
 
 /// Scores the distinct texts of a batch in one estimator call and replies to each job with its own results.
 fn run_batch(estimator: &Estimator, batch: Vec<Job>, metrics: &Metrics) {
-    let mut slot_of: HashMap<&str, usize> = HashMap::new();
-    let mut distinct: Vec<&str> = Vec::new();
+    let mut slot_of: HashMap<InContext, usize> = HashMap::new();
+    let mut distinct: Vec<InContext> = Vec::new();
     let slots: Vec<Vec<usize>> = batch
         .iter()
         .map(|job| {
             job.texts
                 .iter()
                 .map(|t| {
-                    *slot_of.entry(t.as_str()).or_insert_with(|| {
-                        distinct.push(t.as_str());
+                    *slot_of.entry(t.borrow()).or_insert_with(|| {
+                        distinct.push(t.borrow());
                         distinct.len() - 1
                     })
                 })
@@ -245,7 +274,7 @@ fn run_batch(estimator: &Estimator, batch: Vec<Job>, metrics: &Metrics) {
         .collect();
     let started = Instant::now();
     // A panic inside the model must fail this batch's requests, not kill the worker and hang every later one.
-    let outcome = catch_unwind(AssertUnwindSafe(|| estimator.estimate_each(&distinct)));
+    let outcome = catch_unwind(AssertUnwindSafe(|| estimator.estimate_in_context(&distinct)));
     metrics.record_batch(distinct.len(), batch.len(), started.elapsed());
     let scores = match outcome {
         Ok(Ok(scores)) => Ok(scores),
@@ -291,37 +320,44 @@ impl Scorer {
 
     /// One result per text, in input order.
     pub(crate) async fn score(&self, texts: &[&str]) -> Result<Vec<TextResult>, ApiError> {
-        let mut known: HashMap<&str, TextResult> = HashMap::with_capacity(texts.len());
-        let mut missing: Vec<&str> = Vec::new();
+        let items: Vec<InContext> = texts.iter().map(|t| InContext::new(t, None)).collect();
+        self.score_in_context(&items).await
+    }
+
+    /// One result per text, each read after its message as [`Estimator::estimate_in_context`] does, in input
+    /// order.
+    pub(crate) async fn score_in_context(&self, items: &[InContext<'_>]) -> Result<Vec<TextResult>, ApiError> {
+        let mut known: HashMap<InContext, TextResult> = HashMap::with_capacity(items.len());
+        let mut missing: Vec<InContext> = Vec::new();
         {
-            let mut seen = HashSet::with_capacity(texts.len());
+            let mut seen = HashSet::with_capacity(items.len());
             let mut cache = self.cache();
-            for &text in texts {
-                if !seen.insert(text) {
+            for &item in items {
+                if !seen.insert(item) {
                     continue;
                 }
-                match cache.get(text) {
+                match cache.get(&cache_key(item)) {
                     Some(estimate) => {
-                        known.insert(text, Ok(estimate));
+                        known.insert(item, Ok(estimate));
                     }
-                    None => missing.push(text),
+                    None => missing.push(item),
                 }
             }
         }
         self.metrics.record_cache(known.len(), missing.len());
         if !missing.is_empty() {
-            let receiver = self.batcher.submit(missing.iter().map(|t| t.to_string()).collect())?;
+            let receiver = self.batcher.submit(missing.iter().map(|&i| Asked::of(i)).collect())?;
             let scored = receiver
                 .await
                 .map_err(|_| ApiError::Model("the model worker stopped before answering".into()))??;
             let mut cache = self.cache();
-            for (text, result) in missing.into_iter().zip(scored) {
+            for (item, result) in missing.into_iter().zip(scored) {
                 if let Ok(estimate) = &result {
-                    cache.insert(text, estimate.clone());
+                    cache.insert(&cache_key(item), estimate.clone());
                 }
-                known.insert(text, result);
+                known.insert(item, result);
             }
         }
-        Ok(texts.iter().map(|t| known[t].clone()).collect())
+        Ok(items.iter().map(|t| known[t].clone()).collect())
     }
 }

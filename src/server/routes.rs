@@ -12,10 +12,10 @@ use super::metrics::{Endpoint, Metrics, Snapshot};
 use super::protocol::{Defaults, GetRewardRequest, RewardRequest, ScoreRequest};
 use super::queue::Scorer;
 use super::ServerConfig;
-use crate::estimator::{Estimate, Estimator};
+use crate::estimator::{Estimate, Estimator, InContext};
 use crate::intensities::Intensities;
 use crate::reward::{RewardFn, WeightedReward};
-use crate::trajectory::{ArcOptions, ArcSummary, ClauseScore, Trajectory, TurnReading, DEFAULT_TREND_WINDOW};
+use crate::trajectory::{ArcOptions, ArcSummary, Clause, ClauseScore, Trajectory, TurnReading, DEFAULT_TREND_WINDOW};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -284,20 +284,36 @@ async fn score(State(state): State<Arc<AppState>>, request: Request) -> Result<R
 /// cache and the queue, and builds each trajectory; an item that was already unusable, or that has a turn the
 /// model refuses, keeps its issue. `field(i, turn)` names a turn the model refused.
 async fn trajectories(
-    scorer: &Scorer,
+    state: &AppState,
     items: &[Item],
     options: &ArcOptions,
     field: impl Fn(usize, usize) -> String,
 ) -> Result<Vec<Result<Trajectory, ItemIssue>>, ApiError> {
-    let readings: Vec<Vec<_>> = items
+    // Per turn: its clauses and the message they are read after (the reply before a speaker's turn, as
+    // `score_conversations` reads it).
+    let readings: Vec<Vec<(Vec<Clause>, Option<&str>)>> = items
         .iter()
         .map(|item| match item {
-            Ok(c) => c.turns.iter().map(|t| options.reading.clauses(&t.text)).collect(),
+            Ok(c) => c
+                .turns
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let previous = i.checked_sub(1).map(|p| (c.turns[p].role.as_str(), c.turns[p].text.as_str()));
+                    let turn = (t.role.as_str(), t.text.as_str());
+                    let after = options.context.message_before(options.reading, &state.estimator, &options.speaker, turn, previous);
+                    (options.reading.clauses(&t.text), after)
+                })
+                .collect(),
             Err(_) => Vec::new(),
         })
         .collect();
-    let texts: Vec<&str> = readings.iter().flatten().flatten().map(|clause| clause.text).collect();
-    let mut scores = scorer.score(&texts).await?.into_iter();
+    let asked: Vec<InContext> = readings
+        .iter()
+        .flatten()
+        .flat_map(|(clauses, after)| clauses.iter().map(|clause| InContext::new(clause.text, *after)))
+        .collect();
+    let mut scores = state.scorer.score_in_context(&asked).await?.into_iter();
     let mut out = Vec::with_capacity(items.len());
     for (i, (item, turns)) in items.iter().zip(&readings).enumerate() {
         let conversation = match item {
@@ -308,7 +324,7 @@ async fn trajectories(
             }
         };
         let mut trajectory = Ok(Trajectory::new(conversation.id.clone(), options.speaker.clone()));
-        for (t, (turn, clauses)) in conversation.turns.iter().zip(turns).enumerate() {
+        for (t, (turn, (clauses, _))) in conversation.turns.iter().zip(turns).enumerate() {
             // Taken whatever happens, so the next item's scores start at the right place.
             let vectors = scores
                 .by_ref()
@@ -427,7 +443,7 @@ fn term_values(reward: &WeightedReward, trajectory: &Trajectory) -> Pairs<f32> {
 async fn reward(State(state): State<Arc<AppState>>, request: Request) -> Result<Response, ApiError> {
     let body = read_json(request, state.config.limits.max_body_bytes).await?;
     let req = RewardRequest::parse(body, &state.defaults())?;
-    let trajectories = trajectories(&state.scorer, &req.items, &req.options, |i, t| {
+    let trajectories = trajectories(&state, &req.items, &req.options, |i, t| {
         format!("conversations[{i}].turns[{t}]")
     })
     .await?;
@@ -487,7 +503,7 @@ async fn get_reward(State(state): State<Arc<AppState>>, request: Request) -> Res
     let body = read_json(request, state.config.limits.max_body_bytes).await?;
     let req = GetRewardRequest::parse(body, &state.defaults())?;
     let speaker = &state.config.arc.speaker;
-    let trajectories = trajectories(&state.scorer, &req.items, &state.config.arc, |i, _| format!("query[{i}]")).await?;
+    let trajectories = trajectories(&state, &req.items, &state.config.arc, |i, _| format!("query[{i}]")).await?;
     let mut outcomes = Outcomes::default();
     req.warnings.iter().cloned().for_each(|w| outcomes.warn(w));
     let field = |i| format!("query[{i}]");
