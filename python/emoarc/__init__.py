@@ -123,21 +123,24 @@ def _records(kind: Callable[..., list], estimator: Estimator, conversations: Ite
 
 
 def arc(estimator: Estimator, turns: Union[Conversation, Sequence[Conversation]], speaker: str = "user", *,
-        reading: Optional[str] = None, affect: Optional[str] = None, skip_bad: bool = False, rounded: bool = True):
+        reading: Optional[str] = None, affect: Optional[str] = None, context: Optional[str] = None,
+        skip_bad: bool = False, rounded: bool = True):
     """The emotion arc of ``speaker``: ``emoarc arc``'s record (``id``, ``speaker``, ``arc`` with ``turns``,
     ``wellbeing``, ``valence``, ``arousal``, ``summary``). ``turns`` is one conversation (a list of
     ``(role, text)`` pairs or ``{"role", "content"}`` messages) or a list of them; one in, one record out.
-    ``reading`` (``"whole"`` or ``"clauses"``) and ``affect`` (``"table"`` or ``"learned"``) are the CLI's
-    ``--reading`` and ``--affect``; left out, the library's defaults (whole turns, the table)."""
+    ``reading`` (``"whole"`` or ``"clauses"``), ``affect`` (``"table"`` or ``"learned"``) and ``context``
+    (``"previous"``: a speaker's turn read after the reply before it, when the model reads context; or
+    ``"alone"``) are the CLI's ``--reading``, ``--affect`` and ``--context``; left out, the library's defaults
+    (whole turns, the table, the reply before)."""
     single = _is_one_conversation(turns)
     records = _records(_emoarc.arc_records, estimator, [turns] if single else turns, skip_bad,
-                       speaker=speaker, reading=reading, affect=affect, rounded=rounded)
+                       speaker=speaker, reading=reading, affect=affect, context=context, rounded=rounded)
     return records[0] if single else records
 
 
 def reward(estimator: Estimator, conversations: Sequence[Conversation], reward: Optional[str] = None, *,
            config: Optional[PathLike] = None, speaker: str = "user", reading: Optional[str] = None, affect: Optional[str] = None,
-           simulator: Optional[Callable[[list[dict]], str]] = None, skip_bad: bool = False,
+           context: Optional[str] = None, simulator: Optional[Callable[[list[dict]], str]] = None, skip_bad: bool = False,
            rounded: bool = True) -> list[dict]:
     """``emoarc reward``'s records, one per conversation: ``id``, ``reward``, ``arc``, ``terms`` and
     ``accommodation``. ``reward`` is a term or weighted sum such as ``"terminal"`` or
@@ -154,7 +157,7 @@ def reward(estimator: Estimator, conversations: Sequence[Conversation], reward: 
         warn_single_turn(convs, speaker, stacklevel=3)
     return _records(_emoarc.reward_records, estimator, convs, skip_bad, reward=reward,
                     config=None if config is None else os.fspath(config), speaker=speaker, reading=reading,
-                    affect=affect, rounded=rounded)
+                    affect=affect, context=context, rounded=rounded)
 
 
 class ArcTracker:
@@ -168,11 +171,11 @@ class ArcTracker:
 
     def __init__(self, estimator: Optional[Estimator] = None, speaker: str = "user", reward: Optional[str] = None,
                  config: Optional[PathLike] = None, *, id: str = "conversation", reading: Optional[str] = None,
-                 affect: Optional[str] = None):
+                 affect: Optional[str] = None, context: Optional[str] = None):
         est = default_estimator() if estimator is None else estimator
         self.speaker = speaker
         self._inner = _emoarc.ArcTracker(est, speaker, reward, None if config is None else os.fspath(config),
-                                         id=id, reading=reading, affect=affect)
+                                         id=id, reading=reading, affect=affect, context=context)
 
     def push(self, role: str, text: str) -> None:
         """Scores the next turn and appends it; a refused text raises and leaves the conversation unchanged."""

@@ -57,11 +57,12 @@ _Raw = Sequence[tuple[str, Sequence[tuple[str, str]]]]
 
 def arc_records(
     estimator: Estimator, conversations: _Raw, speaker: str = "user", reading: Optional[str] = None,
-    affect: Optional[str] = None, rounded: bool = True,
+    affect: Optional[str] = None, rounded: bool = True, context: Optional[str] = None,
 ) -> list[Union[str, EmoarcError]]: ...
 def reward_records(
     estimator: Estimator, conversations: _Raw, reward: Optional[str] = None, config: Optional[str] = None,
     speaker: str = "user", reading: Optional[str] = None, affect: Optional[str] = None, rounded: bool = True,
+    context: Optional[str] = None,
 ) -> list[Union[str, EmoarcError]]: ...
 
 def read_rollout(query: str, prompt: Optional[str] = None, template: Optional[str] = None) -> list[tuple[str, str]]: ...
@@ -74,6 +75,7 @@ class ArcTracker:
     def __new__(
         cls, estimator: Estimator, speaker: str = "user", reward: Optional[str] = None, config: Optional[str] = None,
         id: str = "conversation", reading: Optional[str] = None, affect: Optional[str] = None,
+        context: Optional[str] = None,
     ) -> "ArcTracker": ...
     def push(self, role: str, text: str) -> None: ...
     def reward(self) -> Optional[float]: ...

@@ -35,6 +35,7 @@ class RewardOptions:
     simulator: Optional[Simulator] = None
     fallback: Optional[float] = 0.0
     reading: Optional[str] = None  # None: the library's default reading (whole turns)
+    context: Optional[str] = None  # None: the library's default (a turn read after the reply before it)
     _est: Any = field(default=None, repr=False)
 
     def get_estimator(self):
@@ -58,7 +59,7 @@ class RewardOptions:
         results = _emoarc.reward_records(
             self.get_estimator(), usable, reward=self.reward,
             config=None if self.config is None else os.fspath(self.config),
-            speaker=self.speaker, reading=self.reading, rounded=False)
+            speaker=self.speaker, reading=self.reading, context=self.context, rounded=False)
         out: list[Optional[float]] = []
         failed: list[str] = []
         for (cid, _), item in zip(usable, results):

@@ -4,7 +4,7 @@
 //! each `emoarc::Error` becomes a Python exception of a matching class with the library's message.
 
 use emoarc::reward::{RewardFn, WeightedReward};
-use emoarc::trajectory::{score_conversations, TurnReading};
+use emoarc::trajectory::{score_conversations, TurnContext, TurnReading};
 use emoarc::{ArcOptions, Backend, Conversation, DeviceChoice, OnLong, Precision, RewardConfig, Turn, NUM_CATEGORIES};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray2};
@@ -204,10 +204,19 @@ fn to_array(py: Python<'_>, flat: Vec<f32>, rows: usize, cols: usize) -> Bound<'
 
 /// Arc options from the CLI's flag values; `None` keeps the library's default (`ArcOptions::default()`), so the
 /// Python defaults cannot drift from the CLI's.
-fn arc_options(py: Python<'_>, speaker: &str, reading: Option<&str>, affect: Option<&str>) -> PyResult<ArcOptions> {
+fn arc_options(
+    py: Python<'_>,
+    speaker: &str,
+    reading: Option<&str>,
+    context: Option<&str>,
+    affect: Option<&str>,
+) -> PyResult<ArcOptions> {
     let mut options = ArcOptions { speaker: speaker.to_string(), ..ArcOptions::default() };
     if let Some(reading) = reading {
         options.reading = parse::<TurnReading>(py, reading)?;
+    }
+    if let Some(context) = context {
+        options.context = parse::<TurnContext>(py, context)?;
     }
     match affect {
         None => {}
@@ -278,7 +287,8 @@ fn conversation_records(
 
 /// `emoarc arc`'s records (JSON strings) or exceptions, one per conversation.
 #[pyfunction]
-#[pyo3(signature = (estimator, conversations, speaker="user", reading=None, affect=None, rounded=true))]
+#[pyo3(signature = (estimator, conversations, speaker="user", reading=None, affect=None, rounded=true, context=None))]
+#[allow(clippy::too_many_arguments)]
 fn arc_records(
     py: Python<'_>,
     estimator: &PyEstimator,
@@ -287,14 +297,15 @@ fn arc_records(
     reading: Option<&str>,
     affect: Option<&str>,
     rounded: bool,
+    context: Option<&str>,
 ) -> PyResult<Vec<PyObject>> {
-    let options = arc_options(py, speaker, reading, affect)?;
+    let options = arc_options(py, speaker, reading, context, affect)?;
     conversation_records(py, estimator, conversations, options, rounded, emoarc::records::arc_record)
 }
 
 /// `emoarc reward`'s records (JSON strings) or exceptions, one per conversation.
 #[pyfunction]
-#[pyo3(signature = (estimator, conversations, reward=None, config=None, speaker="user", reading=None, affect=None, rounded=true))]
+#[pyo3(signature = (estimator, conversations, reward=None, config=None, speaker="user", reading=None, affect=None, rounded=true, context=None))]
 #[allow(clippy::too_many_arguments)]
 fn reward_records(
     py: Python<'_>,
@@ -306,8 +317,9 @@ fn reward_records(
     reading: Option<&str>,
     affect: Option<&str>,
     rounded: bool,
+    context: Option<&str>,
 ) -> PyResult<Vec<PyObject>> {
-    let options = arc_options(py, speaker, reading, affect)?;
+    let options = arc_options(py, speaker, reading, context, affect)?;
     let (cfg, built) = reward_config(py, config, reward)?;
     conversation_records(py, estimator, conversations, options, rounded, move |id, t| {
         emoarc::records::reward_record(id, &cfg, &built, t)
@@ -327,7 +339,7 @@ struct PyArcTracker {
 #[pymethods]
 impl PyArcTracker {
     #[new]
-    #[pyo3(signature = (estimator, speaker="user", reward=None, config=None, id="conversation", reading=None, affect=None))]
+    #[pyo3(signature = (estimator, speaker="user", reward=None, config=None, id="conversation", reading=None, affect=None, context=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -338,8 +350,9 @@ impl PyArcTracker {
         id: &str,
         reading: Option<&str>,
         affect: Option<&str>,
+        context: Option<&str>,
     ) -> PyResult<Self> {
-        let options = arc_options(py, speaker, reading, affect)?;
+        let options = arc_options(py, speaker, reading, context, affect)?;
         let (config, reward) = reward_config(py, config, reward)?;
         Ok(PyArcTracker {
             tracker: emoarc::ArcTracker::shared(estimator.inner.clone(), options, id),

@@ -76,6 +76,12 @@ def test_arc_and_reward_records_equal_the_cli(estimator, cli, root):
     assert emoarc.arc(estimator, convs, reading="clauses", affect="learned") == [
         json.loads(line) for line in cli("arc", path, "--reading", "clauses", "--affect", "learned").splitlines()]
     assert emoarc.arc(estimator, convs, reading="clauses") != emoarc.arc(estimator, convs)
+    # context: the CLI's --context; "alone" reads a user's turn without the reply before it.
+    assert emoarc.arc(estimator, convs, context="alone") == [
+        json.loads(line) for line in cli("arc", path, "--context", "alone").splitlines()]
+    assert emoarc.arc(estimator, convs, context="alone") != emoarc.arc(estimator, convs)
+    with pytest.raises(emoarc.ConfigError):
+        emoarc.arc(estimator, convs, context="sideways")
     with pytest.raises(emoarc.ConfigError, match="affect"):
         emoarc.arc(estimator, convs, affect="both")
 
