@@ -15,7 +15,7 @@ use super::ServerConfig;
 use crate::estimator::{Estimate, Estimator, InContext};
 use crate::intensities::Intensities;
 use crate::reward::{RewardFn, WeightedReward};
-use crate::trajectory::{ArcOptions, ArcSummary, Clause, ClauseScore, Trajectory, TurnReading, DEFAULT_TREND_WINDOW};
+use crate::trajectory::{ArcOptions, ArcSummary, ClauseScore, Trajectory, TurnReading, DEFAULT_TREND_WINDOW};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -289,22 +289,11 @@ async fn trajectories(
     options: &ArcOptions,
     field: impl Fn(usize, usize) -> String,
 ) -> Result<Vec<Result<Trajectory, ItemIssue>>, ApiError> {
-    // Per turn: its clauses and the message they are read after (the reply before a speaker's turn, as
-    // `score_conversations` reads it).
-    let readings: Vec<Vec<(Vec<Clause>, Option<&str>)>> = items
+    // Per turn: its clauses and the message they are read after, as `score_conversations` reads them.
+    let readings: Vec<Vec<_>> = items
         .iter()
         .map(|item| match item {
-            Ok(c) => c
-                .turns
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let previous = i.checked_sub(1).map(|p| (c.turns[p].role.as_str(), c.turns[p].text.as_str()));
-                    let turn = (t.role.as_str(), t.text.as_str());
-                    let after = options.context.message_before(options.reading, &state.estimator, &options.speaker, turn, previous);
-                    (options.reading.clauses(&t.text), after)
-                })
-                .collect(),
+            Ok(c) => options.turn_pieces(&state.estimator, c),
             Err(_) => Vec::new(),
         })
         .collect();

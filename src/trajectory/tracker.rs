@@ -38,6 +38,27 @@ impl Default for ArcOptions {
     }
 }
 
+/// One turn as it is encoded: its clauses and the message they are read after.
+pub(crate) type TurnPieces<'c> = (Vec<super::reading::Clause<'c>>, Option<&'c str>);
+
+impl ArcOptions {
+    /// Every turn of `conversation` as these options read it with `estimator`: the one place bulk scoring (here
+    /// and in the reward server) decides clauses and context, as [`ArcTracker::push`] does turn by turn.
+    pub(crate) fn turn_pieces<'c>(&self, estimator: &Estimator, conversation: &'c Conversation) -> Vec<TurnPieces<'c>> {
+        let turns = &conversation.turns;
+        turns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let previous = i.checked_sub(1).map(|p| (turns[p].role.as_str(), turns[p].text.as_str()));
+                let turn = (t.role.as_str(), t.text.as_str());
+                let after = self.context.message_before(self.reading, estimator, &self.speaker, turn, previous);
+                (self.reading.clauses(&t.text), after)
+            })
+            .collect()
+    }
+}
+
 /// Clause texts cached by a tracker before it starts over (about 13 MB of vectors).
 pub const DEFAULT_CACHE_CAPACITY: usize = 65_536;
 
@@ -170,23 +191,7 @@ pub fn score_conversations(
     conversations: &[Conversation],
     options: &ArcOptions,
 ) -> Result<Vec<Result<Trajectory>>> {
-    // Per turn: its clauses and the message they are read after.
-    type Reading<'c> = (Vec<super::reading::Clause<'c>>, Option<&'c str>);
-    let readings: Vec<Vec<Reading>> = conversations
-        .iter()
-        .map(|c| {
-            let previous = |i: usize| i.checked_sub(1).map(|p| (c.turns[p].role.as_str(), c.turns[p].text.as_str()));
-            c.turns
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let turn = (t.role.as_str(), t.text.as_str());
-                    let after = options.context.message_before(options.reading, estimator, &options.speaker, turn, previous(i));
-                    (options.reading.clauses(&t.text), after)
-                })
-                .collect()
-        })
-        .collect();
+    let readings: Vec<Vec<TurnPieces>> = conversations.iter().map(|c| options.turn_pieces(estimator, c)).collect();
     let usable: Vec<Result<()>> = conversations.iter().map(|c| c.require_speaker(&options.speaker)).collect();
     let mut cache = ClauseCache::new(usize::MAX);
     let items = readings
