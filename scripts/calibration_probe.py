@@ -7,7 +7,8 @@ level, the share of the neutral lines (`data/neutral.txt`) with any output above
 - `global affine (squared error)`: one `sigmoid(a z + c)` for all categories, fitted to the labels;
 - `per-category affine`: one per category, fitted the same way, pulled toward the global one;
 - `global affine (level means)`: fitted so the mean output at each label level (0, .25, .5, .75, 1) is the level;
-- `temperature (level means)`: the same with c = 0, so no output crosses 0.5.
+- `temperature (level means)`: the same with c = 0, so no output crosses 0.5;
+- `upper stretch (level means)`: `z -> k z` where `z > 0` only, so no output at or below 0.5 moves at all.
 
 A map that is monotone in each category leaves presence AUC and Spearman among present cells unchanged, so the
 question is only whether it can raise the slope without false positives on neutral text.
@@ -96,6 +97,20 @@ def main():
     grid = np.linspace(0.5, 4.0, 351)
     a = grid[np.argmin([level_loss(a, 0.0) for a in grid])]
     report(f"temperature, level means (a={a:.2f}, c=0)", sigmoid(a * zt), tt, sigmoid(a * zn))
+
+    # A stretch of the upper half only: z -> k z where z > 0. Outputs at or below 0.5 stay exactly where they
+    # are, so the neutral false positives cannot change, and within a category no order changes.
+    def stretch(z, k):
+        return sigmoid(np.where(z > 0, k * z, z))
+
+    def upper_loss(k):
+        o = stretch(zd, k)
+        return sum((o[np.isclose(td, l)].mean() - l) ** 2 for l in LEVELS)
+
+    grid = np.linspace(1.0, 6.0, 501)
+    k = grid[np.argmin([upper_loss(k) for k in grid])]
+    report(f"upper stretch, level means (k={k:.2f}), dev split", stretch(zd, k), td, stretch(zn, k))
+    report(f"upper stretch, level means (k={k:.2f})", stretch(zt, k), tt, stretch(zn, k))
 
 
 if __name__ == "__main__":

@@ -93,6 +93,9 @@ def main():
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--xed", type=int, default=0)
+    # train.py's data loader reads the exchange sets with this; the lexicon reads a text alone, so by default
+    # they are left out (a context line's words would be fitted to labels that depend on the message).
+    ap.add_argument("--exchanges", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.makedirs(args.work, exist_ok=True)
