@@ -728,7 +728,9 @@ def main():
     ap.add_argument("--manifest", default="weights-manifest")
     ap.add_argument("--eval-only", action="store_true",
                     help="print the dev scores of the --init model (the numbers a run selects on) and stop")
-    ap.add_argument("--export-only", action="store_true", help="install the best epoch of --work into --out and stop")
+    ap.add_argument("--export-only", action="store_true",
+                    help="install the best epoch of --work into --out and stop; --work may also be an exported model "
+                         "folder (its trained head and layers), so that an average can be averaged again")
     ap.add_argument("--average-with", default=None,
                     help="export only: a model folder whose trained head and layers the export is averaged with, "
                          "weight by weight (WiSE-FT: interpolating a fine-tune with its starting point)")
@@ -1023,6 +1025,15 @@ def export(args):
     import shutil
 
     files = {"encoder-trained.safetensors": "best-encoder.safetensors", "head-trained.safetensors": "best-head.safetensors"}
+    # A run's folder holds its best step as best-*.safetensors; an exported model folder (say, an earlier
+    # average) holds the same tensors under the names it was installed as.
+    exported = not os.path.exists(os.path.join(args.work, "best-encoder.safetensors"))
+    if exported:
+        files = {dst: dst for dst in files}
+        missing = [n for n in files if not os.path.exists(os.path.join(args.work, n))]
+        if missing:
+            raise SystemExit(f"--work {args.work}: neither a training run's folder (best-*.safetensors) nor a model "
+                             f"folder ({', '.join(missing)} missing)")
     for dst, src in files.items():
         if args.average_with:
             w = args.average_weight
@@ -1031,7 +1042,7 @@ def export(args):
                 raise SystemExit(f"--average-with {args.average_with}: {dst} holds other tensors than {src}")
             mixed = {k: (w * best[k].float() + (1 - w) * start[k].float()).to(best[k].dtype) for k in best}
             save_file(mixed, os.path.join(args.out, dst))
-        else:
+        elif os.path.abspath(os.path.join(args.work, src)) != os.path.abspath(os.path.join(args.out, dst)):
             shutil.copy(os.path.join(args.work, src), os.path.join(args.out, dst))
     spec_path = os.path.join(args.out, "emoarc.json")
     spec = json.load(open(spec_path))
@@ -1040,7 +1051,7 @@ def export(args):
         "encoder_override": "encoder-trained.safetensors", "kind": "trained", "inputs": 384,
         "hidden": [args.hidden], "activation": "gelu", "normalize": True, "outputs": C, "affect": True,
     }
-    with safe_open(os.path.join(args.work, "best-head.safetensors"), "pt") as head:
+    with safe_open(os.path.join(args.work, files["head-trained.safetensors"]), "pt") as head:
         lexical = "lexical.ids" in head.keys()
     if lexical:
         spec["heads"]["trained"]["lexical"] = True
