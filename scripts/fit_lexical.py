@@ -14,7 +14,8 @@ Fitted on its own it makes other mistakes than the network, and the two together
    lines (below): the test splits are never read;
 4. the chosen head goes to `--work` as best-encoder/best-head.safetensors, with report.json, so that
    `train.py --export-only --work DIR --out models/emoarc-minilm` installs it. beta scales the network's last
-   layer and alpha the lexical weights, so emoarc computes exactly the mixture.
+   layer and alpha the lexical weights and the intercept (`lexical.bias`), so emoarc computes exactly the
+   mixture for a text read alone, and the network alone for a text read after a message (src/model/lexical.rs).
 
     .venv-train/bin/python scripts/fit_lexical.py --init models/emoarc-minilm --work target/lexfit
 """
@@ -39,7 +40,10 @@ def sparse_features(lexicon, seqs):
     """The TF-IDF features of `seqs` as a sparse `[n, k]` tensor."""
     rows, cols, vals = [], [], []
     for i, s in enumerate(seqs):
-        idx, val = lexicon.features(s)
+        f = lexicon.features(s)
+        if f is None:
+            raise SystemExit("fit_lexical reads texts alone: run it without --exchanges")
+        idx, val = f
         rows.extend([i] * len(idx))
         cols.extend(idx.tolist())
         vals.extend(val.tolist())
@@ -80,7 +84,9 @@ def main():
                     help="weight of labelled-present cells, as the network was trained (train.py's default)")
     ap.add_argument("--l2", default="3e-7,1e-6,3e-6", help="L2 penalties to choose among")
     ap.add_argument("--alpha", default="0.2,0.4,0.6,1", help="lexicon weights to choose among")
-    ap.add_argument("--beta", default="1.0,1.2", help="network weights to choose among")
+    ap.add_argument("--beta", default="1.0",
+                    help="network weights to choose among; beta scales the network's last layer, which a text read in "
+                         "context (read by the network alone) then sees too, so the default keeps it at 1")
     ap.add_argument("--gamma", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1",
                     help="intercepts to choose among, from centred (0) to as fitted (1), lowest first")
     ap.add_argument("--only-human", action="store_true",
@@ -171,8 +177,10 @@ def main():
     print(f"chosen: {json.dumps(res)} ({time.time() - t0:.1f}s)", flush=True)
     with torch.no_grad():
         model.head1.weight.mul_(res["beta"])
-        model.head1.bias.mul_(res["beta"]).add_(res["alpha"] * c)
+        model.head1.bias.mul_(res["beta"])
         model.lex = torch.nn.Parameter(res["alpha"] * w)
+        # The intercept goes with the lexicon, so a text read in context gets the network exactly.
+        model.lex_bias = res["alpha"] * c
     head = model.head_tensors()
     head.update(model.lexical_tensors(lexicon))
     save_file(head, os.path.join(args.work, "best-head.safetensors"))

@@ -271,6 +271,8 @@ class Model(torch.nn.Module):
         self.affect = torch.nn.Linear(hidden, 2)
         # Lexical weights (features x categories), zero at the start so a run from a checkpoint starts where it was.
         self.lex = torch.nn.Parameter(torch.zeros(lexical, C)) if lexical else None
+        # The lexicon's own intercept (`lexical.bias`), added only where the lexicon reads (texts read alone).
+        self.lex_bias = None
         # Fake int8 products (`FakeInt8`), used by a forward with `quant=True` (int8-aware training).
         self.fake_int8 = None
 
@@ -327,6 +329,7 @@ class Model(torch.nn.Module):
             return None
         lexicon = Lexicon(head["lexical.ids"].numpy().astype(np.int64), head["lexical.idf"].numpy())
         weight = (head["lexical.weight"].float() - 128.0) * head["lexical.scale"].float()
+        self.lex_bias = head["lexical.bias"].float() if "lexical.bias" in head else None
         if self.lex is None:
             self.lex = torch.nn.Parameter(weight)
         elif self.lex.shape == weight.shape:
@@ -342,11 +345,14 @@ class Model(torch.nn.Module):
         w = self.lex.detach().float()
         scale = (w.abs().amax(0) / 127.0).clamp(min=1e-8)
         q = (torch.round(w / scale) + 128).clamp(1, 255).to(torch.uint8)
-        return {
+        out = {
             "lexical.ids": torch.from_numpy(lexicon.ids.astype(np.int32)),
             "lexical.idf": torch.from_numpy(lexicon.idf).contiguous(),
             "lexical.weight": q.contiguous(), "lexical.scale": scale.contiguous(),
         }
+        if self.lex_bias is not None:
+            out["lexical.bias"] = self.lex_bias.detach().float().contiguous()
+        return out
 
     def forward(self, ids, mask, dropout=0.0, lex=None, quant=False):
         return self.head(self.pooled(ids, mask, dropout, quant), lex)
@@ -381,8 +387,10 @@ class Model(torch.nn.Module):
         z = F.gelu(linear(self.head0, unit))
         logits = linear(self.head1, z)
         if self.lex is not None and lex is not None:
-            flat, offsets, vals = lex
+            flat, offsets, vals, alone = lex
             logits = logits + F.embedding_bag(flat, self.lex, offsets, mode="sum", per_sample_weights=vals)
+            if self.lex_bias is not None:
+                logits = logits + alone[:, None] * self.lex_bias
         return logits, torch.sigmoid(linear(self.affect, z))
 
 
@@ -591,9 +599,12 @@ class Lexicon:
         return cls(ids, [math.log((1 + n) / (1 + df[t])) + 1.0 for t in ids])
 
     def features(self, seq):
-        """(feature indices, values) of one token sequence (its text's tokens: a message it answers is context)."""
+        """(feature indices, values) of one token sequence, or None for a text read after a message (`InContext`):
+        a lexicon reads texts alone, and emoarc leaves a text read in context to the network (src/model/lexical.rs)."""
+        if getattr(seq, "pool", None):
+            return None
         tf = {}
-        for t in seq[: getattr(seq, "pool", None) or len(seq)]:
+        for t in seq:
             f = self.index.get(t)
             if f is not None:
                 tf[f] = tf.get(f, 0) + 1
@@ -604,14 +615,17 @@ class Lexicon:
 
 
 def lex_batch(feats, idx):
-    """EmbeddingBag inputs for rows `idx` of `feats` (a list of (indices, values)), or None without a lexicon."""
+    """EmbeddingBag inputs for rows `idx` of `feats` (a list of (indices, values), None for a text read in context)
+    and which rows the lexicon reads, or None without a lexicon."""
     if feats is None:
         return None
-    parts = [feats[i] for i in idx]
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+    alone = torch.tensor([float(feats[i] is not None) for i in idx])
+    parts = [feats[i] if feats[i] is not None else empty for i in idx]
     offsets = torch.tensor(np.cumsum([0] + [len(p[0]) for p in parts[:-1]]), dtype=torch.long)
     flat = torch.from_numpy(np.concatenate([p[0] for p in parts])) if parts else torch.zeros(0, dtype=torch.long)
     vals = torch.from_numpy(np.concatenate([p[1] for p in parts])) if parts else torch.zeros(0)
-    return flat, offsets, vals
+    return flat, offsets, vals, alone
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation

@@ -173,7 +173,8 @@ fn int8_stays_within_the_quality_bar_of_f32_on_every_utterance() {
     let pooled = encoder.embed(&seq_refs).unwrap();
     let h = encoder.hidden_size();
     let input = candle_core::Tensor::from_slice(&pooled, (refs.len(), h), &candle_core::Device::Cpu).unwrap();
-    let got: Vec<Vec<f32>> = reference.model().head().forward_all(&input, &seq_refs).unwrap().intensities.to_vec2().unwrap();
+    let texts: Vec<Option<&[u32]>> = seq_refs.iter().map(|s| Some(*s)).collect();
+    let got: Vec<Vec<f32>> = reference.model().head().forward_all(&input, &texts).unwrap().intensities.to_vec2().unwrap();
     let (gold_pooled, gold) = (reference.embed(&refs).unwrap(), reference.estimate(&refs).unwrap());
     let mut worst = (1f64, 0f32);
     for (i, text) in refs.iter().enumerate() {

@@ -4,7 +4,7 @@
 mod common;
 
 use emoarc::weights::{Manifest, ModelSource, Resolver};
-use emoarc::{DeviceChoice, Error, Estimator};
+use emoarc::{DeviceChoice, Error, Estimator, InContext};
 use std::path::{Path, PathBuf};
 
 const NAME: &str = emoarc::estimator::DEFAULT_MODEL_NAME;
@@ -237,6 +237,30 @@ fn a_lexical_head_adds_its_words_logits_and_a_malformed_one_is_refused() {
     }
     assert!(plain[1].max_abs_diff(&lex[1]) < 1e-6, "text without the word must score as the plain head");
 
+    // Read after the message it answers, a text is the network's alone: the lexicon reads texts alone.
+    let furious = [InContext::new("I am furious about the delay", Some("Your parcel will arrive next week."))];
+    let in_context = |name: &str| {
+        let est = with_head(name).unwrap().estimate_in_context(&furious).unwrap().remove(0).unwrap();
+        assert!(est.context_tokens > 0, "the shipped head reads context");
+        est.intensities
+    };
+    assert!(in_context("plain").max_abs_diff(&in_context("lex")) < 1e-6, "a lexicon must not read a text in context");
+
+    // The lexicon's own intercept (`lexical.bias`) reaches every text read alone and none read in context.
+    let relief = emoarc::Category::Relief.index();
+    let mut bias = vec![0f32; 40];
+    bias[relief] = 2.0;
+    tensors.insert("lexical.bias".into(), Tensor::from_vec(bias, 40, &Device::Cpu).unwrap());
+    emoarc::zero_shot::save_tensors(&dir.join("head-lexb.safetensors"), &tensors).unwrap();
+    spec.heads.insert("lexb".into(), head("head-lexb.safetensors", true));
+    install(&spec);
+    let lexb = with_head("lexb").unwrap().estimate(&texts).unwrap();
+    for (alone, biased) in lex.iter().zip(&lexb) {
+        let (a, b) = (alone.as_slice()[relief], biased.as_slice()[relief]);
+        assert!((logit(b) - logit(a) - 2.0).abs() < 1e-2, "Relief {a} -> {b}: not +2 logits");
+    }
+    assert!(in_context("plain").max_abs_diff(&in_context("lexb")) < 1e-6, "the intercept reached a text in context");
+
     // The same head in a format-1 folder: a build that read only format 1 would drop the lexicon unseen.
     spec.format = 1;
     install(&spec);
@@ -256,6 +280,7 @@ fn a_lexical_head_adds_its_words_logits_and_a_malformed_one_is_refused() {
     spec.save(&dir).unwrap();
     assert_eq!(ModelSpec::read_unverified(&dir).unwrap().unwrap().format, 2);
     spec.heads.retain(|_, h| !h.lexical);
+    spec.default_head = "plain".into(); // the shipped `trained` head is lexical too
     spec.format = 2;
     spec.save(&dir).unwrap();
     assert_eq!(ModelSpec::read_unverified(&dir).unwrap().unwrap().format, 1);

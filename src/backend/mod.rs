@@ -314,6 +314,11 @@ impl TokenBatch<'_> {
         let len = self.seqs[i].len();
         self.pooled.map_or(len, |p| p[i].clamp(1, len.max(1)))
     }
+
+    /// Whether sequence `i` holds context after its text (tokens it attends to but does not pool).
+    pub fn has_context(&self, i: usize) -> bool {
+        self.pooled_len(i) < self.seqs[i].len()
+    }
 }
 
 /// What runs the encoder. Implementations return the mean-pooled last-layer vectors, `[seqs, hidden]`

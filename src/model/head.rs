@@ -107,8 +107,9 @@ impl Head {
     }
 
     /// Intensities and, when the head has them, learned valence and arousal, from one pass of the trunk.
-    /// `tokens` are the token ids each pooled row was encoded from (read only by a lexical head).
-    pub fn forward_all(&self, pooled: &Tensor, tokens: &[&[u32]]) -> candle_core::Result<HeadOutput> {
+    /// `tokens` are the token ids of each pooled row's text (read only by a lexical head), `None` for a text read
+    /// in context, which a lexicon leaves to the network (see [`crate::model::lexical`]).
+    pub fn forward_all(&self, pooled: &Tensor, tokens: &[Option<&[u32]>]) -> candle_core::Result<HeadOutput> {
         let trunk = self.trunk(pooled)?;
         let mut logits = self.layers[self.layers.len() - 1].forward(&trunk)?;
         if let Some(lexicon) = &self.lexical {

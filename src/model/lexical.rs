@@ -10,7 +10,15 @@
 //! A text's features are the lexicon's wordpieces among the token ids the encoder reads (special tokens are
 //! never in a lexicon): `x_f = (1 + ln tf_f) · idf_f`, then L2-normalised; the logits are `x · W`. The head file
 //! holds `lexical.ids` (`[k]` i32, ascending wordpiece ids), `lexical.idf` (`[k]` f32), `lexical.weight`
-//! (`[k, outputs]` u8, `w = (q − 128) · scale`) and `lexical.scale` (`[outputs]` f32).
+//! (`[k, outputs]` u8, `w = (q − 128) · scale`) and `lexical.scale` (`[outputs]` f32), and may hold
+//! `lexical.bias` (`[outputs]` f32, zero when absent), the lexicon's own intercept.
+//!
+//! A lexicon reads a text alone. A text read after the message it answers (`InContext`) is read by the
+//! network alone, which was trained for that reading; its lexical logits, bias included, are left out. Why:
+//! the lexicon's weights say what words mean without their context ("ok. thanks" is gratitude on Reddit), and
+//! added to in-context readings they outvoted what the context reader learned (stage 12: conversation pairs
+//! 47 → 42 of 48). Keeping the intercept in the lexicon, not folded into the network's bias, is what lets a
+//! lexical head read in context exactly as its network does.
 
 use candle_core::DType;
 use candle_nn::VarBuilder;
@@ -22,6 +30,8 @@ pub struct Lexicon {
     idf: Vec<f32>,
     /// `[k, outputs]` row-major.
     weight: Vec<f32>,
+    /// `[outputs]`: added to every text the lexicon reads.
+    bias: Vec<f32>,
     outputs: usize,
 }
 
@@ -51,27 +61,40 @@ impl Lexicon {
             .into_iter()
             .map(|id| u32::try_from(id).map_err(|_| bad(format!("negative wordpiece id {id}"))))
             .collect::<candle_core::Result<Vec<u32>>>()?;
-        Self::from_parts(ids, idf, weight, outputs).map_err(bad)
+        // Heads fitted before the lexicon had its own intercept folded it into the network's bias.
+        let bias = if vb.contains_tensor("lexical.bias") {
+            get("lexical.bias", DType::F32)?.to_vec1::<f32>()?
+        } else {
+            vec![0.0; outputs]
+        };
+        Self::from_parts(ids, idf, weight, bias, outputs).map_err(bad)
     }
 
-    /// A lexicon from its parts: ascending wordpiece ids, their idf (finite, non-negative) and the weights,
-    /// `[ids, outputs]` row-major.
-    pub fn from_parts(ids: Vec<u32>, idf: Vec<f32>, weight: Vec<f32>, outputs: usize) -> Result<Self, String> {
-        if idf.len() != ids.len() || weight.len() != ids.len() * outputs {
+    /// A lexicon from its parts: ascending wordpiece ids, their idf (finite, non-negative), the weights,
+    /// `[ids, outputs]` row-major, and the intercept, `[outputs]`.
+    pub fn from_parts(
+        ids: Vec<u32>,
+        idf: Vec<f32>,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        outputs: usize,
+    ) -> Result<Self, String> {
+        if idf.len() != ids.len() || weight.len() != ids.len() * outputs || bias.len() != outputs {
             return Err(format!(
-                "{} ids, {} idf values and {} weights for {outputs} outputs",
+                "{} ids, {} idf values, {} weights and {} biases for {outputs} outputs",
                 ids.len(),
                 idf.len(),
-                weight.len()
+                weight.len(),
+                bias.len()
             ));
         }
         if ids.windows(2).any(|w| w[0] >= w[1]) {
             return Err("ids are not ascending".into());
         }
-        if idf.iter().any(|v| !v.is_finite() || *v < 0.0) || weight.iter().any(|v| !v.is_finite()) {
-            return Err("idf values must be finite and non-negative, weights finite".into());
+        if idf.iter().any(|v| !v.is_finite() || *v < 0.0) || weight.iter().chain(&bias).any(|v| !v.is_finite()) {
+            return Err("idf values must be finite and non-negative, weights and biases finite".into());
         }
-        Ok(Lexicon { ids, idf, weight, outputs })
+        Ok(Lexicon { ids, idf, weight, bias, outputs })
     }
 
     /// How many wordpieces the lexicon knows.
@@ -105,10 +128,13 @@ impl Lexicon {
         features
     }
 
-    /// The lexical logits of each sequence, `[seqs, outputs]` row-major.
-    pub fn logits(&self, seqs: &[&[u32]]) -> Vec<f32> {
+    /// The lexical logits of each sequence, `[seqs, outputs]` row-major: `x · W + bias` for a text's tokens,
+    /// zero for `None` (a text read in context, which the lexicon does not read).
+    pub fn logits(&self, seqs: &[Option<&[u32]>]) -> Vec<f32> {
         let mut out = vec![0.0f32; seqs.len() * self.outputs];
         for (row, tokens) in out.chunks_exact_mut(self.outputs).zip(seqs) {
+            let Some(tokens) = tokens else { continue };
+            row.copy_from_slice(&self.bias);
             for (f, x) in self.features(tokens) {
                 let w = &self.weight[f * self.outputs..(f + 1) * self.outputs];
                 row.iter_mut().zip(w).for_each(|(o, w)| *o += x * w);
@@ -124,7 +150,8 @@ mod tests {
 
     fn lexicon() -> Lexicon {
         // Wordpieces 5, 9 and 12 with two outputs each.
-        Lexicon::from_parts(vec![5, 9, 12], vec![1.0, 2.0, 3.0], vec![1.0, 0.0, 0.0, 1.0, -1.0, 2.0], 2).unwrap()
+        Lexicon::from_parts(vec![5, 9, 12], vec![1.0, 2.0, 3.0], vec![1.0, 0.0, 0.0, 1.0, -1.0, 2.0], vec![0.0; 2], 2)
+            .unwrap()
     }
 
     #[test]
@@ -141,7 +168,7 @@ mod tests {
     #[test]
     fn logits_sum_weighted_rows_and_unknown_text_gives_zero() {
         let lex = lexicon();
-        let seqs: [&[u32]; 2] = [&[5, 12], &[101, 7, 102]];
+        let seqs: [Option<&[u32]>; 2] = [Some(&[5, 12]), Some(&[101, 7, 102])];
         let out = lex.logits(&seqs);
         let n = (1.0f32 + 9.0).sqrt();
         let expect = [1.0 / n - 3.0 / n, 6.0 / n];
@@ -150,9 +177,25 @@ mod tests {
     }
 
     #[test]
+    fn the_bias_reaches_texts_read_alone_and_nothing_reaches_texts_read_in_context() {
+        let ids = vec![5, 9, 12];
+        let lex = Lexicon::from_parts(ids, vec![1.0; 3], vec![1.0, 0.0, 0.0, 1.0, -1.0, 2.0], vec![0.5, -0.25], 2)
+            .unwrap();
+        let out = lex.logits(&[Some(&[101, 7, 102]), None, Some(&[9])]);
+        assert_eq!(&out[..2], &[0.5, -0.25], "no known word: the intercept alone");
+        assert_eq!(&out[2..4], &[0.0, 0.0], "read in context: no lexical logits at all");
+        assert_eq!(&out[4..], &[0.5, 0.75]);
+    }
+
+    #[test]
     fn malformed_parts_are_refused() {
-        assert!(Lexicon::from_parts(vec![9, 5], vec![1.0, 1.0], vec![0.0; 2], 1).unwrap_err().contains("ascending"));
-        assert!(Lexicon::from_parts(vec![5], vec![1.0], vec![0.0; 3], 2).unwrap_err().contains("weights"));
-        assert!(Lexicon::from_parts(vec![5], vec![f32::NAN], vec![0.0], 1).is_err());
+        let parts = |ids: Vec<u32>, idf: Vec<f32>, weight: Vec<f32>, bias: Vec<f32>, outputs| {
+            Lexicon::from_parts(ids, idf, weight, bias, outputs)
+        };
+        assert!(parts(vec![9, 5], vec![1.0, 1.0], vec![0.0; 2], vec![0.0], 1).unwrap_err().contains("ascending"));
+        assert!(parts(vec![5], vec![1.0], vec![0.0; 3], vec![0.0; 2], 2).unwrap_err().contains("weights"));
+        assert!(parts(vec![5], vec![1.0], vec![0.0; 2], vec![0.0], 2).unwrap_err().contains("biases"));
+        assert!(parts(vec![5], vec![f32::NAN], vec![0.0], vec![0.0], 1).is_err());
+        assert!(parts(vec![5], vec![1.0], vec![0.0], vec![f32::INFINITY], 1).is_err());
     }
 }

@@ -117,8 +117,9 @@ impl EmotionModel {
     pub(crate) fn forward(&self, batch: &TokenBatch) -> Result<(Vec<f32>, HeadOutput)> {
         let pooled = self.encoder.embed(batch)?;
         let input = Tensor::from_slice(&pooled, (batch.seqs.len(), self.encoder.hidden_size()), &Device::Cpu)?;
-        // The head's lexicon reads the pooled tokens only: a text's own words, not its context's.
-        let read: Vec<&[u32]> = (0..batch.seqs.len()).map(|i| &batch.seqs[i][..batch.pooled_len(i)]).collect();
+        // A lexicon reads a text read alone; a text read in context is the network's alone (model::lexical).
+        let read: Vec<Option<&[u32]>> =
+            (0..batch.seqs.len()).map(|i| (!batch.has_context(i)).then(|| batch.seqs[i])).collect();
         let out = self.head.forward_all(&input, &read)?;
         Ok((pooled, out))
     }

@@ -101,7 +101,8 @@ pub fn calibrate_int8(
     let h = model.hidden_size();
     let head = |pooled: &[f32]| -> Result<Vec<Vec<f32>>> {
         let input = Tensor::from_slice(pooled, (check_seqs.len(), h), &Device::Cpu)?;
-        Ok(model.head().forward_all(&input, &check_seqs)?.intensities.to_vec2()?)
+        let texts: Vec<Option<&[u32]>> = check_seqs.iter().map(|s| Some(*s)).collect();
+        Ok(model.head().forward_all(&input, &texts)?.intensities.to_vec2()?)
     };
     let gold_pooled: Vec<f32> = reference.embed(check)?.concat();
     let gold = head(&gold_pooled)?;
