@@ -271,8 +271,9 @@ class Model(torch.nn.Module):
         self.affect = torch.nn.Linear(hidden, 2)
         # Lexical weights (features x categories), zero at the start so a run from a checkpoint starts where it was.
         self.lex = torch.nn.Parameter(torch.zeros(lexical, C)) if lexical else None
-        # The lexicon's own intercept (`lexical.bias`), added only where the lexicon reads (texts read alone).
-        self.lex_bias = None
+        # The lexicon's own intercept (`lexical.bias`), added only where the lexicon reads (texts read alone). A
+        # buffer, so a checkpoint carries it with the lexical weights; None (and absent from checkpoints) until set.
+        self.register_buffer("lex_bias", None)
         # Fake int8 products (`FakeInt8`), used by a forward with `quant=True` (int8-aware training).
         self.fake_int8 = None
 
@@ -327,7 +328,7 @@ class Model(torch.nn.Module):
             mod.bias.data = head[f"{name}.bias"].float().clone()
         if "lexical.ids" not in head:
             return None
-        lexicon = Lexicon(head["lexical.ids"].numpy().astype(np.int64), head["lexical.idf"].numpy())
+        lexicon = Lexicon.of_head(head)
         weight = (head["lexical.weight"].float() - 128.0) * head["lexical.scale"].float()
         self.lex_bias = head["lexical.bias"].float() if "lexical.bias" in head else None
         if self.lex is None:
@@ -353,6 +354,12 @@ class Model(torch.nn.Module):
         if self.lex_bias is not None:
             out["lexical.bias"] = self.lex_bias.detach().float().contiguous()
         return out
+
+    def load_weights(self, state, strict=True):
+        """`load_state_dict` of a checkpoint's weights, which may hold a lexicon intercept this model has not set."""
+        if state.get("lex_bias") is not None and self.lex_bias is None:
+            self.lex_bias = torch.zeros_like(state["lex_bias"])
+        return self.load_state_dict(state, strict=strict)
 
     def forward(self, ids, mask, dropout=0.0, lex=None, quant=False):
         return self.head(self.pooled(ids, mask, dropout, quant), lex)
@@ -586,10 +593,17 @@ class Lexicon:
         self.index = {int(t): i for i, t in enumerate(self.ids)}
 
     @classmethod
+    def of_head(cls, head):
+        """The lexicon a head file's tensors hold (`lexical.ids`, `lexical.idf`)."""
+        return cls(head["lexical.ids"].numpy().astype(np.int64), head["lexical.idf"].numpy())
+
+    @classmethod
     def fit(cls, seqs, size, exclude=()):
-        """The lexicon of training token sequences `seqs`, without the wordpieces in `exclude`."""
+        """The lexicon of training token sequences `seqs`, without the wordpieces in `exclude`. Texts read after
+        a message (`InContext`) are not counted: a lexicon reads texts alone (`features`)."""
         df = {}
         skip = SPECIAL_IDS | set(exclude)
+        seqs = [s for s in seqs if not getattr(s, "pool", None)]
         for s in seqs:
             for t in set(s):
                 if t not in skip:
@@ -824,11 +838,15 @@ def main():
     lengths = [len(s) for s in seqs]
     dev_seqs = {k: tokenize(tok, v, args.max_len) for k, v in dev.items()}
     lexicon = Lexicon.fit(seqs, args.lexical) if args.lexical else None
+    if lexicon is None and args.eval_only and args.init and os.path.isdir(args.init):
+        # The dev scores of a lexical head as it is installed: its own lexicon, not one refitted here.
+        head = load_file(os.path.join(args.init, "head-trained.safetensors"))
+        lexicon = Lexicon.of_head(head) if "lexical.ids" in head else None
     feats = [lexicon.features(s) for s in seqs] if lexicon else None
     dev_feats = {k: [lexicon.features(s) for s in v] for k, v in dev_seqs.items()} if lexicon else None
     print(f"data and tokens: {time.time() - t0:.1f}s", flush=True)
 
-    model = Model(cfg, args.layers, args.hidden, args.lexical)
+    model = Model(cfg, args.layers, args.hidden, len(lexicon.ids) if lexicon else 0)
     model.load_encoder(load_encoder_file(os.path.join(args.base, "encoder.safetensors")))
     for p in (model.word.weight, model.pos.weight, model.typ.weight, model.ln.weight, model.ln.bias):
         p.requires_grad_(False)  # embeddings stay shared with the base encoder: the override holds layers only
@@ -869,11 +887,14 @@ def main():
             held = model.load_exported(args.init)
         except ValueError as e:
             raise SystemExit(f"--init: {e}")
-        if held is not None and (lexicon is None or not np.array_equal(held.ids, lexicon.ids)):
+        if held is not None and lexicon is None:
+            raise SystemExit(f"--init {args.init}: its head has a lexicon and this run has none (--lexical 0): train "
+                             "from the network before its lexicon was fitted, then refit it (scripts/fit_lexical.py)")
+        if held is not None and not np.array_equal(held.ids, lexicon.ids):
             raise SystemExit(f"--init {args.init}: its lexicon has other wordpieces than this run's --lexical")
         print(f"initialised from the model folder {args.init}", flush=True)
     elif args.init:
-        missing, unexpected = model.load_state_dict(torch.load(args.init, weights_only=False)["model"], strict=False)
+        missing, unexpected = model.load_weights(torch.load(args.init, weights_only=False)["model"], strict=False)
         if unexpected or set(missing) - {"lex"}:  # only a lexicon new in this run may be missing
             raise SystemExit(f"--init {args.init}: missing {missing}, unexpected {unexpected}")
         print(f"initialised from {args.init}", flush=True)
@@ -894,7 +915,7 @@ def main():
     step, best, history = 0, None, []
     if os.path.exists(ck):
         state = torch.load(ck, weights_only=False)
-        model.load_state_dict(state["model"])
+        model.load_weights(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         step, best, history = state["step"], state["best"], state["history"]
