@@ -123,10 +123,11 @@ def normalise_xed(text):
 
 
 class Row:
-    __slots__ = ("text", "source", "target", "mask", "va", "va_mask", "group", "after")
+    __slots__ = ("text", "source", "target", "mask", "va", "va_mask", "group", "after", "neutral")
 
-    def __init__(self, text, source, target=None, mask=None, va=None, group=None, after=None):
+    def __init__(self, text, source, target=None, mask=None, va=None, group=None, after=None, neutral=False):
         self.text = text
+        self.neutral = neutral  # a human-labelled row whose only label is neutral (reported on, not trained on)
         self.after = after  # the message the text answers (exchange sets), read as context
         self.source = source
         self.target = np.zeros(C, np.float32) if target is None else target
@@ -159,7 +160,7 @@ def load_goemotions(ds, maps, split):
         text, ids, _ = line.rstrip("\n").split("\t")
         labels = [GOEMOTIONS_LABELS[int(i)] for i in ids.split(",")]
         t, k = m.targets(labels)
-        rows.append(Row(text, "goemotions", t, k))
+        rows.append(Row(text, "goemotions", t, k, neutral=labels == ["neutral"]))
     return rows
 
 
@@ -336,12 +337,12 @@ class Model(torch.nn.Module):
         elif self.lex.shape == weight.shape:
             self.lex.data = weight  # in place: an optimiser may already hold this parameter
         else:
-            raise ValueError(f"{folder}: its head has a lexicon of {len(lexicon.ids)} wordpieces, this model "
+            raise ValueError(f"{folder}: its head has a lexicon of {len(lexicon)} features, this model "
                              f"{self.lex.shape[0]}")
         return lexicon
 
     def lexical_tensors(self, lexicon):
-        """The lexicon for the head file: wordpiece ids (u32), idf (f32) and the weights as u8 with a per-category
+        """The lexicon for the head file: wordpiece ids and pairs (i32), idf (f32) and the weights as u8 with a per-category
         scale (w = (q - 128) * scale): 8,192 x 40 weights take 328 KB instead of 1.3 MB."""
         w = self.lex.detach().float()
         scale = (w.abs().amax(0) / 127.0).clamp(min=1e-8)
@@ -351,6 +352,8 @@ class Model(torch.nn.Module):
             "lexical.idf": torch.from_numpy(lexicon.idf).contiguous(),
             "lexical.weight": q.contiguous(), "lexical.scale": scale.contiguous(),
         }
+        if len(lexicon.pairs):
+            out["lexical.pairs"] = torch.from_numpy(lexicon.pairs.astype(np.int32)).contiguous()
         if self.lex_bias is not None:
             out["lexical.bias"] = self.lex_bias.detach().float().contiguous()
         return out
@@ -582,35 +585,54 @@ SPECIAL_IDS = {0, 101, 102, 103}
 
 
 class Lexicon:
-    """The lexical part of the head: a TF-IDF model over the encoder's own wordpieces, whose logits are added to
-    the network's. The features are the `size` wordpieces found in the most training texts; a text's vector is
-    (1 + ln tf) * idf per feature, L2-normalised, with idf = ln((1 + n) / (1 + df)) + 1 over the n training texts.
-    emoarc computes the same vector from the token ids it encodes (src/model/lexical.rs)."""
+    """The lexical part of the head: a TF-IDF model over the encoder's own wordpieces and pairs of adjacent
+    wordpieces, whose logits are added to the network's. The features are the `size` wordpieces and the `pairs`
+    pairs found in the most training texts; a text's vector is (1 + ln tf) * idf per feature, L2-normalised, with
+    idf = ln((1 + n) / (1 + df)) + 1 over the n training texts. Feature i < len(ids) is wordpiece ids[i], feature
+    len(ids) + j the pair pairs[j]. emoarc computes the same vector from the token ids it encodes
+    (src/model/lexical.rs)."""
 
-    def __init__(self, ids, idf):
+    def __init__(self, ids, idf, pairs=()):
         self.ids = np.asarray(ids, np.int64)
+        self.pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
         self.idf = np.asarray(idf, np.float32)
+        if len(self.idf) != len(self.ids) + len(self.pairs):
+            raise ValueError(f"{len(self.idf)} idf values for {len(self.ids)} wordpieces and {len(self.pairs)} pairs")
         self.index = {int(t): i for i, t in enumerate(self.ids)}
+        self.index.update({(int(a), int(b)): len(self.ids) + j for j, (a, b) in enumerate(self.pairs)})
+
+    def __len__(self):
+        """Features: wordpieces and pairs."""
+        return len(self.idf)
 
     @classmethod
     def of_head(cls, head):
-        """The lexicon a head file's tensors hold (`lexical.ids`, `lexical.idf`)."""
-        return cls(head["lexical.ids"].numpy().astype(np.int64), head["lexical.idf"].numpy())
+        """The lexicon a head file's tensors hold (`lexical.ids`, `lexical.idf`, `lexical.pairs` if any)."""
+        pairs = head["lexical.pairs"].numpy() if "lexical.pairs" in head else ()
+        return cls(head["lexical.ids"].numpy().astype(np.int64), head["lexical.idf"].numpy(), pairs)
+
+    @staticmethod
+    def grams(seq, skip=SPECIAL_IDS):
+        """A sequence's wordpieces and adjacent pairs, leaving out any with a token in `skip`."""
+        words = [t for t in seq if t not in skip]
+        pairs = [(a, b) for a, b in zip(seq, seq[1:]) if a not in skip and b not in skip]
+        return words + pairs
 
     @classmethod
-    def fit(cls, seqs, size, exclude=()):
-        """The lexicon of training token sequences `seqs`, without the wordpieces in `exclude`. Texts read after
-        a message (`InContext`) are not counted: a lexicon reads texts alone (`features`)."""
+    def fit(cls, seqs, size, exclude=(), pairs=0):
+        """The lexicon of training token sequences `seqs`, without the wordpieces in `exclude` (nor pairs holding
+        one). Texts read after a message (`InContext`) are not counted: a lexicon reads texts alone (`features`)."""
         df = {}
         skip = SPECIAL_IDS | set(exclude)
         seqs = [s for s in seqs if not getattr(s, "pool", None)]
         for s in seqs:
-            for t in set(s):
-                if t not in skip:
-                    df[t] = df.get(t, 0) + 1
-        ids = sorted(sorted(df, key=lambda t: (-df[t], t))[:size])
+            for g in set(cls.grams(s, skip)):
+                df[g] = df.get(g, 0) + 1
+        top = lambda keys, k: sorted(sorted(keys, key=lambda g: (-df[g], g))[:k])
+        ids = top([g for g in df if not isinstance(g, tuple)], size)
+        two = top([g for g in df if isinstance(g, tuple)], pairs)
         n = len(seqs)
-        return cls(ids, [math.log((1 + n) / (1 + df[t])) + 1.0 for t in ids])
+        return cls(ids, [math.log((1 + n) / (1 + df[g])) + 1.0 for g in ids + two], two)
 
     def features(self, seq):
         """(feature indices, values) of one token sequence, or None for a text read after a message (`InContext`):
@@ -618,8 +640,8 @@ class Lexicon:
         if getattr(seq, "pool", None):
             return None
         tf = {}
-        for t in seq:
-            f = self.index.get(t)
+        for g in self.grams(seq):
+            f = self.index.get(g)
             if f is not None:
                 tf[f] = tf.get(f, 0) + 1
         idx = np.array(sorted(tf), np.int64)
@@ -710,6 +732,10 @@ def dev_scores(dev, preds):
             if lab.sum() >= 5 and (1 - lab).sum() >= 5:
                 aucs.append(roc_auc(pred[known, c], lab))
         res[f"{name}_auc"] = float(np.mean(aucs)) if aucs else float("nan")
+        neutral = np.array([r.neutral for r in rows])
+        if neutral.any():
+            # Reported, not selected on: real comments their annotators called neutral with any output over 0.5.
+            res[f"{name}_neutral_fp"] = float((pred[neutral].max(axis=1) > 0.5).mean())
         if name in ("corpus", "empathic"):
             rhos = []
             for c in range(C):
@@ -846,7 +872,7 @@ def main():
     dev_feats = {k: [lexicon.features(s) for s in v] for k, v in dev_seqs.items()} if lexicon else None
     print(f"data and tokens: {time.time() - t0:.1f}s", flush=True)
 
-    model = Model(cfg, args.layers, args.hidden, len(lexicon.ids) if lexicon else 0)
+    model = Model(cfg, args.layers, args.hidden, len(lexicon) if lexicon else 0)
     model.load_encoder(load_encoder_file(os.path.join(args.base, "encoder.safetensors")))
     for p in (model.word.weight, model.pos.weight, model.typ.weight, model.ln.weight, model.ln.bias):
         p.requires_grad_(False)  # embeddings stay shared with the base encoder: the override holds layers only
@@ -890,8 +916,8 @@ def main():
         if held is not None and lexicon is None:
             raise SystemExit(f"--init {args.init}: its head has a lexicon and this run has none (--lexical 0): train "
                              "from the network before its lexicon was fitted, then refit it (scripts/fit_lexical.py)")
-        if held is not None and not np.array_equal(held.ids, lexicon.ids):
-            raise SystemExit(f"--init {args.init}: its lexicon has other wordpieces than this run's --lexical")
+        if held is not None and not (np.array_equal(held.ids, lexicon.ids) and np.array_equal(held.pairs, lexicon.pairs)):
+            raise SystemExit(f"--init {args.init}: its lexicon has other wordpieces or pairs than this run's --lexical")
         print(f"initialised from the model folder {args.init}", flush=True)
     elif args.init:
         missing, unexpected = model.load_weights(torch.load(args.init, weights_only=False)["model"], strict=False)

@@ -180,8 +180,9 @@ fn hub_sources_resolve_from_the_cache_offline() {
 }
 
 /// A lexical head (format 2) on real files: the shipped head with a one-word lexicon added ("furious" pushes
-/// Anger up by 3 logits) changes Anger on text with that word by exactly that and nothing else; a lexical head in
-/// a format-1 folder, or one whose file lacks its lexicon, is refused with a typed error.
+/// Anger up by 3 logits) changes Anger on text with that word by exactly that and nothing else, and a pair of
+/// wordpieces only where they are adjacent; a lexical head in a format-1 folder, or one whose file lacks its
+/// lexicon, is refused with a typed error.
 #[test]
 fn a_lexical_head_adds_its_words_logits_and_a_malformed_one_is_refused() {
     use candle_core::{Device, Tensor};
@@ -260,6 +261,38 @@ fn a_lexical_head_adds_its_words_logits_and_a_malformed_one_is_refused() {
         assert!((logit(b) - logit(a) - 2.0).abs() < 1e-2, "Relief {a} -> {b}: not +2 logits");
     }
     assert!(in_context("plain").max_abs_diff(&in_context("lexb")) < 1e-6, "the intercept reached a text in context");
+
+    // Pairs of adjacent wordpieces (`lexical.pairs`): "am" then "furious" pushes Anger up, "furious" alone (its
+    // row is zero) and the two apart or reversed do not. Word and pair have the same idf, so each feature is
+    // 1/sqrt(2) after normalisation and the pair adds 3/sqrt(2) logits.
+    let pair = load(&dir).unwrap().token_ids("am furious").unwrap();
+    assert_eq!(pair.len(), 4, "'am furious' is two wordpieces: {pair:?}");
+    let mut quant = vec![128u8; 80];
+    quant[40 + anger] = 255;
+    tensors.remove("lexical.bias");
+    tensors.insert("lexical.idf".into(), Tensor::new(&[1.5f32, 1.5], &Device::Cpu).unwrap());
+    tensors.insert("lexical.weight".into(), Tensor::from_vec(quant, (2, 40), &Device::Cpu).unwrap());
+    let pairs = Tensor::new(&[[pair[1] as i32, pair[2] as i32]], &Device::Cpu).unwrap();
+    tensors.insert("lexical.pairs".into(), pairs);
+    emoarc::zero_shot::save_tensors(&dir.join("head-lexp.safetensors"), &tensors).unwrap();
+    spec.heads.insert("lexp".into(), head("head-lexp.safetensors", true));
+    install(&spec);
+    let texts = ["I am furious about the delay", "Furious, that is what I am", "I am, frankly, furious"];
+    let plain = with_head("plain").unwrap().estimate(&texts).unwrap();
+    let lexp = with_head("lexp").unwrap().estimate(&texts).unwrap();
+    let (a, b) = (plain[0].as_slice()[anger], lexp[0].as_slice()[anger]);
+    assert!((logit(b) - logit(a) - 3.0 / 2f32.sqrt()).abs() < 1e-2, "Anger {a} -> {b}: not +3/sqrt(2) logits");
+    assert!(plain[0].as_slice().iter().zip(lexp[0].as_slice()).enumerate().all(|(c, (a, b))| c == anger || a == b));
+    for i in 1..3 {
+        assert!(plain[i].max_abs_diff(&lexp[i]) < 1e-6, "{:?}: the pair is not adjacent there", texts[i]);
+    }
+    // A pairs tensor of the wrong shape is refused by name.
+    tensors.insert("lexical.pairs".into(), Tensor::new(&[pair[1] as i32, pair[2] as i32], &Device::Cpu).unwrap());
+    emoarc::zero_shot::save_tensors(&dir.join("head-lexp.safetensors"), &tensors).unwrap();
+    install(&spec);
+    let err = with_head("lexp").err().expect("pairs of shape [2] must be refused");
+    assert!(err.to_string().contains("pairs"), "{err}");
+    spec.heads.remove("lexp");
 
     // The same head in a format-1 folder: a build that read only format 1 would drop the lexicon unseen.
     spec.format = 1;

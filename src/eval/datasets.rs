@@ -22,6 +22,9 @@ pub struct PresenceSet {
     pub categories: Vec<Category>,
     /// `labels[row][k]` is what row `row` says about `categories[k]`.
     pub labels: Vec<Vec<Presence>>,
+    /// Rows whose only label is the dataset's neutral one (the map's `neutral` line): real text its
+    /// annotators found no emotion in, on which any high output is a false positive.
+    pub neutral: Vec<bool>,
     /// Rows left out because their text was empty.
     pub dropped: usize,
 }
@@ -34,6 +37,8 @@ impl PresenceSet {
             source: source.into(),
             texts: examples.iter().map(|e| e.text.clone()).collect(),
             categories: Category::ALL.to_vec(),
+            // The corpus's neutral lines are data/neutral.txt, reported on their own.
+            neutral: vec![false; examples.len()],
             labels: examples
                 .iter()
                 .map(|e| {
@@ -144,6 +149,7 @@ pub fn goemotions(dir: &Path, split: &str, map: &LabelMap) -> Result<(PresenceSe
         texts: Vec::new(),
         categories,
         labels: Vec::new(),
+        neutral: Vec::new(),
         dropped: 0,
     };
     for (i, raw) in text.lines().enumerate() {
@@ -170,6 +176,7 @@ pub fn goemotions(dir: &Path, split: &str, map: &LabelMap) -> Result<(PresenceSe
             continue;
         }
         set.labels.push(map.presence(&present, &set.categories));
+        set.neutral.push(map.is_neutral(&present));
         set.texts.push(cols[0].to_string());
     }
     Ok((set, unmapped_labels(map, names.iter().map(String::as_str))))
@@ -245,6 +252,7 @@ pub fn xed(dir: &Path, split: &str, map: &LabelMap) -> Result<(PresenceSet, Vec<
         texts: Vec::new(),
         categories,
         labels: Vec::new(),
+        neutral: Vec::new(),
         dropped: 0,
     };
     for (i, raw) in read(&annotated)?.lines().enumerate() {
@@ -272,6 +280,7 @@ pub fn xed(dir: &Path, split: &str, map: &LabelMap) -> Result<(PresenceSet, Vec<
             continue;
         }
         set.labels.push(map.presence(&present, &set.categories));
+        set.neutral.push(map.is_neutral(&present));
         set.texts.push(text);
     }
     for (i, raw) in read(&neutral)?.lines().enumerate() {
@@ -289,6 +298,7 @@ pub fn xed(dir: &Path, split: &str, map: &LabelMap) -> Result<(PresenceSet, Vec<
             continue;
         }
         set.labels.push(map.presence(&["neutral"], &set.categories));
+        set.neutral.push(map.is_neutral(&["neutral"]));
         set.texts.push(text);
     }
     Ok((set, unmapped_labels(map, XED_LABELS[1..].iter().copied())))

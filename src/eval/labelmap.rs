@@ -139,6 +139,11 @@ impl LabelMap {
         self.labels.iter().find(|m| m.label == label)
     }
 
+    /// Whether a row with these present labels says only "neutral" (every label is the map's neutral line).
+    pub fn is_neutral(&self, present: &[&str]) -> bool {
+        !present.is_empty() && present.iter().all(|l| self.get(l).is_some_and(|m| m.neutral))
+    }
+
     /// The categories scored for this source: primary for at least one label, in canonical order.
     pub fn scored(&self) -> Vec<Category> {
         Category::ALL
@@ -247,6 +252,8 @@ neutral\tneutral\t\tno emotion\n";
         assert_eq!(m.presence(&["annoyance"], &scored), vec![Positive, Negative, Skipped]);
         // Neutral and unmapped rows are negative everywhere.
         assert_eq!(m.presence(&["neutral"], &scored), vec![Negative; 3]);
+        assert!(m.is_neutral(&["neutral"]) && m.is_neutral(&["neutral", "neutral"]));
+        assert!(!m.is_neutral(&[]) && !m.is_neutral(&["neutral", "joy"]) && !m.is_neutral(&["unmapped"]));
         assert_eq!(m.presence(&["approval"], &scored), vec![Negative; 3]);
         // fear: Distress is secondary but not scored here; Fear positive.
         assert_eq!(m.presence(&["fear"], &scored), vec![Negative, Positive, Negative]);

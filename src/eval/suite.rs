@@ -1041,9 +1041,12 @@ fn presence_dataset_block(
 ) -> Result<DatasetReport, EvalError> {
     let texts: Vec<&str> = dev.texts.iter().map(String::as_str).collect();
     let mut cols = Vec::new();
+    // Per scorer, each row's largest output over all 40 categories (for the neutral rows' false positives).
+    let mut row_max: Vec<Vec<f32>> = Vec::new();
     for (k, (name, scorer)) in scorers.iter().enumerate() {
         on_event(Event::Step(&format!("{}: scoring {} texts with {name}", dev.name, texts.len())));
         let out: Vec<Intensities> = scorer.score(&texts)?.into_iter().map(|s| s.intensities).collect();
+        row_max.push(out.iter().map(|r| r.as_slice().iter().copied().fold(0.0, f32::max)).collect());
         cols.push(PresenceColumn {
             name: name.to_string(),
             ci: k == 0,
@@ -1077,13 +1080,16 @@ fn presence_dataset_block(
         notes.push(format!("tf-idf fitted on {} ({} rows)", train.name, train.texts.len()));
     }
     on_event(Event::Step(&format!("{}: metrics and bootstrap", dev.name)));
-    let (metrics, per_category) = presence_metrics(
+    let (mut metrics, per_category) = presence_metrics(
         dev,
         None,
         &cols,
         &cfg.bootstrap,
         "2-fold: thresholds chosen on one half of the rows, F1 on the other, averaged",
     );
+    if let Some(row) = neutral_row(dev, &cols, &row_max, &cfg.bootstrap) {
+        metrics.push(row);
+    }
     Ok(DatasetReport {
         name: dev.name.clone(),
         source: dev.source.clone(),
@@ -1091,6 +1097,41 @@ fn presence_dataset_block(
         notes,
         metrics,
         per_category,
+    })
+}
+
+/// The share of a set's neutral rows (only the neutral label) with any of the 40 outputs above 0.5, for the
+/// scorers that give all 40 (`row_max`, in column order); `None` when the set has no neutral rows. Why: a
+/// model can steepen its calibration on the authored corpus by raising every output, and the authored neutral
+/// lines are few; thousands of real comments that annotators called neutral show what that costs.
+fn neutral_row(set: &PresenceSet, cols: &[PresenceColumn], row_max: &[Vec<f32>], boot: &Bootstrap) -> Option<MetricRow> {
+    let rows: Vec<usize> = (0..set.texts.len()).filter(|&i| set.neutral[i]).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let share = |max: &[f32], w: Option<&[u32]>| {
+        let weight = |i: usize| w.map_or(1.0, |w| f64::from(w[i]));
+        let total: f64 = rows.iter().map(|&i| weight(i)).sum();
+        let lit: f64 = rows.iter().filter(|&&i| max[i] > 0.5).map(|&i| weight(i)).sum();
+        (total > 0.0).then(|| lit / total)
+    };
+    let values = cols
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let max = row_max.get(k);
+            Cell {
+                column: c.name.clone(),
+                value: max.and_then(|m| share(m, None)),
+                ci: max.filter(|_| c.ci).and_then(|m| boot.interval(set.texts.len(), |w| share(m, Some(w)))),
+            }
+        })
+        .collect();
+    Some(MetricRow {
+        key: "neutral_fp".into(),
+        metric: "rows labelled only neutral with any output > 0.5".into(),
+        detail: Some(format!("{} rows", rows.len())),
+        values,
     })
 }
 
@@ -1318,6 +1359,7 @@ mod tests {
                     ]
                 })
                 .collect(),
+            neutral: (0..40).map(|i| i % 4 == 3).collect(),
             dropped: 0,
         };
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -1329,7 +1371,7 @@ mod tests {
             dev_scores: None,
         };
         let boot = Bootstrap { resamples: 200, seed: 1 };
-        let (rows, per) = presence_metrics(&set, None, &[col], &boot, "2-fold");
+        let (rows, per) = presence_metrics(&set, None, std::slice::from_ref(&col), &boot, "2-fold");
         let auc = rows[0].cell("cue").unwrap();
         assert_eq!(auc.value, Some(1.0));
         assert_eq!(auc.ci, Some([1.0, 1.0]));
@@ -1338,5 +1380,19 @@ mod tests {
         assert_eq!(rows[0].detail.as_deref(), Some("1 of 2 categories (>= 10 positives)"));
         assert!(!per[1].in_macro);
         assert_eq!(per[1].negatives, 39);
+
+        // Neutral rows (every 4th from 3: ten) with any output over 0.5: every 8th from 7, five of them. A
+        // column without all 40 outputs (length, TF-IDF) has no value.
+        let row_max: Vec<f32> = (0..40).map(|i| if i % 8 == 7 { 0.9 } else { 0.5 }).collect();
+        let length = PresenceColumn { name: "length".into(), ci: false, scores: vec![], dev_scores: None };
+        let row = neutral_row(&set, &[col, length], &[row_max], &boot).unwrap();
+        assert_eq!(row.detail.as_deref(), Some("10 rows"));
+        let cue = row.cell("cue").unwrap();
+        assert_eq!(cue.value, Some(0.5), "exactly 0.5 is not over it");
+        let [lo, hi] = cue.ci.unwrap();
+        assert!(lo < 0.5 && hi > 0.5, "{lo} {hi}");
+        assert_eq!(row.cell("length").unwrap().value, None);
+        let none = PresenceSet { neutral: vec![false; 40], ..set };
+        assert!(neutral_row(&none, &[], &[], &boot).is_none(), "no neutral rows, no row");
     }
 }

@@ -7,11 +7,17 @@
 //! and own-test AUC from 0.901 to 0.914 (`emoarc eval`), and lowered the conversation-pair arcs: the README's "A
 //! lexical head" has the figures and why it is not the shipped default. It costs a table lookup per token.
 //!
-//! A text's features are the lexicon's wordpieces among the token ids the encoder reads (special tokens are
-//! never in a lexicon): `x_f = (1 + ln tf_f) · idf_f`, then L2-normalised; the logits are `x · W`. The head file
-//! holds `lexical.ids` (`[k]` i32, ascending wordpiece ids), `lexical.idf` (`[k]` f32), `lexical.weight`
-//! (`[k, outputs]` u8, `w = (q − 128) · scale`) and `lexical.scale` (`[outputs]` f32), and may hold
-//! `lexical.bias` (`[outputs]` f32, zero when absent), the lexicon's own intercept.
+//! A text's features are the lexicon's wordpieces among the token ids the encoder reads, and the lexicon's
+//! pairs among the text's adjacent token ids ("not" then "happy"; special tokens are never in a lexicon):
+//! `x_f = (1 + ln tf_f) · idf_f`, then L2-normalised; the logits are `x · W`. Pairs are there because one
+//! wordpiece cannot say "not happy" or "thank you": with 16,384 pairs beside the 8,192 wordpieces the fitted
+//! lexicon raised the dev score `fit_lexical.py` selects on (README, stage 15).
+//!
+//! The head file holds `lexical.ids` (`[k]` i32, ascending wordpiece ids), `lexical.idf` (`[k + p]` f32),
+//! `lexical.weight` (`[k + p, outputs]` u8, `w = (q − 128) · scale`: the wordpieces' rows, then the pairs')
+//! and `lexical.scale` (`[outputs]` f32), and may hold `lexical.pairs` (`[p, 2]` i32, ascending by first then
+//! second id; no pairs when absent) and `lexical.bias` (`[outputs]` f32, zero when absent), the lexicon's own
+//! intercept.
 //!
 //! A lexicon reads a text alone. A text read after the message it answers (`InContext`) is read by the
 //! network alone, which was trained for that reading; its lexical logits, bias included, are left out. Why:
@@ -23,10 +29,14 @@
 use candle_core::DType;
 use candle_nn::VarBuilder;
 
-/// A loaded lexicon: features by ascending wordpiece id, their idf and their dequantized weights.
+/// A loaded lexicon: features by ascending wordpiece id, then pairs of adjacent ids, their idf and their
+/// dequantized weights.
 #[derive(Debug, Clone)]
 pub struct Lexicon {
     ids: Vec<u32>,
+    /// Adjacent-token pairs, ascending; feature `ids.len() + j` is `pairs[j]`.
+    pairs: Vec<(u32, u32)>,
+    /// `[ids + pairs]`.
     idf: Vec<f32>,
     /// `[k, outputs]` row-major.
     weight: Vec<f32>,
@@ -45,8 +55,23 @@ impl Lexicon {
         let idf = get("lexical.idf", DType::F32)?.to_vec1::<f32>()?;
         let scale = get("lexical.scale", DType::F32)?.to_vec1::<f32>()?;
         let quant = get("lexical.weight", DType::U8)?;
-        if quant.dims() != [ids.len(), outputs] {
-            return Err(bad(format!("weight is {:?}, expected [{}, {outputs}]", quant.dims(), ids.len())));
+        let pairs = if vb.contains_tensor("lexical.pairs") {
+            let pairs = get("lexical.pairs", DType::I32)?;
+            if pairs.rank() != 2 || pairs.dim(1)? != 2 {
+                return Err(bad(format!("pairs is {:?}, expected [pairs, 2]", pairs.dims())));
+            }
+            pairs.to_vec2::<i32>()?
+        } else {
+            Vec::new()
+        };
+        let features = ids.len() + pairs.len();
+        if quant.dims() != [features, outputs] {
+            return Err(bad(format!(
+                "weight is {:?}, expected [{features}, {outputs}] ({} wordpieces and {} pairs)",
+                quant.dims(),
+                ids.len(),
+                pairs.len()
+            )));
         }
         if scale.len() != outputs || scale.iter().any(|v| !v.is_finite() || *v < 0.0) {
             return Err(bad(format!("{} scales for {outputs} outputs, or one not finite and non-negative", scale.len())));
@@ -57,32 +82,38 @@ impl Lexicon {
             .chunks_exact(outputs)
             .flat_map(|row| row.iter().zip(&scale).map(|(&q, &s)| (f32::from(q) - 128.0) * s))
             .collect();
-        let ids = ids
+        let id = |id: i32| u32::try_from(id).map_err(|_| bad(format!("negative wordpiece id {id}")));
+        let ids = ids.into_iter().map(id).collect::<candle_core::Result<Vec<u32>>>()?;
+        let pairs = pairs
             .into_iter()
-            .map(|id| u32::try_from(id).map_err(|_| bad(format!("negative wordpiece id {id}"))))
-            .collect::<candle_core::Result<Vec<u32>>>()?;
+            .map(|p| Ok((id(p[0])?, id(p[1])?)))
+            .collect::<candle_core::Result<Vec<(u32, u32)>>>()?;
         // Heads fitted before the lexicon had its own intercept folded it into the network's bias.
         let bias = if vb.contains_tensor("lexical.bias") {
             get("lexical.bias", DType::F32)?.to_vec1::<f32>()?
         } else {
             vec![0.0; outputs]
         };
-        Self::from_parts(ids, idf, weight, bias, outputs).map_err(bad)
+        Self::from_parts(ids, pairs, idf, weight, bias, outputs).map_err(bad)
     }
 
-    /// A lexicon from its parts: ascending wordpiece ids, their idf (finite, non-negative), the weights,
-    /// `[ids, outputs]` row-major, and the intercept, `[outputs]`.
+    /// A lexicon from its parts: ascending wordpiece ids, ascending pairs of adjacent ids, the idf of each
+    /// (wordpieces first; finite, non-negative), the weights, `[ids + pairs, outputs]` row-major, and the
+    /// intercept, `[outputs]`.
     pub fn from_parts(
         ids: Vec<u32>,
+        pairs: Vec<(u32, u32)>,
         idf: Vec<f32>,
         weight: Vec<f32>,
         bias: Vec<f32>,
         outputs: usize,
     ) -> Result<Self, String> {
-        if idf.len() != ids.len() || weight.len() != ids.len() * outputs || bias.len() != outputs {
+        let features = ids.len() + pairs.len();
+        if idf.len() != features || weight.len() != features * outputs || bias.len() != outputs {
             return Err(format!(
-                "{} ids, {} idf values, {} weights and {} biases for {outputs} outputs",
+                "{} ids, {} pairs, {} idf values, {} weights and {} biases for {outputs} outputs",
                 ids.len(),
+                pairs.len(),
                 idf.len(),
                 weight.len(),
                 bias.len()
@@ -91,25 +122,33 @@ impl Lexicon {
         if ids.windows(2).any(|w| w[0] >= w[1]) {
             return Err("ids are not ascending".into());
         }
+        if pairs.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("pairs are not ascending".into());
+        }
         if idf.iter().any(|v| !v.is_finite() || *v < 0.0) || weight.iter().chain(&bias).any(|v| !v.is_finite()) {
             return Err("idf values must be finite and non-negative, weights and biases finite".into());
         }
-        Ok(Lexicon { ids, idf, weight, bias, outputs })
+        Ok(Lexicon { ids, pairs, idf, weight, bias, outputs })
     }
 
-    /// How many wordpieces the lexicon knows.
+    /// How many features (wordpieces and pairs) the lexicon knows.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.idf.len()
     }
 
     /// Whether it knows none.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.idf.is_empty()
     }
 
     /// The normalised TF-IDF features of one token sequence: `(feature index, value)`, ascending by index.
     pub fn features(&self, tokens: &[u32]) -> Vec<(usize, f32)> {
-        let mut hits: Vec<usize> = tokens.iter().filter_map(|t| self.ids.binary_search(t).ok()).collect();
+        let words = tokens.iter().filter_map(|t| self.ids.binary_search(t).ok());
+        let pairs = tokens
+            .windows(2)
+            .filter_map(|w| self.pairs.binary_search(&(w[0], w[1])).ok())
+            .map(|j| self.ids.len() + j);
+        let mut hits: Vec<usize> = words.chain(pairs).collect();
         hits.sort_unstable();
         let mut features: Vec<(usize, f32)> = Vec::with_capacity(hits.len());
         for f in hits {
@@ -150,8 +189,8 @@ mod tests {
 
     fn lexicon() -> Lexicon {
         // Wordpieces 5, 9 and 12 with two outputs each.
-        Lexicon::from_parts(vec![5, 9, 12], vec![1.0, 2.0, 3.0], vec![1.0, 0.0, 0.0, 1.0, -1.0, 2.0], vec![0.0; 2], 2)
-            .unwrap()
+        let weight = vec![1.0, 0.0, 0.0, 1.0, -1.0, 2.0];
+        Lexicon::from_parts(vec![5, 9, 12], vec![], vec![1.0, 2.0, 3.0], weight, vec![0.0; 2], 2).unwrap()
     }
 
     #[test]
@@ -179,8 +218,8 @@ mod tests {
     #[test]
     fn the_bias_reaches_texts_read_alone_and_nothing_reaches_texts_read_in_context() {
         let ids = vec![5, 9, 12];
-        let lex = Lexicon::from_parts(ids, vec![1.0; 3], vec![1.0, 0.0, 0.0, 1.0, -1.0, 2.0], vec![0.5, -0.25], 2)
-            .unwrap();
+        let weight = vec![1.0, 0.0, 0.0, 1.0, -1.0, 2.0];
+        let lex = Lexicon::from_parts(ids, vec![], vec![1.0; 3], weight, vec![0.5, -0.25], 2).unwrap();
         let out = lex.logits(&[Some(&[101, 7, 102]), None, Some(&[9])]);
         assert_eq!(&out[..2], &[0.5, -0.25], "no known word: the intercept alone");
         assert_eq!(&out[2..4], &[0.0, 0.0], "read in context: no lexical logits at all");
@@ -190,12 +229,38 @@ mod tests {
     #[test]
     fn malformed_parts_are_refused() {
         let parts = |ids: Vec<u32>, idf: Vec<f32>, weight: Vec<f32>, bias: Vec<f32>, outputs| {
-            Lexicon::from_parts(ids, idf, weight, bias, outputs)
+            Lexicon::from_parts(ids, vec![], idf, weight, bias, outputs)
         };
         assert!(parts(vec![9, 5], vec![1.0, 1.0], vec![0.0; 2], vec![0.0], 1).unwrap_err().contains("ascending"));
         assert!(parts(vec![5], vec![1.0], vec![0.0; 3], vec![0.0; 2], 2).unwrap_err().contains("weights"));
         assert!(parts(vec![5], vec![1.0], vec![0.0; 2], vec![0.0], 2).unwrap_err().contains("biases"));
         assert!(parts(vec![5], vec![f32::NAN], vec![0.0], vec![0.0], 1).is_err());
         assert!(parts(vec![5], vec![1.0], vec![0.0], vec![f32::INFINITY], 1).is_err());
+        let pairs = |pairs: Vec<(u32, u32)>, idf: Vec<f32>| {
+            let weight = vec![0.0; idf.len()];
+            Lexicon::from_parts(vec![5], pairs, idf, weight, vec![0.0], 1)
+        };
+        assert!(pairs(vec![(9, 5), (5, 9)], vec![1.0; 3]).unwrap_err().contains("pairs are not ascending"));
+        assert!(pairs(vec![(5, 9)], vec![1.0]).unwrap_err().contains("1 pairs"), "idf for the pair missing");
+        assert!(pairs(vec![(5, 9), (9, 5)], vec![1.0; 3]).is_ok());
+    }
+
+    #[test]
+    fn pairs_are_counted_where_the_two_ids_are_adjacent_in_that_order() {
+        // Wordpiece 5 and the pair (5, 9), one output each.
+        let lex = Lexicon::from_parts(vec![5], vec![(5, 9)], vec![1.0, 2.0], vec![1.0, 4.0], vec![0.0], 1).unwrap();
+        // 5 then 9: the word and the pair, each once.
+        let f = lex.features(&[101, 5, 9, 102]);
+        let n = (1.0f32 + 4.0).sqrt();
+        assert_eq!(f.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 1]);
+        assert!((f[0].1 - 1.0 / n).abs() < 1e-6 && (f[1].1 - 2.0 / n).abs() < 1e-6);
+        // 9 then 5, or apart: the word alone.
+        for tokens in [&[9u32, 5][..], &[5, 7, 9]] {
+            assert_eq!(lex.features(tokens), [(0, 1.0)], "{tokens:?}");
+        }
+        // Twice adjacent: tf 2 for both.
+        let f = lex.features(&[5, 9, 5, 9]);
+        assert!((f[1].1 / f[0].1 - 2.0).abs() < 1e-6, "same tf, idf 2 against 1: {f:?}");
+        assert!((lex.logits(&[Some(&[5, 9])])[0] - (1.0 + 8.0) / n).abs() < 1e-6);
     }
 }
