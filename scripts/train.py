@@ -797,6 +797,9 @@ def main():
     ap.add_argument("--head-lr", type=float, default=1e-3)
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--positive-weight", type=float, default=3.0)
+    ap.add_argument("--goemotions-target", type=float, default=1.0,
+                    help="scale of GoEmotions' training targets: its labels say present, not how strongly, and at 1.0 "
+                         "they ask for the top of the scale that the corpus keeps for its strongest lines")
     ap.add_argument("--mix", default="corpus=0.35,goemotions=0.45,emobank=0.12,empathic=0.08",
                     help="share of each source in every epoch (sources are cycled, so small ones repeat)")
     ap.add_argument("--rows-per-epoch", type=int, default=65000)
@@ -853,6 +856,8 @@ def main():
     t0 = time.time()
     train, _ = load_all(args, "train")
     dev, _ = load_all(args, "dev")
+    for r in train["goemotions"]:
+        r.target = r.target * args.goemotions_target
     train_rows = [r for part in train.values() for r in part]
     source_rows, at = {}, 0
     for name, part in train.items():

@@ -11,7 +11,7 @@
 //!   calibration (mean output per labelled level, least-squares slopes), false positives on `data/neutral.txt`;
 //! - **GoEmotions dev**, **XED dev** (mapped by `data/label-maps/`): AUC, AP, and macro-F1 with two-fold
 //!   thresholds (chosen on one half of the rows, a fixed hash of the row index, reported on the other, and
-//!   vice versa, averaged);
+//!   vice versa, averaged); and the share of rows labelled only neutral with any of the 40 outputs above 0.5;
 //! - **EmoBank dev**: valence and arousal Pearson, from the model's learned affect output when it has one and
 //!   from the documented table ([`AffectModel`]) over its intensities;
 //! - **Empathic Reactions dev**: Pearson of the mapped categories (Affection, Distress) with the writers'
