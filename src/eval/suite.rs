@@ -1046,7 +1046,7 @@ fn presence_dataset_block(
     for (k, (name, scorer)) in scorers.iter().enumerate() {
         on_event(Event::Step(&format!("{}: scoring {} texts with {name}", dev.name, texts.len())));
         let out: Vec<Intensities> = scorer.score(&texts)?.into_iter().map(|s| s.intensities).collect();
-        row_max.push(out.iter().map(|r| r.as_slice().iter().copied().fold(0.0, f32::max)).collect());
+        row_max.push(out.iter().map(|r| r.max().1).collect());
         cols.push(PresenceColumn {
             name: name.to_string(),
             ci: k == 0,
