@@ -54,13 +54,14 @@ fn the_shipped_head_reads_context_and_every_backend_pools_the_text_only() {
 fn context_readings_do_not_depend_on_the_batch() {
     let rows = exchanges();
     let items = items(&rows[..60]);
-    for e in [int16(), common::reference()] {
+    // int16 pools each sequence to the same bits in any batch (tests/quantized.rs checks that exactly) and the
+    // head computes each row on its own (model::head), so its intensities are the same bits. candle's f32
+    // encoder runs its matrix products over the whole batch, whose shape decides their rounding (measured: 4e-7).
+    for (e, tolerance) in [(int16(), 0.0), (common::reference(), 1e-5)] {
         let together = e.estimate_in_context(&items).unwrap();
         let mut reversed = items.clone();
         reversed.reverse();
         let backwards = e.estimate_in_context(&reversed).unwrap();
-        // The encoders give each sequence the same pooled vector in any batch (tests/quantized.rs checks that
-        // exactly); the head's f32 matrix product rounds by the batch's shape, so intensities agree to 1e-5.
         for (i, item) in items.iter().enumerate() {
             let want = together[i].as_ref().unwrap();
             let alone = e.estimate_in_context(&[*item]).unwrap();
@@ -68,7 +69,7 @@ fn context_readings_do_not_depend_on_the_batch() {
             for (got, how) in [(alone[0].as_ref().unwrap(), "alone"), (back.as_ref().unwrap(), "in another order")] {
                 assert_eq!((got.tokens, got.context_tokens), (want.tokens, want.context_tokens));
                 let d = got.intensities.max_abs_diff(&want.intensities);
-                assert!(d < 1e-5, "{item:?} {how} vs in a batch ({}): {d}", e.backend_name());
+                assert!(d <= tolerance, "{item:?} {how} vs in a batch ({}): {d}", e.backend_name());
             }
         }
     }
@@ -153,7 +154,7 @@ fn arcs_read_the_users_turn_after_the_reply_streamed_or_in_bulk() {
     // Only the speaker's turns after another role's turn change: the opening and the assistant read alone.
     for (w, a) in with.iter().zip(&without) {
         for t in 0..2 {
-            assert!(w.turns()[t].intensities.max_abs_diff(&a.turns()[t].intensities) < 1e-5, "turn {t}");
+            assert_eq!(w.turns()[t].intensities, a.turns()[t].intensities, "turn {t}");
         }
     }
     // The tracker reads the same way, turn by turn.
@@ -164,12 +165,12 @@ fn arcs_read_the_users_turn_after_the_reply_streamed_or_in_bulk() {
         }
         for (streamed, together) in tracker.trajectory().turns().iter().zip(bulk.turns()) {
             assert_eq!(streamed.role, together.role);
-            assert!(streamed.intensities.max_abs_diff(&together.intensities) < 1e-5, "{streamed:?} vs {together:?}");
+            assert_eq!(streamed.intensities, together.intensities, "{streamed:?} vs {together:?}");
         }
-        assert!((Terminal.reward(tracker.trajectory()) - Terminal.reward(bulk)).abs() < 1e-4);
+        assert_eq!(Terminal.reward(tracker.trajectory()), Terminal.reward(bulk));
         tracker.reset("again");
         tracker.push("user", "ok. thank you.").unwrap();
         let first = &tracker.trajectory().turns()[0];
-        assert!(first.intensities.max_abs_diff(&without[0].turns()[2].intensities) < 1e-5, "a reset forgets the last reply");
+        assert_eq!(first.intensities, without[0].turns()[2].intensities, "a reset forgets the last reply");
     }
 }
