@@ -1,0 +1,145 @@
+"""Does a text-level intensity factor order present emotions better, and does it hold on real text?
+
+The own test split's Spearman among present cells (0.491 for stage 16) is one of issue #10's unmet targets. One
+cheap lever: a single number per text, "how intense is this text", added to every category's logit where the
+category is likely present: `z_c + w * f(text) * sigmoid(z_c + b)`. Within a category it moves texts with strong
+wording up among the present ones, and the gate keeps it away from absent categories. Two factors are tried:
+
+- `arousal`: the head's learned arousal (trained on EmoBank's real sentences), standardised;
+- `ridge`: a ridge regression from the head's hidden activations and affect to the mean labelled level of a
+  corpus train text's present categories, standardised.
+
+Both are fitted on the corpus train split and judged on dev splits only: the corpus (Spearman given presence,
+AUC, slope, neutral lines with an output over 0.5), GoEmotions (presence AUC over the mapped categories, neutral
+comments over 0.5) and Empathic Reactions (Pearson of Affection and Distress with the essays' human ratings, the
+only real-text intensity ratings the datasets hold). The figures are this script's own macro definitions, for
+comparing rows with each other; `emoarc eval` gives the reported ones.
+
+    .venv-train/bin/python scripts/intensity_factor_probe.py [--model models/emoarc-minilm] [--datasets ../shared/datasets]
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import train as T  # noqa: E402  (the training script's model, readers and label maps)
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def ranks(x):
+    """Ranks from 1, ties given their mean rank (Spearman's)."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return ((ends - counts + 1 + ends) / 2.0)[inverse]
+
+
+def auc(scores, target, mask):
+    out = []
+    for c in range(T.C):
+        known = mask[:, c] > 0
+        y = target[known, c] > 0
+        if 5 <= y.sum() <= known.sum() - 5:
+            out.append(T.roc_auc(scores[known, c], y.astype(np.float64)))
+    return float(np.mean(out))
+
+
+def spearman_present(scores, target):
+    out = []
+    for c in range(T.C):
+        p = target[:, c] > 0
+        if p.sum() >= 8 and len(set(target[p, c])) > 1:
+            out.append(np.corrcoef(ranks(scores[p, c]), ranks(target[p, c]))[0, 1])
+    return float(np.mean(out))
+
+
+def head_inputs(model, lexicon, tok, rows):
+    """(hidden activations, logits with the lexicon, affect) of each row, as the shipped head computes them."""
+    seqs = T.tokenize(tok, rows, 256)
+    feats = [lexicon.features(q) for q in seqs] if lexicon else None
+    hidden = np.zeros((len(rows), model.head0.out_features), np.float64)
+    logits, affect = np.zeros((len(rows), T.C)), np.zeros((len(rows), 2))
+    with torch.no_grad():
+        for idx in T.by_length(seqs, 128):
+            ids, mask = T.collate(seqs, idx)
+            unit = model.pooled(ids, mask)
+            hidden[idx] = torch.nn.functional.gelu(model.head0(unit)).numpy()
+            z, va = model.head(unit, T.lex_batch(feats, idx))
+            logits[idx], affect[idx] = z.numpy(), va.numpy()
+    target, mask = np.array([r.target for r in rows]), np.array([r.mask for r in rows])
+    neutral = np.array([r.neutral for r in rows])
+    return dict(hidden=hidden, logits=logits, affect=affect, target=target, mask=mask, neutral=neutral)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/emoarc-minilm")
+    ap.add_argument("--data", default="data")
+    ap.add_argument("--datasets", default="../shared/datasets")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from tokenizers import Tokenizer
+
+    model, lexicon = T.load_model_folder(args.model)
+    model.eval()
+    tok = Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    maps = {n: T.LabelMap(os.path.join(args.data, "label-maps", f"{n}.tsv")) for n in ("goemotions", "empathic_reactions")}
+    sets = {
+        "train": T.load_corpus(args.data, "train"),
+        "corpus": T.load_corpus(args.data, "dev"),
+        "goemotions": T.load_goemotions(args.datasets, maps, "dev"),
+        "empathic": T.load_empathic(args.datasets, maps, "dev"),
+    }
+    d = {name: head_inputs(model, lexicon, tok, rows) for name, rows in sets.items()}
+
+    # Factors, fitted on the corpus train texts that have any label; standardised by those texts' spread.
+    train = d["train"]
+    labelled = train["target"].max(1) > 0
+    level = (train["target"] * (train["target"] > 0)).sum(1) / np.maximum((train["target"] > 0).sum(1), 1)
+    x = lambda s: np.concatenate([s["hidden"], s["affect"]], 1)
+    mu, sd = x(train)[labelled].mean(0), x(train)[labelled].std(0) + 1e-6
+    xs = (x(train)[labelled] - mu) / sd
+    w = np.linalg.solve(xs.T @ xs + 1000.0 * np.eye(xs.shape[1]), xs.T @ (level[labelled] - level[labelled].mean()))
+
+    def standardised(raw):
+        ref = raw(train)[labelled]
+        return lambda s: (raw(s) - ref.mean()) / ref.std()
+
+    factors = {
+        "arousal": standardised(lambda s: s["affect"][:, 1]),
+        "ridge": standardised(lambda s: ((x(s) - mu) / sd) @ w),
+    }
+    aff, dis = T.INDEX["Affection"], T.INDEX["Distress"]
+    print("| factor | w | b | corpus Spearman given presence | corpus AUC | slope | corpus neutral > 0.5 "
+          "| GoEmotions AUC | GoEmotions neutral > 0.5 | Empathic Affection / Distress |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, weight, gate in [("none", 0.0, 0.0), ("arousal", 0.5, 2.0), ("arousal", 1.0, 2.0),
+                               ("ridge", 1.0, 2.0), ("ridge", 2.0, 2.0), ("ridge", 2.0, 3.0)]:
+        z = {}
+        for k in ("corpus", "goemotions", "empathic"):
+            s = d[k]
+            shift = 0.0 if weight == 0 else weight * factors[name](s)[:, None] * sigmoid(s["logits"] + gate)
+            z[k] = s["logits"] + shift
+        c, g, e = d["corpus"], d["goemotions"], d["empathic"]
+        oc, og, oe = sigmoid(z["corpus"]), sigmoid(z["goemotions"]), sigmoid(z["empathic"])
+        slope = np.polyfit(c["target"].ravel(), oc.ravel(), 1)[0]
+        corpus_neutral = c["target"].max(1) == 0
+        pe = [np.corrcoef(oe[:, k], e["target"][:, k])[0, 1] for k in (aff, dis)]
+        print(f"| {name} | {weight} | {gate} | {spearman_present(z['corpus'], c['target']):.4f} "
+              f"| {auc(z['corpus'], c['target'], c['mask']):.4f} | {slope:.3f} "
+              f"| {(oc[corpus_neutral].max(1) > 0.5).mean():.1%} | {auc(z['goemotions'], g['target'], g['mask']):.4f} "
+              f"| {(og[g['neutral']].max(1) > 0.5).mean():.1%} | {pe[0]:.3f} / {pe[1]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
