@@ -1,5 +1,5 @@
-//! `emoarc score` input handling as users meet it: byte order marks, CSV, blank lines, bad paths, the text size
-//! limit and `--top`.
+//! `emoarc score` input handling as users meet it: byte order marks, UTF-16 and binary input, CSV, blank lines,
+//! bad paths, the text size limit and `--top`.
 
 mod common;
 
@@ -37,6 +37,42 @@ fn a_byte_order_mark_does_not_hide_jsonl() {
     assert!(out.status.success(), "{}", stderr(&out));
     let plain = emoarc(&["score", "-"], b"Thank you so much, you saved my day\n");
     assert_eq!(records(&out)[0]["intensities"], records(&plain)[0]["intensities"]);
+    assert!(stderr(&out).contains("starts with a UTF-8 byte-order mark"), "the mark is noted: {}", stderr(&out));
+}
+
+/// `text` in UTF-16, little- or big-endian, with the byte-order mark or without.
+fn utf16(text: &str, big_endian: bool, mark: bool) -> Vec<u8> {
+    let units = mark.then_some(0xFEFFu16).into_iter().chain(text.encode_utf16());
+    units.flat_map(|u| if big_endian { u.to_be_bytes() } else { u.to_le_bytes() }).collect()
+}
+
+#[test]
+fn utf16_and_binary_input_are_refused_not_scored_as_garbage() {
+    let text = "I am so angry right now\nthanks, that helps\n";
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = [
+        (utf16(text, false, true), "UTF-16 (it starts with a UTF-16 byte-order mark"),
+        (utf16(text, true, true), "UTF-16 (it starts with a UTF-16 byte-order mark"),
+        (utf16(text, false, false), "UTF-16 little-endian without a byte-order mark"),
+        (utf16(text, true, false), "UTF-16 big-endian without a byte-order mark"),
+        (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03compressed".to_vec(), "binary data"),
+    ];
+    for (i, (bytes, looks_like)) in cases.iter().enumerate() {
+        // --skip-bad does not turn a wrong encoding into skipped lines: the file is refused as a whole.
+        let out = emoarc(&["score", "-", "--skip-bad"], bytes);
+        assert!(!out.status.success(), "case {i} was scored: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(out.stdout.is_empty(), "case {i}");
+        let err = stderr(&out);
+        assert!(err.contains("standard input looks like") && err.contains(looks_like), "case {i}: {err}");
+        let path = tmp.path().join(format!("input-{i}.txt"));
+        std::fs::write(&path, bytes).unwrap();
+        let out = emoarc(&["score", path.to_str().unwrap()], b"");
+        assert!(!out.status.success() && stderr(&out).contains(looks_like), "case {i}: {}", stderr(&out));
+    }
+    // Text with accents and emoji is UTF-8 and scores as usual.
+    let out = emoarc(&["score", "-"], "caf\u{e9} au lait \u{1f621}\n\u{4f60}\u{597d}\n".as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 2);
 }
 
 #[test]

@@ -142,3 +142,26 @@ fn arc_plots_every_conversation_and_eval_arcs_reports_pairs() {
     let table = String::from_utf8(table.stdout).unwrap();
     assert!(table.contains("| terminal |") && table.contains("| worse higher | 1/1 |"), "{table}");
 }
+
+#[test]
+fn conversation_files_with_a_byte_order_mark_read_and_utf16_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = r#"{"id": "a", "turns": [{"role": "user", "text": "my exam went badly"}, {"role": "assistant", "text": "That sounds hard. What happened?"}, {"role": "user", "text": "ok it was not that bad, thanks"}]}"#;
+    let plain = write(dir.path(), "plain.jsonl", &[line]);
+    let marked = dir.path().join("marked.jsonl");
+    std::fs::write(&marked, [b"\xEF\xBB\xBF".as_slice(), line.as_bytes(), b"\n"].concat()).unwrap();
+    for command in ["arc", "reward"] {
+        let want = emoarc(&[command, &plain]);
+        assert!(want.status.success(), "{}", stderr(&want));
+        let got = emoarc(&[command, marked.to_str().unwrap()]);
+        assert!(got.status.success(), "{command}: {}", stderr(&got));
+        assert!(stderr(&got).contains("starts with a UTF-8 byte-order mark"), "{}", stderr(&got));
+        assert_eq!(records(&got.stdout), records(&want.stdout), "{command}");
+    }
+    let wide = dir.path().join("wide.jsonl");
+    let units = std::iter::once(0xFEFFu16).chain(line.encode_utf16()).chain("\n".encode_utf16());
+    std::fs::write(&wide, units.flat_map(u16::to_le_bytes).collect::<Vec<u8>>()).unwrap();
+    let out = emoarc(&["arc", wide.to_str().unwrap(), "--skip-bad"]);
+    assert!(!out.status.success() && out.stdout.is_empty());
+    assert!(stderr(&out).contains("looks like UTF-16"), "{}", stderr(&out));
+}

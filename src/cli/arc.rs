@@ -11,8 +11,7 @@ use emoarc::trajectory::{read_conversations, score_conversations, ArcOptions, Tu
 use emoarc::{Conversation, Estimator, Trajectory};
 use serde_json::Value;
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -85,11 +84,7 @@ impl ConversationArgs {
         estimator: &Estimator,
         mut each: impl FnMut(&Conversation, Trajectory) -> Result<()>,
     ) -> Result<ExitCode> {
-        let reader: Box<dyn Read> = if self.input.as_os_str() == "-" {
-            Box::new(std::io::stdin().lock())
-        } else {
-            Box::new(File::open(&self.input).with_context(|| format!("cannot open {}", self.input.display()))?)
-        };
+        let input = super::input::open(&self.input, "conversations (JSONL)")?;
         let options = self.arc.options();
         let (mut scored, mut skipped) = (0usize, 0usize);
         let mut skip = |e: emoarc::Error| -> Result<()> {
@@ -100,7 +95,7 @@ impl ConversationArgs {
             skipped += 1;
             Ok(())
         };
-        let mut conversations = read_conversations(BufReader::with_capacity(1 << 16, reader)).peekable();
+        let mut conversations = read_conversations(input.reader).peekable();
         while conversations.peek().is_some() {
             let mut chunk = Vec::with_capacity(CHUNK_CONVERSATIONS);
             for parsed in conversations.by_ref().take(CHUNK_CONVERSATIONS) {

@@ -15,7 +15,6 @@ use emoarc::trajectory::{read_conversations, score_conversations, TurnContext, T
 use emoarc::Conversation;
 use serde_json::json;
 use std::fmt::Write as _;
-use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,8 +47,7 @@ pub fn run(args: EvalArcsArgs) -> Result<ExitCode> {
     let config = load_config(args.config.as_deref(), args.reward.as_deref())?;
     let weighted = (!config.terms.is_empty()).then(|| config.build()).transpose()?;
     let data = super::repo_path(args.data.clone(), "data/conversations/pairs.jsonl", "data")?;
-    let file = std::fs::File::open(&data).with_context(|| format!("cannot open {}", data.display()))?;
-    let conversations = read_conversations(BufReader::new(file))
+    let conversations = read_conversations(super::input::open(&data, "conversation pairs (JSONL)")?.reader)
         .collect::<emoarc::Result<Vec<Conversation>>>()
         .with_context(|| format!("reading {}", data.display()))?;
     let pairs = find_pairs(&conversations)?;

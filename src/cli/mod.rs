@@ -6,6 +6,7 @@ mod calibrate;
 mod data;
 mod eval;
 mod eval_arcs;
+mod input;
 mod output;
 mod plot;
 mod reward;

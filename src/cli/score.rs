@@ -9,17 +9,13 @@ use emoarc::{Category, Estimate, Estimator, InputProblem, OnLong, NUM_CATEGORIES
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 /// Lines scored per estimator call: enough to fill several encoder batches, small enough to keep memory flat.
 const CHUNK_LINES: usize = 2048;
-
-/// The UTF-8 byte order mark some editors put at the start of a file.
-const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Non-blank lines read ahead to decide the input format (and to recognise CSV).
 const SNIFF_LINES: usize = 6;
@@ -98,8 +94,9 @@ pub fn run(mut args: ScoreArgs) -> Result<ExitCode> {
             eprintln!("emoarc: note: --max-text-bytes applies with --on-long error or chunk; truncation cuts long texts instead");
         }
     }
-    let (reader, total_bytes, name) = open_input(&args.input)?;
-    let mut lines = Lines::new(BufReader::with_capacity(1 << 16, reader), name);
+    let input = super::input::open(&args.input, "utterances")?;
+    let total_bytes = input.size;
+    let mut lines = Lines::new(input.reader, input.name);
     let format = decide_format(&mut lines, args.input_format)?;
     let mut builder = args.model.builder()?;
     if let Some(n) = args.max_text_bytes {
@@ -124,32 +121,8 @@ pub fn run(mut args: ScoreArgs) -> Result<ExitCode> {
     }
 }
 
-/// The input's reader, its size when known, and its name for messages.
-fn open_input(path: &Path) -> Result<(Box<dyn Read>, Option<u64>, String)> {
-    if path.as_os_str() == "-" {
-        let stdin = std::io::stdin();
-        if stdin.is_terminal() {
-            eprintln!("emoarc: reading utterances from standard input; Ctrl-D to end");
-        }
-        return Ok((Box::new(stdin.lock()), None, "standard input".into()));
-    }
-    let shown = path.display();
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("input file {shown} does not exist (name a file, or - for standard input)")
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot read input {shown}")),
-    };
-    if meta.is_dir() {
-        bail!("input {shown} is a directory; name a file, or - for standard input");
-    }
-    let f = File::open(path).with_context(|| format!("cannot open input {shown}"))?;
-    let len = meta.is_file().then(|| meta.len());
-    Ok((Box::new(f), len, shown.to_string()))
-}
-
-/// Raw input lines, numbered from 1, with a leading byte order mark removed and some lines read ahead.
+/// Raw input lines, numbered from 1, with some lines read ahead (a leading byte-order mark is gone already:
+/// [`super::input`]).
 struct Lines<R> {
     reader: R,
     name: String,
@@ -191,9 +164,6 @@ impl<R: BufRead> Lines<R> {
             return Ok(None);
         }
         self.line_no += 1;
-        if self.line_no == 1 && buf.starts_with(BOM) {
-            buf.drain(..BOM.len());
-        }
         Ok(Some((self.line_no, buf)))
     }
 
