@@ -177,6 +177,11 @@ fn score_returns_the_estimators_numbers_in_order() {
     assert_eq!(r.json()["results"][0]["top"].as_array().unwrap().len(), 3);
     let r = server.post("/v1/score", json!({"texts": []}));
     assert_eq!((r.status, r.json()), (200, json!({"results": []})));
+    // A body that starts with a UTF-8 byte-order mark (some Windows clients send one) reads as without it.
+    let body = json!({"texts": texts, "top": 2}).to_string();
+    let plain = request(server.addr, "POST", "/v1/score", &[], body.as_bytes()).unwrap();
+    let marked = request(server.addr, "POST", "/v1/score", &[], &[b"\xEF\xBB\xBF".as_slice(), body.as_bytes()].concat()).unwrap();
+    assert_eq!((marked.status, marked.json()), (200, plain.json()), "{}", marked.text());
 }
 
 #[test]

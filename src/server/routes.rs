@@ -184,7 +184,10 @@ async fn read_json(request: Request, limit: usize) -> Result<Value, ApiError> {
     };
     let bytes = read_body(request, limit).await?;
     let bytes = if gzip { gunzip(&bytes, limit)? } else { bytes };
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    // RFC 8259 lets a parser ignore a UTF-8 byte-order mark, and some clients (Windows tools) send one; serde_json
+    // would call it malformed at line 1 column 1.
+    let json = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(&bytes);
+    serde_json::from_slice(json).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 
 /// Decompresses a gzip body, refusing (413) one that would exceed `limit` bytes once decompressed: a small
