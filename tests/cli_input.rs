@@ -47,6 +47,18 @@ fn utf16(text: &str, big_endian: bool, mark: bool) -> Vec<u8> {
 }
 
 #[test]
+fn lines_ended_by_carriage_returns_alone_are_lines() {
+    let want = emoarc(&["score", "-"], b"I am so happy\nI am furious\nthanks a lot\n");
+    for input in [b"I am so happy\rI am furious\rthanks a lot\r".as_slice(), b"I am so happy\r\nI am furious\r\nthanks a lot\r\n"] {
+        let out = emoarc(&["score", "-"], input);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(records(&out), records(&want), "{input:?}");
+    }
+    let out = emoarc(&["score", "-"], b"I am so happy\rI am furious\r");
+    assert!(stderr(&out).contains("carriage returns alone"), "{}", stderr(&out));
+}
+
+#[test]
 fn utf16_and_binary_input_are_refused_not_scored_as_garbage() {
     let text = "I am so angry right now\nthanks, that helps\n";
     let tmp = tempfile::tempdir().unwrap();

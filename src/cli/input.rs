@@ -1,7 +1,8 @@
 //! What the commands read: a named file or standard input, opened once here so every command refuses the same
 //! wrong inputs the same way. A directory or a missing file is an error naming it; the first bytes are checked
 //! for encodings emoarc does not read (UTF-16 and UTF-32, with or without a byte-order mark, and binary data),
-//! which are refused instead of being scored as garbage text; a UTF-8 byte-order mark is read past with a note.
+//! which are refused instead of being scored as garbage text; a UTF-8 byte-order mark is read past with a note,
+//! and so are lines ended by a carriage return alone, which would otherwise read as one line.
 
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -64,10 +65,16 @@ pub fn open(path: &Path, what: &str) -> Result<Input> {
         }
         Encoding::Unreadable(looks_like) => bail!("{name} looks like {looks_like}, not UTF-8 text, which emoarc reads"),
     };
+    let old_mac = head.contains(&b'\r') && !head.contains(&b'\n');
     // The bytes already read come first, then the rest; a byte-order mark is not part of the text.
     let mut head = std::io::Cursor::new(head);
     head.set_position(skip as u64);
-    let rest: Box<dyn Read> = Box::new(head.chain(raw));
+    let mut rest: Box<dyn Read> = Box::new(head.chain(raw));
+    if old_mac {
+        // Lines ended by a carriage return alone (classic Mac OS files) would otherwise read as one line.
+        eprintln!("emoarc: note: {name} ends its lines with carriage returns alone; reading each as a line end");
+        rest = Box::new(CrAsLf(rest));
+    }
     Ok(Input {
         reader: BufReader::with_capacity(1 << 16, rest),
         size,
@@ -91,6 +98,17 @@ fn read_head(mut raw: Box<dyn Read>) -> std::io::Result<(Vec<u8>, Box<dyn Read>)
         }
     }
     Ok((head, raw))
+}
+
+/// A reader that turns every carriage return into a line feed (for inputs whose lines end with `\r` alone).
+struct CrAsLf<R>(R);
+
+impl<R: Read> Read for CrAsLf<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        buf[..n].iter_mut().filter(|b| **b == b'\r').for_each(|b| *b = b'\n');
+        Ok(n)
+    }
 }
 
 /// Recognises the encoding from the first bytes. UTF-8 text holds no NUL bytes; UTF-16 text of the Latin
@@ -152,6 +170,13 @@ mod tests {
         assert!(unreadable(&utf16("hello there\nI am angry\n", false)).contains("little-endian"));
         assert!(unreadable(&utf16("hello there\nI am angry\n", true)).contains("big-endian"));
         assert!(unreadable(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03text").starts_with("binary"));
+    }
+
+    #[test]
+    fn carriage_returns_alone_become_line_ends() {
+        let mut out = String::new();
+        CrAsLf(b"one\rtwo\rthree".as_slice()).read_to_string(&mut out).unwrap();
+        assert_eq!(out, "one\ntwo\nthree");
     }
 
     #[test]
