@@ -1,5 +1,5 @@
-//! `emoarc score` input handling as users meet it: byte order marks, UTF-16 and binary input, CSV, blank lines,
-//! bad paths, the text size limit and `--top`.
+//! `emoarc score` input handling as users meet it: byte order marks, UTF-16 and binary input, line ends, CSV,
+//! JSON arrays, blank lines, bad paths, the text size limit and `--top`.
 
 mod common;
 
@@ -44,6 +44,32 @@ fn a_byte_order_mark_does_not_hide_jsonl() {
 fn utf16(text: &str, big_endian: bool, mark: bool) -> Vec<u8> {
     let units = mark.then_some(0xFEFFu16).into_iter().chain(text.encode_utf16());
     units.flat_map(|u| if big_endian { u.to_be_bytes() } else { u.to_le_bytes() }).collect()
+}
+
+#[test]
+fn a_json_array_is_refused_with_advice_and_bracketed_text_is_not() {
+    let pretty = b"[\n  {\"text\": \"I am so happy\"},\n  {\"text\": \"I am furious\"}\n]\n".as_slice();
+    let one_line = b"[{\"text\": \"I am so happy\"}, {\"text\": \"I am furious\"}]\n".as_slice();
+    let strings = b"[\"I am so happy\", \"I am furious\"]\n".as_slice();
+    for input in [pretty, one_line, strings] {
+        let out = emoarc(&["score", "-"], input);
+        assert!(!out.status.success() && out.stdout.is_empty(), "{}", String::from_utf8_lossy(input));
+        let err = stderr(&out);
+        assert!(err.contains("looks like a JSON array") && err.contains("jq -c"), "{err}");
+    }
+    // One pretty-printed object is named as such, not as a malformed first line.
+    let out = emoarc(&["score", "-"], b"{\n  \"text\": \"I am so happy\"\n}\n");
+    assert!(!out.status.success() && stderr(&out).contains("pretty-printed JSON"), "{}", stderr(&out));
+    // Asked for, each line is scored as text, with a warning.
+    let out = emoarc(&["score", "-", "--input-format", "text"], pretty);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 4);
+    assert!(stderr(&out).contains("warning") && stderr(&out).contains("JSON array"), "{}", stderr(&out));
+    // Text that starts with a bracket is text.
+    let out = emoarc(&["score", "-"], b"[laughs] that's so funny\n[sigh] whatever\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), 2);
+    assert!(!stderr(&out).contains("JSON array"), "{}", stderr(&out));
 }
 
 #[test]

@@ -190,16 +190,53 @@ impl<R: BufRead> Lines<R> {
 }
 
 /// Decides the input format from the first non-blank lines: JSONL when the first starts with '{' (auto), else
-/// plain text; input that looks like CSV is refused under auto and scored with a warning under text.
+/// plain text; input that looks like CSV or a JSON array is refused under auto and scored with a warning under
+/// text.
+/// Whether the first non-blank lines look like a JSON array (of objects or strings), not text that happens to
+/// start with a bracket ("[laughs] that's funny"): one line that parses as an array, or a line holding `[` alone
+/// (or `[` then an object or string) followed by an object or a string.
+fn json_array(texts: &[&str]) -> bool {
+    let Some(first) = texts.first().map(|t| t.trim()) else { return false };
+    if serde_json::from_str::<Value>(first).is_ok_and(|v| v.is_array()) {
+        return true;
+    }
+    let opens = |t: &str| t.starts_with('{') || t.starts_with('"');
+    match first.strip_prefix('[').map(str::trim_start) {
+        Some("") => texts.get(1).is_some_and(|t| opens(t.trim_start())),
+        Some(rest) => opens(rest),
+        None => false,
+    }
+}
+
 fn decide_format<R: BufRead>(lines: &mut Lines<R>, asked: InputFormat) -> Result<InputFormat> {
     if asked == InputFormat::Jsonl {
         return Ok(InputFormat::Jsonl);
     }
     let sample = lines.sniff(SNIFF_LINES)?;
     if asked == InputFormat::Auto && sample.first().is_some_and(|(_, t)| t.trim_start().starts_with('{')) {
+        // A line holding `{` alone cannot be a JSONL record: the objects are spread over lines.
+        if let Some((line, _)) = sample.first().filter(|(_, t)| t.trim() == "{") {
+            bail!(
+                "{} looks like pretty-printed JSON (line {line} opens an object and ends); emoarc score reads JSONL, \
+                 one whole object per line, so convert it (e.g. jq -c .)",
+                lines.name
+            );
+        }
         return Ok(InputFormat::Jsonl);
     }
     let texts: Vec<&str> = sample.iter().map(|(_, t)| t.as_str()).collect();
+    if json_array(&texts) {
+        if asked == InputFormat::Auto {
+            bail!(
+                "{} looks like a JSON array (line 1: {:?}); emoarc score reads JSONL, one object with a \"text\" \
+                 field per line, or plain text, so convert it (e.g. jq -c '.[]'), or pass --input-format text to \
+                 score each line as text anyway",
+                lines.name,
+                texts[0]
+            );
+        }
+        eprintln!("emoarc: warning: {} looks like a JSON array; scoring each line as text as --input-format text asks", lines.name);
+    }
     if let (Some(sep), Some((line, header))) = (csv_separator(&texts), sample.first()) {
         let what = if sep == '\t' { "tab-separated" } else { "CSV" };
         if asked == InputFormat::Auto {
