@@ -58,8 +58,8 @@ impl Conversation {
             line: Some(line),
             ..ConversationAt::default()
         };
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| at.error(ConversationProblem::Malformed(e.to_string())))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| at.error(ConversationProblem::Malformed(format!("{e}{}", not_jsonl_hint(text)))))?;
         Conversation::from_value(value, at)
     }
 
@@ -175,6 +175,18 @@ pub(crate) fn found_value(v: &Value) -> String {
     }
 }
 
+/// Advice for a line that cannot parse because the file is not JSONL: a line holding `{` alone is the start of
+/// pretty-printed JSON, and one that opens with `[` the start of a JSON array spread over lines.
+fn not_jsonl_hint(line: &str) -> &'static str {
+    match line.trim() {
+        "{" => " (a line holding `{` alone: the file looks like pretty-printed JSON, and JSONL needs one whole \
+                conversation per line; convert it, e.g. jq -c .)",
+        t if t.starts_with('[') => " (the file looks like a JSON array, and JSONL needs one conversation per line; \
+                convert it, e.g. jq -c '.[]')",
+        _ => "",
+    }
+}
+
 /// Reads conversations from JSONL, one result per non-blank line, lazily (memory stays flat on large files).
 /// A line that cannot be read as UTF-8 text is an error at that line; blank lines are skipped.
 pub fn read_conversations<R: BufRead>(reader: R) -> impl Iterator<Item = Result<Conversation>> {
@@ -260,6 +272,16 @@ mod tests {
         let c = Conversation::new("x", vec![Turn::new("assistant", "hello"), Turn::new("bot", "hi")]).unwrap();
         let e = c.require_speaker("user").unwrap_err().to_string();
         assert_eq!(e, "conversation \"x\": no turn by speaker \"user\" (roles present: assistant, bot)");
+    }
+
+    #[test]
+    fn json_that_is_not_jsonl_gets_advice() {
+        let (_, p) = problem("{");
+        assert!(p.to_string().contains("pretty-printed JSON") && p.to_string().contains("jq -c ."), "{p}");
+        let (_, p) = problem("[");
+        assert!(p.to_string().contains("JSON array") && p.to_string().contains("jq -c '.[]'"), "{p}");
+        let (_, p) = problem("{\"id\": 1, \"turns\": [");
+        assert!(!p.to_string().contains("jq"), "a truncated line is just malformed: {p}");
     }
 
     #[test]
