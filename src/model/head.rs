@@ -11,7 +11,7 @@
 
 use super::lexical::Lexicon;
 use super::spec::{Activation, HeadSpec};
-use candle_core::{Module, Tensor, D};
+use candle_core::{Layout, Module, Storage, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 use rayon::prelude::*;
 
@@ -149,9 +149,8 @@ impl Head {
 type LinearFn = fn(&Tensor, &Linear) -> candle_core::Result<Tensor>;
 
 /// `xs · Wᵀ + b` for a `[rows, inputs]` batch, each row computed on its own by [`dot`], so a row's result does not
-/// depend on the other rows or on how many there are. The layer's weights are copied out of their tensor on each
-/// call (under half a megabyte for the shipped head, against milliseconds of encoder per batch) because a
-/// training head's weights change in place between calls.
+/// depend on the other rows or on how many there are. The weights are read in place from their tensors, not
+/// copied or cached: a training head's weights change in place between calls.
 fn linear_rows(xs: &Tensor, layer: &Linear) -> candle_core::Result<Tensor> {
     let (rows, inputs) = xs.dims2()?;
     let (outputs, width) = layer.weight().dims2()?;
@@ -161,19 +160,31 @@ fn linear_rows(xs: &Tensor, layer: &Linear) -> candle_core::Result<Tensor> {
     if inputs == 0 || outputs == 0 {
         candle_core::bail!("layer of {outputs} x {inputs}: a head layer needs inputs and outputs");
     }
-    let weight = layer.weight().flatten_all()?.to_vec1::<f32>()?;
-    let bias = match layer.bias() {
-        Some(b) => b.to_vec1::<f32>()?,
-        None => vec![0.0; outputs],
-    };
-    let x = xs.flatten_all()?.to_vec1::<f32>()?;
+    let (xs, weight) = (xs.contiguous()?, layer.weight().contiguous()?);
+    let bias = layer.bias().map(Tensor::contiguous).transpose()?;
+    let (x_storage, x_layout) = xs.storage_and_layout();
+    let (w_storage, w_layout) = weight.storage_and_layout();
+    let b_storage = bias.as_ref().map(|b| b.storage_and_layout());
+    let (x, w) = (cpu_f32(&x_storage, x_layout)?, cpu_f32(&w_storage, w_layout)?);
+    let b = b_storage.as_ref().map(|(storage, layout)| cpu_f32(storage, layout)).transpose()?;
     let mut out = vec![0.0f32; rows * outputs];
     out.par_chunks_mut(outputs).zip(x.par_chunks(inputs)).for_each(|(row, x)| {
-        for ((o, w), b) in row.iter_mut().zip(weight.chunks_exact(inputs)).zip(&bias) {
-            *o = dot(x, w) + b;
+        for (j, (o, w)) in row.iter_mut().zip(w.chunks_exact(inputs)).enumerate() {
+            *o = dot(x, w) + b.map_or(0.0, |b| b[j]);
         }
     });
     Tensor::from_vec(out, (rows, outputs), xs.device())
+}
+
+/// The elements of a contiguous f32 tensor on the CPU, borrowed from its storage.
+fn cpu_f32<'a>(storage: &'a Storage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    let Storage::Cpu(cpu) = storage else {
+        candle_core::bail!("the head runs on the CPU, but a tensor is on {:?}", storage.device().location())
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("a head tensor is not contiguous".into()))?;
+    Ok(&cpu.as_slice::<f32>()?[start..end])
 }
 
 /// A dot product with one fixed order of additions: sixteen running sums over the aligned part (which the
