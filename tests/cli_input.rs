@@ -23,6 +23,14 @@ fn stderr(out: &Output) -> String {
     common::stderr_of(out)
 }
 
+/// `input` on standard input scores as `lines` lines of text, and nothing says it looks like `not_taken_for`.
+fn assert_scored_as_text(input: &[u8], lines: usize, not_taken_for: &str) {
+    let out = emoarc(&["score", "-"], input);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(records(&out).len(), lines, "{}", String::from_utf8_lossy(input));
+    assert!(!stderr(&out).contains(not_taken_for), "{}", stderr(&out));
+}
+
 #[test]
 fn a_byte_order_mark_does_not_hide_jsonl() {
     let out = emoarc(&["score", "-"], b"\xEF\xBB\xBF{\"id\": \"a\", \"text\": \"I'm so happy today\"}\n{\"id\": \"b\", \"text\": \"so tired\"}\n");
@@ -66,10 +74,7 @@ fn a_json_array_is_refused_with_advice_and_bracketed_text_is_not() {
     assert_eq!(records(&out).len(), 4);
     assert!(stderr(&out).contains("warning") && stderr(&out).contains("JSON array"), "{}", stderr(&out));
     // Text that starts with a bracket is text.
-    let out = emoarc(&["score", "-"], b"[laughs] that's so funny\n[sigh] whatever\n");
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(records(&out).len(), 2);
-    assert!(!stderr(&out).contains("JSON array"), "{}", stderr(&out));
+    assert_scored_as_text(b"[laughs] that's so funny\n[sigh] whatever\n", 2, "JSON array");
 }
 
 #[test]
@@ -143,10 +148,7 @@ fn sentences_with_commas_are_not_taken_for_csv() {
         b"text, he said, was all he had\nand then, quietly, he left\nwhy, though, would he\n",
     ];
     for input in inputs {
-        let out = emoarc(&["score", "-"], input);
-        assert!(out.status.success(), "{}", stderr(&out));
-        assert_eq!(records(&out).len(), 3);
-        assert!(!stderr(&out).contains("CSV"), "{}", stderr(&out));
+        assert_scored_as_text(input, 3, "CSV");
     }
 }
 

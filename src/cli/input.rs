@@ -12,7 +12,7 @@ use std::path::Path;
 /// The UTF-8 byte-order mark some editors put at the start of a file.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Bytes looked at to recognise the encoding: enough for a few lines, and no more than one buffer fill.
+/// Bytes looked at, at most, to recognise the encoding: enough for a few lines.
 const SNIFF_BYTES: usize = 4096;
 
 /// An opened input: buffered, positioned after any UTF-8 byte-order mark.
@@ -88,11 +88,15 @@ pub fn open(path: &Path, what: &str) -> Result<Input> {
 fn read_head(mut raw: Box<dyn Read>) -> std::io::Result<(Vec<u8>, Box<dyn Read>)> {
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     let mut chunk = [0u8; 512];
-    while head.len() < SNIFF_BYTES && !(head.len() >= 4 && head.contains(&b'\n')) {
+    let mut line_ended = false;
+    while head.len() < SNIFF_BYTES && !(line_ended && head.len() >= 4) {
         let want = chunk.len().min(SNIFF_BYTES - head.len());
         match raw.read(&mut chunk[..want]) {
             Ok(0) => break,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                line_ended |= chunk[..n].contains(&b'\n');
+                head.extend_from_slice(&chunk[..n]);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
