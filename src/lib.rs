@@ -41,6 +41,11 @@ pub mod weights;
 pub mod zero_shot;
 
 pub use error::{Error, InputProblem, Result};
+
+/// The UTF-8 byte-order mark some editors and Windows clients put before a text. Every reader of inputs (the
+/// conversation reader, the server's request bodies, the command line's inputs) skips it at the start, as RFC
+/// 8259 allows for JSON; it is never part of a text.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 pub use backend::{Backend, FloatType, Precision};
 pub use estimator::{DeviceChoice, Estimate, Estimator, EstimatorBuilder, InContext, OnLong};
 pub use intensities::Intensities;

@@ -5,12 +5,10 @@
 //! and so are lines ended by a carriage return alone, which would otherwise read as one line.
 
 use anyhow::{bail, Context, Result};
+use emoarc::UTF8_BOM;
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Read};
 use std::path::Path;
-
-/// The UTF-8 byte-order mark some editors put at the start of a file.
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Bytes looked at, at most, to recognise the encoding: enough for a few lines.
 const SNIFF_BYTES: usize = 4096;

@@ -186,7 +186,7 @@ async fn read_json(request: Request, limit: usize) -> Result<Value, ApiError> {
     let bytes = if gzip { gunzip(&bytes, limit)? } else { bytes };
     // RFC 8259 lets a parser ignore a UTF-8 byte-order mark, and some clients (Windows tools) send one; serde_json
     // would call it malformed at line 1 column 1.
-    let json = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(&bytes);
+    let json = bytes.strip_prefix(crate::UTF8_BOM).unwrap_or(&bytes);
     serde_json::from_slice(json).map_err(|e| ApiError::MalformedJson(e.to_string()))
 }
 

@@ -188,7 +188,8 @@ fn not_jsonl_hint(line: &str) -> &'static str {
 }
 
 /// Reads conversations from JSONL, one result per non-blank line, lazily (memory stays flat on large files).
-/// A line that cannot be read as UTF-8 text is an error at that line; blank lines are skipped.
+/// A line that cannot be read as UTF-8 text is an error at that line; blank lines are skipped, and so is a
+/// UTF-8 byte-order mark at the start.
 pub fn read_conversations<R: BufRead>(reader: R) -> impl Iterator<Item = Result<Conversation>> {
     reader.split(b'\n').enumerate().filter_map(|(i, raw)| {
         let line = i + 1;
@@ -200,7 +201,9 @@ pub fn read_conversations<R: BufRead>(reader: R) -> impl Iterator<Item = Result<
             Ok(raw) => raw,
             Err(e) => return Some(Err(at().error(ConversationProblem::Malformed(e.to_string())))),
         };
-        let text = match std::str::from_utf8(&raw) {
+        // A UTF-8 byte-order mark before the first line is not part of the JSON (RFC 8259 lets a reader skip it).
+        let raw = if line == 1 { raw.strip_prefix(crate::UTF8_BOM).unwrap_or(&raw) } else { &raw };
+        let text = match std::str::from_utf8(raw) {
             Ok(text) => text,
             Err(e) => {
                 return Some(Err(at().error(ConversationProblem::Malformed(format!(
@@ -282,6 +285,15 @@ mod tests {
         assert!(p.to_string().contains("JSON array") && p.to_string().contains("jq -c '.[]'"), "{p}");
         let (_, p) = problem("{\"id\": 1, \"turns\": [");
         assert!(!p.to_string().contains("jq"), "a truncated line is just malformed: {p}");
+    }
+
+    #[test]
+    fn reader_skips_a_leading_byte_order_mark_only() {
+        let line = "{\"id\": \"a\", \"turns\": [{\"role\": \"user\", \"text\": \"x\"}]}";
+        let input = format!("\u{feff}{line}\n\u{feff}{line}\n");
+        let out: Vec<_> = read_conversations(input.as_bytes()).collect();
+        assert_eq!(out[0].as_ref().unwrap().id, "a");
+        assert!(out[1].as_ref().unwrap_err().to_string().contains("(line 2)"), "a mark inside the file is not skipped");
     }
 
     #[test]
