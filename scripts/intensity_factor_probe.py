@@ -67,8 +67,10 @@ def head_inputs(model, lexicon, tok, rows):
     return dict(hidden=hidden, logits=logits, affect=affect, target=np.array([r.target for r in rows]))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def probe_setup(doc):
+    """The probes' shared start: their options (`--model`, `--data`, `--datasets`, `--threads`), the model folder's
+    trained head in eval mode with its lexicon, its tokenizer, and the label maps."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/emoarc-minilm")
     ap.add_argument("--data", default="data")
     ap.add_argument("--datasets", default="../shared/datasets")
@@ -84,6 +86,11 @@ def main():
     tok.no_padding()
     tok.no_truncation()
     maps = {n: T.LabelMap(os.path.join(args.data, "label-maps", f"{n}.tsv")) for n in ("goemotions", "empathic_reactions")}
+    return args, model, lexicon, tok, maps
+
+
+def main():
+    args, model, lexicon, tok, maps = probe_setup(__doc__)
     sets = {
         "train": T.load_corpus(args.data, "train"),
         "corpus": T.load_corpus(args.data, "dev"),
