@@ -11,6 +11,7 @@ Sources and what each trains (maps in data/label-maps/, read here and by `emoarc
   * exchange sets (data/exchanges): the same, for a text read after the message it answers (`after`): the model
     runs `[CLS] text [SEP] message [SEP]` and pools the text's tokens only, as emoarc's InContext does;
   * GoEmotions, XED: presence labels; loss only on the categories the source's map knows;
+  * relabelled GoEmotions train comments (data/relabels, `--mix relabel=SHARE`): all 40 intensities, as the corpus;
   * Empathic Reactions: continuous Affection and Distress;
   * EmoBank: valence and arousal (the head's affect outputs).
 
@@ -164,6 +165,30 @@ def load_goemotions(ds, maps, split):
     return rows
 
 
+def load_relabels(data_dir, ds, split):
+    """GoEmotions train comments relabelled on all 40 categories at the corpus's levels (scripts/relabel.py): the
+    labels are in data/relabels, the comments stay in the dataset and are joined by comment id. Train only."""
+    path = os.path.join(data_dir, "relabels", "goemotions-train.jsonl")
+    if split != "train" or not os.path.exists(path):
+        return []
+    text = {}
+    for line in open(os.path.join(ds, "goemotions", "train.tsv"), encoding="utf-8"):
+        body, _, cid = line.rstrip("\n").split("\t")
+        text[cid] = body
+    rows = []
+    for n, line in enumerate(open(path, encoding="utf-8"), 1):
+        d = json.loads(line)
+        if d["comment_id"] not in text:
+            raise SystemExit(f"{path}:{n}: comment {d['comment_id']} is not in the GoEmotions train split under {ds}")
+        t = np.zeros(C, np.float32)
+        for name, v in d["labels"].items():
+            if name not in INDEX or v not in (0.25, 0.5, 0.75, 1.0):
+                raise SystemExit(f"{path}:{n}: {name!r}: {v!r} is not a category at a level (0.25, 0.5, 0.75, 1)")
+            t[INDEX[name]] = v
+        rows.append(Row(text[d["comment_id"]], "relabel", t, np.ones(C, np.float32)))
+    return rows
+
+
 def load_xed(ds, maps, split):
     m = maps["xed"]
     rows = []
@@ -215,6 +240,7 @@ def load_all(args, split):
         "corpus": load_corpus(args.data, split)
         + load_corpus(args.data, split, "exchanges") * (args.exchanges if split == "train" else min(args.exchanges, 1)),
         "goemotions": load_goemotions(args.datasets, maps, split),
+        "relabel": load_relabels(args.data, args.datasets, split) if "relabel=" in args.mix else [],
         "xed": load_xed(args.datasets, maps, split) if args.xed else [],
         "empathic": load_empathic(args.datasets, maps, split),
         "emobank": load_emobank(args.datasets, split),
@@ -810,6 +836,8 @@ def main():
                     help="weight of the intensity ranking loss on contrast groups of corpus rows (0: off)")
     ap.add_argument("--contrast-rows", type=int, default=8,
                     help="corpus rows in each step's contrast group: one category, present at different levels")
+    ap.add_argument("--rank-sources", default="corpus",
+                    help="sources whose rows form the contrast groups (corpus; relabel: the relabelled comments too)")
     ap.add_argument("--rank-absent", type=int, default=0,
                     help="corpus rows without the category added to each contrast group as level 0: they anchor the "
                          "weakly present rows from below, so ordering intensities does not push them toward absence")
@@ -961,7 +989,7 @@ def main():
     # levels and adds a pairwise logistic loss on that category's logits.
     graded = {}
     corpus_rows = source_rows.get("corpus", [])
-    for i in corpus_rows:
+    for i in [i for name in args.rank_sources.split(",") for i in source_rows.get(name, [])]:
         for k in np.nonzero(train_rows[i].target > 0)[0]:
             graded.setdefault(int(k), []).append(i)
     graded = {k: v for k, v in graded.items() if len({float(train_rows[i].target[k]) for i in v}) > 1}

@@ -1,0 +1,97 @@
+"""Real comments labelled on the 40 categories at the corpus's levels: GoEmotions train comments, relabelled.
+
+GoEmotions says which of its 27 emotions a comment shows, not how strongly, and says nothing about the 18 EmoNet
+categories its map leaves out, so training learns presence from it and intensity only from our authored corpus,
+whose style the model then reads best. This script samples GoEmotions *train* comments (never dev, never test) and
+has them labelled the way every corpus line is labelled (`data/GUIDE.md`: the writer's emotions now, 0.25 / 0.5 /
+0.75 / 1, absent left out), so that training sees real people's text with intensity levels on all 40 categories.
+
+The labels are kept in `data/relabels/goemotions-train.jsonl` as `{"comment_id", "labels"}`: the comments
+themselves stay in the dataset (`../shared/datasets`, not committed here), and `train.py` joins the two by
+comment id (`--mix relabel=SHARE`).
+
+    .venv-train/bin/python scripts/relabel.py tasks --out target/relabel     # blind task files, texts only
+    # each labeller writes target/relabel/rows-K.answers.jsonl ({"key", "labels"} per task line) and checks it:
+    .venv-train/bin/python scripts/label_agreement.py check target/relabel/rows-K.jsonl target/relabel/rows-K.answers.jsonl
+    .venv-train/bin/python scripts/relabel.py collect --answers target/relabel
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import label_agreement as A  # noqa: E402  (answer files and their checks)
+import train as T  # noqa: E402  (the taxonomy order)
+
+SEED = 20261206
+OUT = os.path.join("relabels", "goemotions-train.jsonl")
+
+
+def goemotions_train(datasets):
+    """(comment id, text, GoEmotions label ids) of every train row, in file order."""
+    rows = []
+    for line in open(os.path.join(datasets, "goemotions", "train.tsv"), encoding="utf-8"):
+        text, ids, cid = line.rstrip("\n").split("\t")
+        rows.append((cid, text, ids))
+    return rows
+
+
+def sample(datasets, n):
+    """A seeded sample of `n` train comments; comments labelled only neutral are kept with probability 1/2, so
+    that about one in five is neutral-only (a third of GoEmotions is)."""
+    rng = random.Random(SEED)
+    neutral = str(T.GOEMOTIONS_LABELS.index("neutral"))
+    pool = [r for r in goemotions_train(datasets) if r[2] != neutral or rng.random() < 0.5]
+    return rng.sample(pool, n)
+
+
+def cmd_tasks(args):
+    picked = sample(args.datasets, args.rows)
+    os.makedirs(args.out, exist_ok=True)
+    for k in range(args.shards):
+        with open(os.path.join(args.out, f"rows-{k}.jsonl"), "w", encoding="utf-8") as f:
+            for i in range(k, len(picked), args.shards):
+                f.write(json.dumps({"key": f"g{i:05d}", "text": picked[i][1]}, ensure_ascii=False) + "\n")
+    print(f"{len(picked)} comments in {args.shards} files under {args.out}")
+
+
+def cmd_collect(args):
+    picked = sample(args.datasets, args.rows)
+    names = sorted(n for n in os.listdir(args.answers) if n.startswith("rows-") and n.endswith(".answers.jsonl"))
+    answers = A.read_answers([os.path.join(args.answers, n) for n in names])
+    missing = [f"g{i:05d}" for i in range(len(picked)) if f"g{i:05d}" not in answers]
+    if missing:
+        raise SystemExit(f"{len(missing)} comments unanswered, e.g. {missing[:5]}")
+    path = os.path.join(args.data, OUT)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for i, (cid, _text, _ids) in enumerate(picked):
+            labels = answers[f"g{i:05d}"]["labels"]
+            for name, v in labels.items():
+                if name not in T.INDEX or v not in (0.25, 0.5, 0.75, 1.0):
+                    raise SystemExit(f"g{i:05d}: bad label {name!r}: {v!r}")
+            ordered = {c: labels[c] for c in T.CATEGORIES if c in labels}
+            f.write(json.dumps({"comment_id": cid, "labels": ordered}, ensure_ascii=False) + "\n")
+    print(f"wrote {len(picked)} relabelled comments to {path}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data")
+    ap.add_argument("--datasets", default="../shared/datasets")
+    ap.add_argument("--rows", type=int, default=2400)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("tasks")
+    t.add_argument("--out", default="target/relabel")
+    t.add_argument("--shards", type=int, default=8)
+    c = sub.add_parser("collect")
+    c.add_argument("--answers", default="target/relabel")
+    args = ap.parse_args()
+    {"tasks": cmd_tasks, "collect": cmd_collect}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
