@@ -1,6 +1,7 @@
 //! Labelled data: the authored corpus (`data/corpus/*.jsonl`), its fixed train/dev/test split by a hash of
 //! each id, the evaluation sets (`data/intensity-pairs.jsonl`, `data/neutral.txt`) and the corpus checker
-//! behind `emoarc data check` (duplicates across splits, unknown categories, off-scale values, coverage).
+//! behind `emoarc data check` (duplicates across splits, unknown categories, off-scale values, coverage), and the
+//! relabelled real comments (`data/relabels`: labels by comment id, joined with the dataset's texts).
 //! Loading never stops at the first bad line: every problem is collected with its file and line.
 
 use crate::error::{Error, Result};
@@ -11,6 +12,9 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// What a relabelled comment's id starts with (`relabel-<comment id>`): the id decides its split.
+pub const RELABEL_ID_PREFIX: &str = "relabel-";
 
 /// The intensity scale of the annotation guide.
 pub const SCALE: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 1.0];
@@ -147,6 +151,47 @@ impl Corpus {
                 Err(message) => self.problems.push(Finding { origin, message }),
             }
         }
+    }
+
+    /// Relabelled comments (`data/relabels/*.jsonl`, one `{"comment_id", "labels"}` per line, `data/GUIDE.md`)
+    /// joined with their texts (`texts`: comment id to text, from the dataset they were drawn from). Each becomes
+    /// an example whose id is [`RELABEL_ID_PREFIX`] + the comment id, which decides its split as
+    /// `scripts/train.py` decides it; labels are checked as a corpus line's are, and a comment missing from
+    /// `texts` is a problem of its line.
+    pub fn relabelled(name: &str, bytes: &[u8], texts: &HashMap<String, String>) -> Corpus {
+        #[derive(Deserialize)]
+        struct RawRelabel {
+            comment_id: String,
+            #[serde(default)]
+            labels: serde_json::Map<String, serde_json::Value>,
+        }
+        let mut corpus = Corpus::default();
+        for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let origin = format!("{name}:{}", i + 1);
+            let parsed = serde_json::from_slice::<RawRelabel>(raw)
+                .map_err(|e| format!("malformed JSON: {e}"))
+                .and_then(|r| match texts.get(&r.comment_id) {
+                    // Read as a corpus line, so the labels pass the same checks.
+                    Some(text) => parse_example(
+                        serde_json::json!({"id": format!("{RELABEL_ID_PREFIX}{}", r.comment_id), "text": text,
+                                           "labels": r.labels})
+                        .to_string()
+                        .as_bytes(),
+                    ),
+                    None => Err(format!("comment {:?} is not in the dataset it was drawn from", r.comment_id)),
+                });
+            match parsed {
+                Ok(mut ex) => {
+                    ex.origin = origin;
+                    corpus.examples.push(ex);
+                }
+                Err(message) => corpus.problems.push(Finding { origin, message }),
+            }
+        }
+        corpus
     }
 
     /// The examples of one split.
@@ -562,6 +607,32 @@ mod tests {
         assert_eq!(c.examples.iter().map(|e| e.split).collect::<Vec<_>>(), [Split::Dev, Split::Dev]);
         assert_eq!(c.problems.len(), 1);
         assert!(c.problems[0].message.contains("\"group\" must be a non-empty string"), "{}", c.problems[0]);
+    }
+
+    #[test]
+    fn relabelled_comments_are_joined_with_their_texts_and_checked_like_corpus_lines() {
+        let texts: HashMap<String, String> = [("c1", "this is fucking awesome"), ("c2", "meh")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let data = br#"{"comment_id": "c1", "labels": {"Elation": 0.75}}
+{"comment_id": "c2", "labels": {}}
+{"comment_id": "gone", "labels": {}}
+{"comment_id": "c1", "labels": {"Elation": 0.6}}
+{"labels": {}}
+"#;
+        let c = Corpus::relabelled("r.jsonl", data, &texts);
+        assert_eq!(c.examples.len(), 2);
+        let e = &c.examples[0];
+        assert_eq!((e.id.as_str(), e.text.as_str(), e.origin.as_str()), ("relabel-c1", "this is fucking awesome", "r.jsonl:1"));
+        assert_eq!(e.labels[Category::Elation], 0.75);
+        assert_eq!(e.split, Split::of("relabel-c1"));
+        assert!(c.examples[1].labels.as_slice().iter().all(|&v| v == 0.0));
+        let problems: Vec<String> = c.problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("r.jsonl:3") && problems[0].contains("\"gone\" is not in the dataset"), "{}", problems[0]);
+        assert!(problems[1].contains("r.jsonl:4") && problems[1].contains("not on the scale"), "{}", problems[1]);
+        assert!(problems[2].contains("r.jsonl:5") && problems[2].contains("malformed JSON"), "{}", problems[2]);
     }
 
     #[test]

@@ -65,7 +65,10 @@ fn eval_reports_every_dataset_with_baseline_columns() {
     assert_eq!(report["bootstrap_resamples"], 100);
     assert_eq!(report["warnings"].as_array().unwrap().len(), 0, "{}", report["warnings"]);
     let names: Vec<&str> = report["datasets"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["own test", "exchange sets", "GoEmotions dev", "EmoBank dev", "XED dev", "Empathic Reactions dev"]);
+    assert_eq!(
+        names,
+        ["own test", "exchange sets", "GoEmotions dev", "relabelled GoEmotions test", "EmoBank dev", "XED dev", "Empathic Reactions dev"]
+    );
     // Every metric row of every dataset has a cell for every column.
     for d in report["datasets"].as_array().unwrap() {
         for m in d["metrics"].as_array().unwrap() {
@@ -137,6 +140,23 @@ fn eval_reports_every_dataset_with_baseline_columns() {
     assert!((0.0..=1.0).contains(&value(metric(own, "mean_at_1"), "model").unwrap()));
     assert_eq!(own["per_category"].as_array().unwrap().len(), 40);
 
+    // Relabelled GoEmotions comments (data/relabels: the fixture's 120 train comments, labelled on the 40
+    // categories): their test split by id, read as the own test is, with no pairs and no neutral lines.
+    let relabelled = dataset(report, "relabelled GoEmotions test");
+    assert_eq!(relabelled["rows"], 17, "the ids relabel-tr0000.. that hash to test");
+    assert!(relabelled["source"].as_str().unwrap().contains("relabels/goemotions-train.jsonl"));
+    assert_eq!(relabelled["notes"][0], "17 test, 16 dev, 87 train texts");
+    for key in ["auc", "ap", "f1", "spearman_present", "slope_all", "slope_present", "mean_at_0", "mean_at_1"] {
+        metric(relabelled, key);
+    }
+    for key in ["pair_order", "neutral_fp"] {
+        assert!(relabelled["metrics"].as_array().unwrap().iter().all(|m| m["key"] != key), "{key}");
+    }
+    // The model reads "absolutely furious" (Anger 1) above "makes my blood boil" (0.75) and the plain Anger
+    // lines: its calibration slope over the test cells is positive, and so is length's absence.
+    assert!(value(metric(relabelled, "slope_all"), "model").unwrap() > 0.0);
+    assert_eq!(value(metric(relabelled, "slope_all"), "length"), None);
+
     // GoEmotions (fixture map: Anger, Impatience, Elation, Fear scored; Fear has 5 positives, left out).
     let ge = dataset(report, "GoEmotions dev");
     assert_eq!(ge["rows"], 50);
@@ -183,7 +203,10 @@ fn eval_prints_one_table_per_dataset() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout.clone()).unwrap();
-    for heading in ["== own test", "== GoEmotions dev", "== EmoBank dev", "== XED dev", "== Empathic Reactions dev"] {
+    for heading in [
+        "== own test", "== GoEmotions dev", "== relabelled GoEmotions test", "== EmoBank dev", "== XED dev",
+        "== Empathic Reactions dev",
+    ] {
         assert_eq!(text.matches(heading).count(), 1, "{heading}\n{text}");
     }
     let header = text.lines().find(|l| l.starts_with("metric")).unwrap();
@@ -233,6 +256,34 @@ fn missing_dataset_folders_are_warnings_and_missing_data_files_errors() {
     ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("label-maps/goemotions.tsv"), "{}", stderr(&out));
+}
+
+#[test]
+fn relabelled_comments_that_do_not_join_are_errors_and_a_missing_file_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for sub in ["", "corpus", "exchanges", "label-maps", "relabels"] {
+        common::copy_dir(&common::root().join(DATA).join(sub), &data.join(sub));
+    }
+    let relabels = data.join("relabels/goemotions-train.jsonl");
+    let mut lines = std::fs::read_to_string(&relabels).unwrap();
+    lines.push_str("{\"comment_id\": \"not-in-train\", \"labels\": {\"Anger\": 0.5}}\n");
+    std::fs::write(&relabels, lines).unwrap();
+    let args = |data: &str| {
+        ["eval", "--data", data, "--datasets", DATASETS, "--no-tfidf", "--bootstrap", "0", "--baseline", "none", "--json"]
+            .map(String::from)
+    };
+    let out = emoarc(&args(data.to_str().unwrap()).each_ref().map(String::as_str));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("goemotions-train.jsonl") && err.contains("\"not-in-train\" is not in the dataset"), "{err}");
+
+    std::fs::remove_file(&relabels).unwrap();
+    let out = emoarc(&args(data.to_str().unwrap()).each_ref().map(String::as_str));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("goemotions-train.jsonl not found: relabelled GoEmotions test skipped"), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["report"]["datasets"].as_array().unwrap().iter().all(|d| d["name"] != "relabelled GoEmotions test"));
 }
 
 #[test]

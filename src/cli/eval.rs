@@ -1,5 +1,6 @@
 //! `emoarc eval`: scores the model's head on the own test split, the intensity pairs and the neutral set, and on
-//! the public human-labelled dev sets (GoEmotions, EmoBank, XED, Empathic Reactions), next to a comparison head
+//! the public human-labelled dev sets (GoEmotions, EmoBank, XED, Empathic Reactions) and the test split of the
+//! relabelled GoEmotions comments (`data/relabels`), next to a comparison head
 //! (the zero-shot one by default), text length, and TF-IDF + a linear model fitted on each dataset's own train
 //! split. One block per dataset; bootstrap 95% intervals for the model's headline numbers; `--json` for machines.
 
@@ -14,7 +15,7 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The data folder (corpus/ for the test and dev splits, intensity-pairs.jsonl, neutral.txt, label-maps/);
+    /// The data folder (corpus/ for the test and dev splits, intensity-pairs.jsonl, neutral.txt, label-maps/, relabels/);
     /// default: data/ here, else in the emoarc checkout.
     #[arg(long)]
     data: Option<PathBuf>,

@@ -7,6 +7,7 @@ use super::labelmap::{LabelMap, Presence};
 use super::{EvalError, LineProblem};
 use crate::data::Example;
 use crate::taxonomy::Category;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Rows with presence labels for some categories.
@@ -98,7 +99,7 @@ impl RatingSet {
     }
 }
 
-fn read(path: &Path) -> Result<String, EvalError> {
+pub(super) fn read(path: &Path) -> Result<String, EvalError> {
     std::fs::read_to_string(path).map_err(|source| EvalError::Io {
         path: path.to_path_buf(),
         source,
@@ -152,15 +153,8 @@ pub fn goemotions(dir: &Path, split: &str, map: &LabelMap) -> Result<(PresenceSe
         neutral: Vec::new(),
         dropped: 0,
     };
-    for (i, raw) in text.lines().enumerate() {
-        let raw = raw.strip_suffix('\r').unwrap_or(raw);
-        if raw.is_empty() {
-            continue;
-        }
-        let cols: Vec<&str> = raw.split('\t').collect();
-        if cols.len() != 3 {
-            return Err(line_err(&path, i + 1, LineProblem::Columns { expected: 3, found: cols.len() }));
-        }
+    for row in tsv_rows(&text, &path, 3) {
+        let (line, cols) = row?;
         let mut present = Vec::new();
         for id in cols[1].split(',') {
             let name = id
@@ -168,7 +162,7 @@ pub fn goemotions(dir: &Path, split: &str, map: &LabelMap) -> Result<(PresenceSe
                 .parse::<usize>()
                 .ok()
                 .and_then(|k| names.get(k))
-                .ok_or_else(|| line_err(&path, i + 1, LineProblem::UnknownLabel(id.trim().into())))?;
+                .ok_or_else(|| line_err(&path, line, LineProblem::UnknownLabel(id.trim().into())))?;
             present.push(name.as_str());
         }
         if cols[0].trim().is_empty() {
@@ -180,6 +174,40 @@ pub fn goemotions(dir: &Path, split: &str, map: &LabelMap) -> Result<(PresenceSe
         set.texts.push(cols[0].to_string());
     }
     Ok((set, unmapped_labels(map, names.iter().map(String::as_str))))
+}
+
+/// GoEmotions' comments of one split by comment id (the third column), for the relabelled comments
+/// (`data/relabels`), which name them by id and keep no text.
+pub fn goemotions_comments(dir: &Path, split: &str) -> Result<HashMap<String, String>, EvalError> {
+    let path = dir.join(format!("{split}.tsv"));
+    let text = read(&path)?;
+    let mut comments = HashMap::new();
+    for row in tsv_rows(&text, &path, 3) {
+        let (_, cols) = row?;
+        comments.insert(cols[2].to_string(), cols[0].to_string());
+    }
+    Ok(comments)
+}
+
+/// The non-empty lines of a tab-separated file's `text` as (line number, columns); a line without exactly
+/// `columns` columns is an error naming it.
+fn tsv_rows<'a>(
+    text: &'a str,
+    path: &'a Path,
+    columns: usize,
+) -> impl Iterator<Item = Result<(usize, Vec<&'a str>), EvalError>> + 'a {
+    text.lines().enumerate().filter_map(move |(i, raw)| {
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        if raw.is_empty() {
+            return None;
+        }
+        let cols: Vec<&str> = raw.split('\t').collect();
+        Some(if cols.len() == columns {
+            Ok((i + 1, cols))
+        } else {
+            Err(line_err(path, i + 1, LineProblem::Columns { expected: columns, found: cols.len() }))
+        })
+    })
 }
 
 /// XED's label ids: 1-8 (Plutchik, alphabetical), 9 = the neutral file.

@@ -9,6 +9,8 @@
 //!   ladders (lines sharing a `group`), of its neighbour sets, of its closing sets (by the well-being their
 //!   labels give) and of `data/intensity-pairs.jsonl`,
 //!   calibration (mean output per labelled level, least-squares slopes), false positives on `data/neutral.txt`;
+//! - **relabelled GoEmotions test** (`data/relabels`: GoEmotions train comments labelled on all 40 categories
+//!   at the corpus's levels, test split by id): the own test's metrics, without pairs and neutral lines;
 //! - **GoEmotions dev**, **XED dev** (mapped by `data/label-maps/`): AUC, AP, and macro-F1 with two-fold
 //!   thresholds (chosen on one half of the rows, a fixed hash of the row index, reported on the other, and
 //!   vice versa, averaged); and the share of rows labelled only neutral with any of the 40 outputs above 0.5;
@@ -237,6 +239,9 @@ pub struct SuiteReport {
     pub datasets: Vec<DatasetReport>,
 }
 
+/// The relabelled GoEmotions comments, under the data folder.
+pub const RELABELS_FILE: &str = "relabels/goemotions-train.jsonl";
+
 /// Length baseline's column name.
 pub const LENGTH: &str = "length";
 /// TF-IDF baseline's column name.
@@ -320,6 +325,15 @@ pub fn run(
             }
         };
         report.datasets.push(block);
+        if dir_name == "goemotions" {
+            if cfg.data.join(RELABELS_FILE).is_file() {
+                let relabelled = OwnData::relabelled(&cfg.data, &dir)?;
+                report.datasets.push(own_block(cfg, &relabelled, scorers, on_event)?);
+            } else {
+                let missing = cfg.data.join(RELABELS_FILE);
+                warn(&mut report, on_event, format!("{} not found: relabelled GoEmotions test skipped", missing.display()));
+            }
+        }
     }
     Ok(report)
 }
@@ -441,14 +455,18 @@ fn exchange_block(
 
 // ------------------------------------------------------------------------------------------------ own data
 
-/// The project's own evaluation data.
+/// The project's own evaluation data, or the relabelled comments read the same way.
 pub struct OwnData {
+    /// The block's name in the report: "own test".
+    pub name: String,
+    /// What progress messages call it: "own data".
+    pub label: String,
     /// The authored corpus (`corpus/*.jsonl`): its test split is scored, dev chooses thresholds, train fits
     /// the TF-IDF baseline.
     pub corpus: Corpus,
-    /// `intensity-pairs.jsonl`.
+    /// `intensity-pairs.jsonl` (none for the relabelled comments).
     pub pairs: Vec<IntensityPair>,
-    /// `neutral.txt`, one utterance per entry.
+    /// `neutral.txt`, one utterance per entry (none for the relabelled comments).
     pub neutral: Vec<String>,
     /// Where the corpus was read from, for the report's `source`.
     pub corpus_dir: PathBuf,
@@ -467,12 +485,42 @@ impl OwnData {
         let pairs_path = data.join("intensity-pairs.jsonl");
         let neutral_path = data.join("neutral.txt");
         Ok(OwnData {
+            name: "own test".into(),
+            label: "own data".into(),
             pairs: data::load_pairs(&pairs_path)?,
             neutral: data::load_lines(&neutral_path)?,
             corpus,
             corpus_dir,
             pairs_path,
             neutral_path,
+        })
+    }
+}
+
+impl OwnData {
+    /// The relabelled GoEmotions comments (`data/relabels/goemotions-train.jsonl`, `data/GUIDE.md`) joined with
+    /// their texts from `goemotions` (the dataset's folder): real comments labelled on all 40 categories at the
+    /// corpus's levels, split by their ids as training splits them. No pairs and no neutral lines of their own.
+    pub fn relabelled(data: &Path, goemotions: &Path) -> Result<OwnData, EvalError> {
+        let path = data.join(RELABELS_FILE);
+        let bytes = datasets::read(&path)?;
+        let texts = datasets::goemotions_comments(goemotions, "train")?;
+        let corpus = Corpus::relabelled(&path.display().to_string(), bytes.as_bytes(), &texts);
+        if let Some(p) = corpus.problems.first() {
+            return Err(EvalError::File {
+                path,
+                reason: format!("{} bad lines, the first: {p}", corpus.problems.len()),
+            });
+        }
+        Ok(OwnData {
+            name: "relabelled GoEmotions test".into(),
+            label: "relabelled GoEmotions".into(),
+            corpus,
+            pairs: Vec::new(),
+            neutral: Vec::new(),
+            corpus_dir: path,
+            pairs_path: PathBuf::new(),
+            neutral_path: PathBuf::new(),
         })
     }
 }
@@ -522,7 +570,7 @@ fn own_block(
     let (nt, nd, np) = (test.len(), dev.len(), own.pairs.len());
     let mut columns = Vec::new();
     for (k, (name, scorer)) in scorers.iter().enumerate() {
-        on_event(Event::Step(&format!("own data: scoring {} texts with {name}", texts.len())));
+        on_event(Event::Step(&format!("{}: scoring {} texts with {name}", own.label, texts.len())));
         let out: Vec<Intensities> = scorer.score(&texts)?.into_iter().map(|s| s.intensities).collect();
         let (t, rest) = out.split_at(nt);
         let (d, rest) = rest.split_at(nd);
@@ -559,7 +607,7 @@ fn own_block(
         neutral_max: Vec::new(),
     });
     if cfg.tfidf {
-        on_event(Event::Step("own data: fitting TF-IDF baselines on the corpus train split"));
+        on_event(Event::Step(&format!("{}: fitting TF-IDF baselines on the train split", own.label)));
         let train = own.corpus.split(Split::Train);
         let train_texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
         let v = Tfidf::fit(&train_texts, TFIDF_MIN_DF);
@@ -602,9 +650,9 @@ fn own_block(
             neutral_max,
         });
     }
-    on_event(Event::Step("own data: metrics and bootstrap"));
-    let test_set = PresenceSet::from_examples("own test", &own.corpus_dir.display().to_string(), &test);
-    let dev_set = PresenceSet::from_examples("own dev", "", &dev);
+    on_event(Event::Step(&format!("{}: metrics and bootstrap", own.label)));
+    let test_set = PresenceSet::from_examples(&own.name, &own.corpus_dir.display().to_string(), &test);
+    let dev_set = PresenceSet::from_examples("dev", "", &dev);
     let presence_cols: Vec<PresenceColumn> = columns
         .iter()
         .map(|c| PresenceColumn {
@@ -619,23 +667,27 @@ fn own_block(
         Some(&dev_set),
         &presence_cols,
         &cfg.bootstrap,
-        "thresholds per category chosen on the corpus dev split",
+        "thresholds per category chosen on the dev split",
     );
     metrics.extend(intensity_metrics(own, &test, &columns, &cfg.bootstrap));
     let longer = own.pairs.iter().filter(|p| chars(&p.stronger) > chars(&p.weaker)).count();
+    let mut notes =
+        vec![format!("{} test, {} dev, {} train texts", test.len(), dev.len(), own.corpus.split(Split::Train).len())];
+    if !own.pairs.is_empty() {
+        notes.push(format!(
+            "{} intensity pairs ({}): the stronger text is the longer one in {longer}",
+            own.pairs.len(),
+            own.pairs_path.display()
+        ));
+    }
+    if !own.neutral.is_empty() {
+        notes.push(format!("{} neutral lines ({})", own.neutral.len(), own.neutral_path.display()));
+    }
     Ok(DatasetReport {
-        name: "own test".into(),
+        name: own.name.clone(),
         source: format!("{} (test split; thresholds from the dev split)", own.corpus_dir.display()),
         rows: test.len(),
-        notes: vec![
-            format!("{} test, {} dev, {} train utterances", test.len(), dev.len(), own.corpus.split(Split::Train).len()),
-            format!(
-                "{} intensity pairs ({}): the stronger text is the longer one in {longer}",
-                own.pairs.len(),
-                own.pairs_path.display()
-            ),
-            format!("{} neutral lines ({})", own.neutral.len(), own.neutral_path.display()),
-        ],
+        notes,
         metrics,
         per_category,
     })
@@ -791,12 +843,14 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
             },
         );
     }
-    row(
-        "pair_order",
-        "intensity pairs: stronger text scores higher",
-        Some(format!("{} pairs", own.pairs.len())),
-        &|c| ordered_share(c, &c.pairs),
-    );
+    if !own.pairs.is_empty() {
+        row(
+            "pair_order",
+            "intensity pairs: stronger text scores higher",
+            Some(format!("{} pairs", own.pairs.len())),
+            &|c| ordered_share(c, &c.pairs),
+        );
+    }
     // Calibration: output on label, over all cells and over present cells.
     let cells = |c: &OwnColumn, present_only: bool| -> (Vec<f64>, Vec<f64>) {
         let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -845,6 +899,9 @@ fn intensity_metrics(own: &OwnData, test: &[&Example], cols: &[OwnColumn], boot:
                 (mean_of(values), None)
             },
         );
+    }
+    if own.neutral.is_empty() {
+        return rows;
     }
     row(
         "neutral_fp",
