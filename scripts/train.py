@@ -167,9 +167,11 @@ def load_goemotions(ds, maps, split):
 
 def load_relabels(data_dir, ds, split):
     """GoEmotions train comments relabelled on all 40 categories at the corpus's levels (scripts/relabel.py): the
-    labels are in data/relabels, the comments stay in the dataset and are joined by comment id. Train only."""
+    labels are in data/relabels, the comments stay in the dataset and are joined by comment id. Split as the
+    corpus is, by the hash of `relabel-<comment id>` (emoarc::data::Split): the dev and test parts are real text
+    with intensity levels that training never sees."""
     path = os.path.join(data_dir, "relabels", "goemotions-train.jsonl")
-    if split != "train" or not os.path.exists(path):
+    if not os.path.exists(path):
         return []
     text = {}
     for line in open(os.path.join(ds, "goemotions", "train.tsv"), encoding="utf-8"):
@@ -178,6 +180,8 @@ def load_relabels(data_dir, ds, split):
     rows = []
     for n, line in enumerate(open(path, encoding="utf-8"), 1):
         d = json.loads(line)
+        if split_of(f"relabel-{d['comment_id']}") != split:
+            continue
         if d["comment_id"] not in text:
             raise SystemExit(f"{path}:{n}: comment {d['comment_id']} is not in the GoEmotions train split under {ds}")
         t = np.zeros(C, np.float32)
@@ -762,7 +766,7 @@ def dev_scores(dev, preds):
         if neutral.any():
             # Reported, not selected on: real comments their annotators called neutral with any output over 0.5.
             res[f"{name}_neutral_fp"] = float((pred[neutral].max(axis=1) > 0.5).mean())
-        if name in ("corpus", "empathic"):
+        if name in ("corpus", "empathic", "relabel"):
             rhos = []
             for c in range(C):
                 present = (tgt[:, c] > 0) & (msk[:, c] > 0)
