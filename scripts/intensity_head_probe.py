@@ -6,7 +6,8 @@ splits and judged on dev splits only; the intensity pairs (`data/intensity-pairs
 and no choice here is made on them:
 
 - `head I, a, g`: a per-category intensity head `I` (one linear layer on the standardised activations, dropout
-  0.2) fitted on the corpus train split's present cells only (squared error of sigmoid(I) against the level),
+  0.2) fitted on present cells only (squared error of sigmoid(I) against the level) of the corpus train split,
+  of the relabelled GoEmotions comments' train split (`data/relabels`, real text), or of both,
   centred on its train-present mean, and added where the category is likely present:
   `z + a * (I - mean) * sigmoid(z + g)`;
 - `last layer, lambda`: the head's last layer (`layers.1`) retrained from the shipped one, with the lexicon's
@@ -44,6 +45,8 @@ def main():
         "emp_train": T.load_empathic(args.datasets, maps, "train"),
         "empathic": T.load_empathic(args.datasets, maps, "dev"),
         "pairs": [T.Row(t, "corpus") for p in pairs for t in (p["stronger"], p["weaker"])],
+        "relabel_train": T.load_relabels(args.data, args.datasets, "train"),
+        "relabel": T.load_relabels(args.data, args.datasets, "dev"),
     }
     d = {name: P.head_inputs(model, lexicon, tok, rows) for name, rows in sets.items()}
     masks = {name: np.array([r.mask for r in sets[name]]) for name in ("go_train", "emp_train")}
@@ -58,38 +61,48 @@ def main():
         out = P.sigmoid(logits["pairs"])
         strong, weak = out[0::2][np.arange(len(pairs)), category], out[1::2][np.arange(len(pairs)), category]
         right = np.mean(np.where(strong > weak, 1.0, np.where(strong == weak, 0.5, 0.0)))
+        real = P.spearman_present(logits["relabel"], d["relabel"]["target"])
         print(f"| {label} | {P.spearman_present(logits['corpus'], d['corpus']['target']):.4f} | {s['corpus_auc']:.4f} "
               f"| {s['corpus_slope']:.3f} | {s['corpus_neutral_fp']:.1%} | {s['goemotions_auc']:.4f} "
-              f"| {s['goemotions_neutral_fp']:.1%} | {pe[0]:.3f} / {pe[1]:.3f} | {right:.1%} |", flush=True)
+              f"| {s['goemotions_neutral_fp']:.1%} | {pe[0]:.3f} / {pe[1]:.3f} | {real:.4f} | {right:.1%} |", flush=True)
 
-    shown = ("corpus", "goemotions", "empathic", "pairs")
+    shown = ("corpus", "goemotions", "empathic", "relabel", "pairs")
     print("| head | corpus Spearman given presence | corpus AUC | slope | corpus neutral > 0.5 | GoEmotions AUC "
-          "| GoEmotions neutral > 0.5 | Empathic Affection / Distress | intensity pairs |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| GoEmotions neutral > 0.5 | Empathic Affection / Distress | relabelled comments' Spearman given presence "
+          "| intensity pairs |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     report("stage 16", {k: d[k]["logits"] for k in shown})
     tensor = lambda x: torch.tensor(x, dtype=torch.float32)
 
-    # Probe 1: a per-category intensity head on the present cells.
-    x, target = tensor(d["train"]["hidden"]), tensor(d["train"]["target"])
-    mu, sd = x.mean(0), x.std(0) + 1e-5
-    present = (target > 0).float()
-    torch.manual_seed(0)
-    head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(x.shape[1], T.C))
-    opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
-    for _ in range(60):
-        loss = (((torch.sigmoid(head((x - mu) / sd)) - target) ** 2) * present).sum() / present.sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    head.eval()
-    with torch.no_grad():
-        intensity = {k: head((tensor(d[k]["hidden"]) - mu) / sd).numpy() for k in ("train",) + shown}
-    centre = np.array([intensity["train"][present[:, c] > 0, c].mean() for c in range(T.C)])
-    print(f"(the intensity head alone: corpus dev Spearman given presence "
-          f"{P.spearman_present(intensity['corpus'], d['corpus']['target']):.4f})")
-    for a, g in ((1, 0), (2, 0), (2, -1), (3, -1), (3, 1)):
-        report(f"head I, a {a}, g {g}", {k: d[k]["logits"] + a * (intensity[k] - centre) * P.sigmoid(d[k]["logits"] + g)
-                                         for k in shown})
+    # Probe 1: a per-category intensity head on the present cells, fitted on the corpus's authored lines, on the
+    # relabelled real comments, or on both.
+    for fit_on in (("train",), ("relabel_train",), ("train", "relabel_train")):
+        x = tensor(np.concatenate([d[k]["hidden"] for k in fit_on]))
+        target = tensor(np.concatenate([d[k]["target"] for k in fit_on]))
+        mu, sd = x.mean(0), x.std(0) + 1e-5
+        present = (target > 0).float()
+        torch.manual_seed(0)
+        head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(x.shape[1], T.C))
+        opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
+        for _ in range(60):
+            loss = (((torch.sigmoid(head((x - mu) / sd)) - target) ** 2) * present).sum() / present.sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        head.eval()
+        with torch.no_grad():
+            intensity = {k: head((tensor(d[k]["hidden"]) - mu) / sd).numpy() for k in shown}
+            fitted = head((x - mu) / sd).numpy()
+        # Centred on the fit set's present cells (a category it never saw present keeps its raw output).
+        centre = np.array([fitted[present[:, c] > 0, c].mean() if present[:, c].any() else 0.0 for c in range(T.C)])
+        name = {"train": "corpus", "relabel_train": "relabelled"}
+        fit_name = " + ".join(name[k] for k in fit_on)
+        print(f"(the intensity head fitted on {fit_name} alone: Spearman given presence, corpus dev "
+              f"{P.spearman_present(intensity['corpus'], d['corpus']['target']):.4f}, relabelled dev "
+              f"{P.spearman_present(intensity['relabel'], d['relabel']['target']):.4f})")
+        for a, g in ((1, 0), (2, 0), (3, 1)):
+            report(f"head I on {fit_name}, a {a}, g {g}",
+                   {k: d[k]["logits"] + a * (intensity[k] - centre) * P.sigmoid(d[k]["logits"] + g) for k in shown})
 
     # Probe 2: the last layer retrained with a ranking loss over all present cells of a category.
     w0, b0 = model.head1.weight.detach().clone(), model.head1.bias.detach().clone()
