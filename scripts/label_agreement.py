@@ -183,7 +183,7 @@ def figures(score, gold, cuts=None):
         "calibration slope, all cells": float(np.polyfit(gold.ravel(), score.ravel(), 1)[0]),
         "calibration slope, present cells": float(np.polyfit(gold[present], score[present], 1)[0]),
         "R^2 of label on output, all cells": float(np.corrcoef(gold.ravel(), score.ravel())[0, 1] ** 2),
-        **{f"mean at label {v:g}": float(score[gold == v].mean()) for v in (0, 0.25, 0.5, 0.75, 1.0)},
+        **{f"mean at label {v:g}": float(score[gold == v].mean()) for v in (0, 0.25, 0.5, 0.75, 1.0) if (gold == v).any()},
     }
 
 

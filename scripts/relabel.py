@@ -14,6 +14,12 @@ comment id (`--mix relabel=SHARE`).
     # each labeller writes target/relabel/rows-K.answers.jsonl ({"key", "labels"} per task line) and checks it:
     .venv-train/bin/python scripts/label_agreement.py check target/relabel/rows-K.jsonl target/relabel/rows-K.answers.jsonl
     .venv-train/bin/python scripts/relabel.py collect --answers target/relabel
+
+A second labeller on the test split, blind as the first (README, "Relabelled real comments"):
+
+    .venv-train/bin/python scripts/relabel.py second-tasks     # target/relabel/second-K.jsonl
+    .venv-train/bin/python scripts/relabel.py second-collect   # data/agreement/second-labels-relabelled.jsonl
+    .venv-train/bin/python scripts/relabel.py agreement        # second labeller and model against the first labels
 """
 
 import argparse
@@ -28,6 +34,7 @@ import train as T  # noqa: E402  (the taxonomy order)
 
 SEED = 20261206
 OUT = os.path.join("relabels", "goemotions-train.jsonl")
+SECOND = os.path.join("agreement", "second-labels-relabelled.jsonl")
 
 
 def goemotions_train(datasets):
@@ -78,6 +85,81 @@ def cmd_collect(args):
     print(f"wrote {len(picked)} relabelled comments to {path}")
 
 
+def split_rows(data, datasets, split):
+    """The relabelled comments of one split as (id `relabel-<comment id>`, text, labels), in file order."""
+    text = {cid: body for cid, body, _ids in goemotions_train(datasets)}
+    out = []
+    for line in open(os.path.join(data, OUT), encoding="utf-8"):
+        d = json.loads(line)
+        ident = f"relabel-{d['comment_id']}"
+        if T.split_of(ident) == split:
+            out.append((ident, text[d["comment_id"]], d["labels"]))
+    return out
+
+
+def second_sample(args):
+    """The test split in a seeded random order, keyed s0000..: the second labeller's tasks."""
+    rows = split_rows(args.data, args.datasets, "test")
+    random.Random(SEED + 1).shuffle(rows)
+    return [(f"s{i:04d}", r) for i, r in enumerate(rows)]
+
+
+def cmd_second_tasks(args):
+    tasks = second_sample(args)
+    os.makedirs(args.out, exist_ok=True)
+    for k in range(args.shards):
+        with open(os.path.join(args.out, f"second-{k}.jsonl"), "w", encoding="utf-8") as f:
+            for key, (_ident, text, _labels) in tasks[k::args.shards]:
+                f.write(json.dumps({"key": key, "text": text}, ensure_ascii=False) + "\n")
+    print(f"{len(tasks)} test-split comments in {args.shards} files under {args.out}")
+
+
+def cmd_second_collect(args):
+    tasks = second_sample(args)
+    names = sorted(n for n in os.listdir(args.answers) if n.startswith("second-") and n.endswith(".answers.jsonl"))
+    answers = A.read_answers([os.path.join(args.answers, n) for n in names])
+    missing = [key for key, _ in tasks if key not in answers]
+    if missing:
+        raise SystemExit(f"{len(missing)} comments unanswered, e.g. {missing[:5]}")
+    path = os.path.join(args.data, SECOND)
+    with open(path, "w", encoding="utf-8") as f:
+        for key, (ident, _text, _labels) in tasks:
+            labels = answers[key]["labels"]
+            ordered = {c: labels[c] for c in T.CATEGORIES if c in labels}
+            if len(ordered) != len(labels) or any(v not in (0.25, 0.5, 0.75, 1.0) for v in labels.values()):
+                raise SystemExit(f"{key}: labels off the taxonomy or the scale: {labels}")
+            f.write(json.dumps({"id": ident, "labels": ordered}, ensure_ascii=False) + "\n")
+    print(f"wrote {len(tasks)} second labels to {path}")
+
+
+def cmd_agreement(args):
+    """The second labeller and the model against the first labels on the relabelled test split."""
+    import numpy as np
+
+    test = split_rows(args.data, args.datasets, "test")
+    dev = split_rows(args.data, args.datasets, "dev")
+    second = {json.loads(l)["id"]: json.loads(l)["labels"] for l in open(os.path.join(args.data, SECOND), encoding="utf-8")}
+    ids = [r[0] for r in test]
+    gold = A.matrix({r[0]: r[2] for r in test}, ids)
+    other = A.matrix(second, ids)
+    model = A.model_scores(args.model, [r[1] for r in test])
+    cuts = A.best_thresholds(A.model_scores(args.model, [r[1] for r in dev]), A.matrix({r[0]: r[2] for r in dev}, [r[0] for r in dev]))
+    fm, fs = A.figures(model, gold, cuts), A.figures(other, gold)
+    rng = np.random.default_rng(SEED)
+    boot = {k: [] for k in fm}
+    for _ in range(args.resamples):
+        i = rng.integers(0, len(ids), len(ids))
+        bm, bs = A.figures(model[i], gold[i], cuts), A.figures(other[i], gold[i])
+        for k in boot:
+            boot[k].append(bm[k] - bs[k])
+    print(f"relabelled GoEmotions test split: {len(ids)} comments; first labels data/{OUT}, second data/{SECOND}")
+    print(f"model: {args.model}, trained head in f32; presence F1 at cuts chosen on the relabelled dev split")
+    print(f"{'metric':<40} {'model':>7} {'second':>7}  model - second [95% CI, {args.resamples} row resamples]")
+    for k in fm:
+        lo, hi = np.quantile(boot[k], 0.025), np.quantile(boot[k], 0.975)
+        print(f"{k:<40} {fm[k]:7.3f} {fs[k]:7.3f}  {fm[k] - fs[k]:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data")
@@ -89,8 +171,17 @@ def main():
     t.add_argument("--shards", type=int, default=8)
     c = sub.add_parser("collect")
     c.add_argument("--answers", default="target/relabel")
+    s = sub.add_parser("second-tasks")
+    s.add_argument("--out", default="target/relabel")
+    s.add_argument("--shards", type=int, default=4)
+    s = sub.add_parser("second-collect")
+    s.add_argument("--answers", default="target/relabel")
+    g = sub.add_parser("agreement")
+    g.add_argument("--model", default="models/emoarc-minilm")
+    g.add_argument("--resamples", type=int, default=1000)
     args = ap.parse_args()
-    {"tasks": cmd_tasks, "collect": cmd_collect}[args.cmd](args)
+    {"tasks": cmd_tasks, "collect": cmd_collect, "second-tasks": cmd_second_tasks, "second-collect": cmd_second_collect,
+     "agreement": cmd_agreement}[args.cmd](args)
 
 
 if __name__ == "__main__":
