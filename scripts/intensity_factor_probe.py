@@ -78,13 +78,8 @@ def probe_setup(doc):
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from tokenizers import Tokenizer
-
-    model, lexicon = T.load_model_folder(args.model)
+    tok, model, lexicon = T.load_model_and_tokenizer(args.model)
     model.eval()
-    tok = Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
-    tok.no_padding()
-    tok.no_truncation()
     maps = {n: T.LabelMap(os.path.join(args.data, "label-maps", f"{n}.tsv")) for n in ("goemotions", "empathic_reactions")}
     return args, model, lexicon, tok, maps
 

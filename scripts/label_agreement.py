@@ -31,19 +31,20 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import train as T  # noqa: E402  (the split rule, the taxonomy order, roc_auc)
+import intensity_factor_probe as P  # noqa: E402  (ranks with ties averaged)
+import train as T  # noqa: E402  (the split rule, the taxonomy order, label checks, roc_auc)
 
 SEED = 20261206
 
 
-def test_rows(data_dir):
-    """Corpus test-split rows as (id, text, labels), in file order (the order `emoarc eval` reads)."""
+def corpus_rows(data_dir, split):
+    """Corpus rows of one split as (id, text, labels), in file order (the order `emoarc eval` reads)."""
     out = []
     for path in sorted(glob.glob(os.path.join(data_dir, "corpus", "*.jsonl"))):
         for line in open(path, encoding="utf-8"):
             if line.strip():
                 d = json.loads(line)
-                if T.split_of(d.get("group") or d["id"]) == "test":
+                if T.split_of(d.get("group") or d["id"]) == split:
                     out.append((d["id"], d["text"], d["labels"]))
     return out
 
@@ -51,7 +52,7 @@ def test_rows(data_dir):
 def sample(data_dir, rows):
     """The seeded sample of test rows and the pairs in their A/B order: (row tasks, pair tasks)."""
     rng = random.Random(SEED)
-    picked = rng.sample(test_rows(data_dir), rows)
+    picked = rng.sample(corpus_rows(data_dir, "test"), rows)
     row_tasks = [{"key": f"r{i:04d}", "id": r[0], "text": r[1]} for i, r in enumerate(picked)]
     pairs = [json.loads(l) for l in open(os.path.join(data_dir, "intensity-pairs.jsonl"), encoding="utf-8") if l.strip()]
     rng.shuffle(pairs)
@@ -94,6 +95,13 @@ def read_answers(paths):
     return out
 
 
+def labels_of(answer, key):
+    """An answer's labels in the taxonomy's order; off the taxonomy or the scale stops the collection."""
+    if T.label_problem(answer["labels"]):
+        raise SystemExit(f"{key}: {T.label_problem(answer['labels'])}")
+    return {c: answer["labels"][c] for c in T.CATEGORIES if c in answer["labels"]}
+
+
 def cmd_check(args):
     """A labeller's self-check of one answers file against its task file: every key once, names and levels valid."""
     tasks = [json.loads(l)["key"] for l in open(args.tasks, encoding="utf-8") if l.strip()]
@@ -102,11 +110,8 @@ def cmd_check(args):
     problems += [f"{k}: not a task of {args.tasks}" for k in answers if k not in tasks]
     for k, d in answers.items():
         if "labels" in d:
-            for name, v in d["labels"].items():
-                if name not in T.INDEX:
-                    problems.append(f"{k}: {name!r} is not a category name (see data/emonet-taxonomy.json)")
-                elif v not in (0.25, 0.5, 0.75, 1.0):
-                    problems.append(f"{k}: {name} = {v!r}; levels are 0.25, 0.5, 0.75, 1")
+            if T.label_problem(d["labels"]):
+                problems.append(f"{k}: {T.label_problem(d['labels'])} (names as in data/emonet-taxonomy.json)")
         elif d.get("stronger") not in ("a", "b"):
             problems.append(f"{k}: needs \"labels\" (rows) or \"stronger\": \"a\" or \"b\" (pairs)")
     print("\n".join(problems) if problems else f"ok: {len(answers)} answers, every task answered once")
@@ -124,10 +129,7 @@ def cmd_collect(args):
     os.makedirs(os.path.join(args.data, "agreement"), exist_ok=True)
     with open(os.path.join(args.data, "agreement", "second-labels.jsonl"), "w", encoding="utf-8") as f:
         for t in row_tasks:
-            labels = rows[t["key"]]["labels"]
-            for name, v in labels.items():
-                if name not in T.INDEX or v not in (0.25, 0.5, 0.75, 1.0):
-                    raise SystemExit(f"{t['key']}: bad label {name!r}: {v!r}")
+            labels = labels_of(rows[t["key"]], t["key"])
             f.write(json.dumps({"id": t["id"], "labels": labels}, ensure_ascii=False) + "\n")
     with open(os.path.join(args.data, "agreement", "second-pair-judgements.jsonl"), "w", encoding="utf-8") as f:
         for t in pair_tasks:
@@ -139,12 +141,6 @@ def cmd_collect(args):
 
 
 # ------------------------------------------------------------------------------------------------------- report
-
-
-def ranks(x):
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    return ((ends - counts + 1 + ends) / 2.0)[inverse]
 
 
 def best_thresholds(score, gold):
@@ -174,7 +170,7 @@ def figures(score, gold, cuts=None):
             f1s.append(2 * (said & (lab > 0)).sum() / (said.sum() + lab.sum()))
         p = gold[:, c] > 0
         if p.sum() >= 8 and len(set(gold[p, c])) > 1 and len(set(score[p, c])) > 1:
-            rhos.append(np.corrcoef(ranks(score[p, c]), ranks(gold[p, c]))[0, 1])
+            rhos.append(np.corrcoef(P.ranks(score[p, c]), P.ranks(gold[p, c]))[0, 1])
     present = gold > 0
     return {
         "presence ROC-AUC, macro": float(np.mean(aucs)),
@@ -188,40 +184,67 @@ def figures(score, gold, cuts=None):
 
 
 def matrix(labels_by_id, ids):
-    m = np.zeros((len(ids), T.C))
-    for i, ident in enumerate(ids):
-        for name, v in labels_by_id[ident].items():
-            m[i, T.INDEX[name]] = v
-    return m
+    return np.stack([T.target_of(labels_by_id[i]) for i in ids]).astype(np.float64)
 
 
-def model_scores(folder, texts):
-    """Intensities [n, C] of `texts` read alone by the model folder's trained head, in f32 through `train.py`'s
-    PyTorch copy of it (the shipped binary prints four decimals, which would tie the many near-zero outputs)."""
+def model_scorer(folder):
+    """A function from texts to their intensities [n, C], read alone by the model folder's trained head in f32
+    through `train.py`'s PyTorch copy of it (the shipped binary prints four decimals, which would tie the many
+    near-zero outputs); the model is loaded once."""
     import torch
-    from tokenizers import Tokenizer
 
-    model, lexicon = T.load_model_folder(folder)
-    model.eval()
-    tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
-    tok.no_padding()
-    tok.no_truncation()
-    seqs = T.tokenize(tok, [T.Row(t, "corpus") for t in texts], 256)
-    feats = [lexicon.features(q) for q in seqs] if lexicon else None
-    with torch.no_grad():
-        logits, _ = T.predict(model, seqs, feats=feats)
-    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    tok, model, lexicon = T.load_model_and_tokenizer(folder)
+
+    def scores(texts):
+        seqs = T.tokenize(tok, [T.Row(t, "corpus") for t in texts], 256)
+        feats = [lexicon.features(q) for q in seqs] if lexicon else None
+        with torch.no_grad():
+            logits, _ = T.predict(model, seqs, feats=feats)
+        return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+    return scores
+
+
+def print_comparison(model, other, gold, cuts, resamples, pairs=None):
+    """The table of `figures` for the model and the second labeller against the first labels, with a bootstrap
+    over rows of their difference; `pairs` (each pair right or not, for the model and the second labeller) adds
+    a row resampled over pairs. Returns both columns' figures."""
+    fm, fs = figures(model, gold, cuts), figures(other, gold)
+    rng = np.random.default_rng(SEED)
+    boot = {k: [] for k in fm}
+    boot_pairs = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(gold), len(gold))
+        bm, bs = figures(model[i], gold[i], cuts), figures(other[i], gold[i])
+        for k in boot:
+            boot[k].append(bm[k] - bs[k])
+        if pairs is not None:
+            j = rng.integers(0, len(pairs[0]), len(pairs[0]))
+            boot_pairs.append(pairs[0][j].mean() - pairs[1][j].mean())
+    print(f"{'metric':<40} {'model':>7} {'second':>7}  model - second [95% CI, {resamples} row resamples]")
+    for k in fm:
+        print(f"{k:<40} {fm[k]:7.3f} {fs[k]:7.3f}  {fm[k] - fs[k]:+.3f} {interval(boot[k])}")
+    if pairs is not None:
+        m, o = pairs[0].mean(), pairs[1].mean()
+        print(f"{'intensity pairs ordered right':<40} {m:7.3f} {o:7.3f}  {m - o:+.3f} {interval(boot_pairs)}  "
+              f"({len(pairs[0])} pairs)")
+    return fm, fs
+
+
+def interval(xs):
+    return f"[{np.quantile(xs, 0.025):+.3f}, {np.quantile(xs, 0.975):+.3f}]"
 
 
 def cmd_report(args):
-    first = {r[0]: (r[1], r[2]) for r in test_rows(args.data)}
+    first = {r[0]: (r[1], r[2]) for r in corpus_rows(args.data, "test")}
     second = {json.loads(l)["id"]: json.loads(l)["labels"]
               for l in open(os.path.join(args.data, "agreement", "second-labels.jsonl"), encoding="utf-8") if l.strip()}
     ids = list(second)
     gold = matrix({i: first[i][1] for i in ids}, ids)
     other = matrix(second, ids)
+    score = model_scorer(args.model)
     every = list(first)
-    full = model_scores(args.model, [first[i][0] for i in every])
+    full = score([first[i][0] for i in every])
     at = {ident: k for k, ident in enumerate(every)}
     model = full[[at[i] for i in ids]]
 
@@ -229,8 +252,7 @@ def cmd_report(args):
                                           encoding="utf-8") if l.strip()]
     pairs = {p["id"]: p for p in (json.loads(l) for l in open(os.path.join(args.data, "intensity-pairs.jsonl"),
                                                               encoding="utf-8") if l.strip())}
-    texts = [t for j in judged for t in (pairs[j["id"]]["stronger"], pairs[j["id"]]["weaker"])]
-    out = model_scores(args.model, texts)
+    out = score([t for j in judged for t in (pairs[j["id"]]["stronger"], pairs[j["id"]]["weaker"])])
     pair_model, pair_second = [], []
     for k, j in enumerate(judged):
         c = T.INDEX[pairs[j["id"]]["category"]]
@@ -238,27 +260,8 @@ def cmd_report(args):
         pair_model.append(1.0 if s > w else 0.5 if s == w else 0.0)
         pair_second.append(1.0 if j["second_labeller_right"] else 0.0)
     pair_model, pair_second = np.array(pair_model), np.array(pair_second)
-
-    dev = {}
-    for path in sorted(glob.glob(os.path.join(args.data, "corpus", "*.jsonl"))):
-        for line in open(path, encoding="utf-8"):
-            d = json.loads(line) if line.strip() else None
-            if d and T.split_of(d.get("group") or d["id"]) == "dev":
-                dev[d["id"]] = d
-    cuts = best_thresholds(model_scores(args.model, [d["text"] for d in dev.values()]),
-                           matrix({k: d["labels"] for k, d in dev.items()}, list(dev)))
-    fm, fs = figures(model, gold, cuts), figures(other, gold)
-    rng = np.random.default_rng(SEED)
-    boot = {k: [] for k in fm}
-    boot_pairs = []
-    for _ in range(args.resamples):
-        i = rng.integers(0, len(ids), len(ids))
-        bm, bs = figures(model[i], gold[i], cuts), figures(other[i], gold[i])
-        for k in boot:
-            boot[k].append(bm[k] - bs[k])
-        j = rng.integers(0, len(judged), len(judged))
-        boot_pairs.append(pair_model[j].mean() - pair_second[j].mean())
-    ci = lambda xs: f"[{np.quantile(xs, 0.025):+.3f}, {np.quantile(xs, 0.975):+.3f}]"
+    dev = corpus_rows(args.data, "dev")
+    cuts = best_thresholds(score([r[1] for r in dev]), matrix({r[0]: r[2] for r in dev}, [r[0] for r in dev]))
 
     print(f"own test split: {len(ids)} rows sampled (seed {SEED}) of {len(first)}; the first labels are data/corpus's")
     whole = figures(full, matrix({i: first[i][1] for i in every}, every))
@@ -266,11 +269,7 @@ def cmd_report(args):
           f"{whole['presence ROC-AUC, macro']:.3f}, Spearman {whole['Spearman among present cells, macro']:.3f}, "
           f"slope {whole['calibration slope, all cells']:.3f} (`emoarc eval`'s figures, auto precision)")
     print("second labeller: data/agreement/second-labels.jsonl, data/agreement/second-pair-judgements.jsonl")
-    print(f"{'metric':<40} {'model':>7} {'second':>7}  model - second [95% CI, {args.resamples} row resamples]")
-    for k in fm:
-        print(f"{k:<40} {fm[k]:7.3f} {fs[k]:7.3f}  {fm[k] - fs[k]:+.3f} {ci(boot[k])}")
-    print(f"{'intensity pairs ordered right':<40} {pair_model.mean():7.3f} {pair_second.mean():7.3f}  "
-          f"{pair_model.mean() - pair_second.mean():+.3f} {ci(boot_pairs)}  ({len(judged)} pairs)")
+    fm, fs = print_comparison(model, other, gold, cuts, args.resamples, (pair_model, pair_second))
     both = ((pair_model == 0) & (pair_second == 0)).sum()
     print(f"pairs the model orders wrong: {int((pair_model < 1).sum())}; the second labeller also picks the other "
           f"text in {int(both)} of them")

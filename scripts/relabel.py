@@ -37,21 +37,12 @@ OUT = os.path.join("relabels", "goemotions-train.jsonl")
 SECOND = os.path.join("agreement", "second-labels-relabelled.jsonl")
 
 
-def goemotions_train(datasets):
-    """(comment id, text, GoEmotions label ids) of every train row, in file order."""
-    rows = []
-    for line in open(os.path.join(datasets, "goemotions", "train.tsv"), encoding="utf-8"):
-        text, ids, cid = line.rstrip("\n").split("\t")
-        rows.append((cid, text, ids))
-    return rows
-
-
 def sample(datasets, n):
     """A seeded sample of `n` train comments; comments labelled only neutral are kept with probability 1/2, so
     that about one in five is neutral-only (a third of GoEmotions is)."""
     rng = random.Random(SEED)
     neutral = str(T.GOEMOTIONS_LABELS.index("neutral"))
-    pool = [r for r in goemotions_train(datasets) if r[2] != neutral or rng.random() < 0.5]
+    pool = [r for r in T.goemotions_rows(datasets, "train") if r[1] != neutral or rng.random() < 0.5]
     return rng.sample(pool, n)
 
 
@@ -61,7 +52,7 @@ def cmd_tasks(args):
     for k in range(args.shards):
         with open(os.path.join(args.out, f"rows-{k}.jsonl"), "w", encoding="utf-8") as f:
             for i in range(k, len(picked), args.shards):
-                f.write(json.dumps({"key": f"g{i:05d}", "text": picked[i][1]}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({"key": f"g{i:05d}", "text": picked[i][0]}, ensure_ascii=False) + "\n")
     print(f"{len(picked)} comments in {args.shards} files under {args.out}")
 
 
@@ -75,31 +66,15 @@ def cmd_collect(args):
     path = os.path.join(args.data, OUT)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        for i, (cid, _text, _ids) in enumerate(picked):
-            labels = answers[f"g{i:05d}"]["labels"]
-            for name, v in labels.items():
-                if name not in T.INDEX or v not in (0.25, 0.5, 0.75, 1.0):
-                    raise SystemExit(f"g{i:05d}: bad label {name!r}: {v!r}")
-            ordered = {c: labels[c] for c in T.CATEGORIES if c in labels}
-            f.write(json.dumps({"comment_id": cid, "labels": ordered}, ensure_ascii=False) + "\n")
+        for i, (_text, _ids, cid) in enumerate(picked):
+            labels = A.labels_of(answers[f"g{i:05d}"], f"g{i:05d}")
+            f.write(json.dumps({"comment_id": cid, "labels": labels}, ensure_ascii=False) + "\n")
     print(f"wrote {len(picked)} relabelled comments to {path}")
-
-
-def split_rows(data, datasets, split):
-    """The relabelled comments of one split as (id `relabel-<comment id>`, text, labels), in file order."""
-    text = {cid: body for cid, body, _ids in goemotions_train(datasets)}
-    out = []
-    for line in open(os.path.join(data, OUT), encoding="utf-8"):
-        d = json.loads(line)
-        ident = f"relabel-{d['comment_id']}"
-        if T.split_of(ident) == split:
-            out.append((ident, text[d["comment_id"]], d["labels"]))
-    return out
 
 
 def second_sample(args):
     """The test split in a seeded random order, keyed s0000..: the second labeller's tasks."""
-    rows = split_rows(args.data, args.datasets, "test")
+    rows = T.relabelled(args.data, args.datasets, "test")
     random.Random(SEED + 1).shuffle(rows)
     return [(f"s{i:04d}", r) for i, r in enumerate(rows)]
 
@@ -124,40 +99,22 @@ def cmd_second_collect(args):
     path = os.path.join(args.data, SECOND)
     with open(path, "w", encoding="utf-8") as f:
         for key, (ident, _text, _labels) in tasks:
-            labels = answers[key]["labels"]
-            ordered = {c: labels[c] for c in T.CATEGORIES if c in labels}
-            if len(ordered) != len(labels) or any(v not in (0.25, 0.5, 0.75, 1.0) for v in labels.values()):
-                raise SystemExit(f"{key}: labels off the taxonomy or the scale: {labels}")
-            f.write(json.dumps({"id": ident, "labels": ordered}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({"id": ident, "labels": A.labels_of(answers[key], key)}, ensure_ascii=False) + "\n")
     print(f"wrote {len(tasks)} second labels to {path}")
 
 
 def cmd_agreement(args):
     """The second labeller and the model against the first labels on the relabelled test split."""
-    import numpy as np
-
-    test = split_rows(args.data, args.datasets, "test")
-    dev = split_rows(args.data, args.datasets, "dev")
+    test = T.relabelled(args.data, args.datasets, "test")
+    dev = T.relabelled(args.data, args.datasets, "dev")
     second = {json.loads(l)["id"]: json.loads(l)["labels"] for l in open(os.path.join(args.data, SECOND), encoding="utf-8")}
     ids = [r[0] for r in test]
-    gold = A.matrix({r[0]: r[2] for r in test}, ids)
-    other = A.matrix(second, ids)
-    model = A.model_scores(args.model, [r[1] for r in test])
-    cuts = A.best_thresholds(A.model_scores(args.model, [r[1] for r in dev]), A.matrix({r[0]: r[2] for r in dev}, [r[0] for r in dev]))
-    fm, fs = A.figures(model, gold, cuts), A.figures(other, gold)
-    rng = np.random.default_rng(SEED)
-    boot = {k: [] for k in fm}
-    for _ in range(args.resamples):
-        i = rng.integers(0, len(ids), len(ids))
-        bm, bs = A.figures(model[i], gold[i], cuts), A.figures(other[i], gold[i])
-        for k in boot:
-            boot[k].append(bm[k] - bs[k])
+    score = A.model_scorer(args.model)
+    cuts = A.best_thresholds(score([r[1] for r in dev]), A.matrix({r[0]: r[2] for r in dev}, [r[0] for r in dev]))
     print(f"relabelled GoEmotions test split: {len(ids)} comments; first labels data/{OUT}, second data/{SECOND}")
     print(f"model: {args.model}, trained head in f32; presence F1 at cuts chosen on the relabelled dev split")
-    print(f"{'metric':<40} {'model':>7} {'second':>7}  model - second [95% CI, {args.resamples} row resamples]")
-    for k in fm:
-        lo, hi = np.quantile(boot[k], 0.025), np.quantile(boot[k], 0.975)
-        print(f"{k:<40} {fm[k]:7.3f} {fs[k]:7.3f}  {fm[k] - fs[k]:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    A.print_comparison(score([r[1] for r in test]), A.matrix(second, ids), A.matrix({r[0]: r[2] for r in test}, ids),
+                       cuts, args.resamples)
 
 
 def main():

@@ -138,6 +138,23 @@ class Row:
         self.group = group  # corpus lines telling one situation at several levels share one (data/GUIDE.md)
 
 
+LEVELS = (0.25, 0.5, 0.75, 1.0)
+
+
+def label_problem(labels):
+    """Why a `{"Category": level}` object is off the taxonomy or the guide's scale, or None."""
+    bad = [f"{name!r}: {v!r}" for name, v in labels.items() if name not in INDEX or v not in LEVELS]
+    return f"{', '.join(bad)}: not a category at a level (0.25, 0.5, 0.75, 1)" if bad else None
+
+
+def target_of(labels):
+    """A `{"Category": level}` object as a vector in the taxonomy's order."""
+    t = np.zeros(C, np.float32)
+    for name, v in labels.items():
+        t[INDEX[name]] = v
+    return t
+
+
 def load_corpus(data_dir, split, folder="corpus"):
     rows = []
     for path in sorted(glob.glob(os.path.join(data_dir, folder, "*.jsonl"))):
@@ -147,50 +164,54 @@ def load_corpus(data_dir, split, folder="corpus"):
             d = json.loads(line)
             if split_of(d.get("group") or d["id"]) != split:  # a group's lines share a split, as emoarc's
                 continue
-            t = np.zeros(C, np.float32)
-            for name, v in d["labels"].items():
-                t[INDEX[name]] = v
-            rows.append(Row(d["text"], "corpus", t, np.ones(C, np.float32), group=d.get("group"), after=d.get("after")))
+            rows.append(Row(d["text"], "corpus", target_of(d["labels"]), np.ones(C, np.float32), group=d.get("group"),
+                            after=d.get("after")))
     return rows
+
+
+def goemotions_rows(ds, split):
+    """GoEmotions' rows of one split as (text, label ids, comment id), in file order."""
+    with open(os.path.join(ds, "goemotions", f"{split}.tsv"), encoding="utf-8") as f:
+        return [tuple(line.rstrip("\n").split("\t")) for line in f]
 
 
 def load_goemotions(ds, maps, split):
     m = maps["goemotions"]
     rows = []
-    for line in open(os.path.join(ds, "goemotions", f"{split}.tsv"), encoding="utf-8"):
-        text, ids, _ = line.rstrip("\n").split("\t")
+    for text, ids, _ in goemotions_rows(ds, split):
         labels = [GOEMOTIONS_LABELS[int(i)] for i in ids.split(",")]
         t, k = m.targets(labels)
         rows.append(Row(text, "goemotions", t, k, neutral=labels == ["neutral"]))
     return rows
 
 
-def load_relabels(data_dir, ds, split):
-    """GoEmotions train comments relabelled on all 40 categories at the corpus's levels (scripts/relabel.py): the
-    labels are in data/relabels, the comments stay in the dataset and are joined by comment id. Split as the
-    corpus is, by the hash of `relabel-<comment id>` (emoarc::data::Split): the dev and test parts are real text
-    with intensity levels that training never sees."""
+def relabelled(data_dir, ds, split):
+    """The relabelled GoEmotions train comments of one split (scripts/relabel.py) as (id `relabel-<comment id>`,
+    text, labels): the labels are in data/relabels, the comments stay in the dataset and are joined by comment id.
+    Split as the corpus is, by the hash of the id (emoarc::data::Split), as `emoarc eval` splits them."""
     path = os.path.join(data_dir, "relabels", "goemotions-train.jsonl")
     if not os.path.exists(path):
         return []
-    text = {}
-    for line in open(os.path.join(ds, "goemotions", "train.tsv"), encoding="utf-8"):
-        body, _, cid = line.rstrip("\n").split("\t")
-        text[cid] = body
-    rows = []
+    text = {cid: body for body, _ids, cid in goemotions_rows(ds, "train")}
+    out = []
     for n, line in enumerate(open(path, encoding="utf-8"), 1):
         d = json.loads(line)
-        if split_of(f"relabel-{d['comment_id']}") != split:
+        ident = f"relabel-{d['comment_id']}"
+        if split_of(ident) != split:
             continue
         if d["comment_id"] not in text:
             raise SystemExit(f"{path}:{n}: comment {d['comment_id']} is not in the GoEmotions train split under {ds}")
-        t = np.zeros(C, np.float32)
-        for name, v in d["labels"].items():
-            if name not in INDEX or v not in (0.25, 0.5, 0.75, 1.0):
-                raise SystemExit(f"{path}:{n}: {name!r}: {v!r} is not a category at a level (0.25, 0.5, 0.75, 1)")
-            t[INDEX[name]] = v
-        rows.append(Row(text[d["comment_id"]], "relabel", t, np.ones(C, np.float32)))
-    return rows
+        if label_problem(d["labels"]):
+            raise SystemExit(f"{path}:{n}: {label_problem(d['labels'])}")
+        out.append((ident, text[d["comment_id"]], d["labels"]))
+    return out
+
+
+def load_relabels(data_dir, ds, split):
+    """The relabelled comments of one split as training rows with all 40 intensities, as the corpus's: the dev
+    and test parts are real text with intensity levels that training never sees."""
+    return [Row(text, "relabel", target_of(labels), np.ones(C, np.float32))
+            for _id, text, labels in relabelled(data_dir, ds, split)]
 
 
 def load_xed(ds, maps, split):
@@ -528,13 +549,20 @@ def load_model_folder(folder):
     return model, model.load_exported(folder)
 
 
-def load_plain_head(folder):
-    """The tokenizer (no padding or truncation: batches are built here) and the trained head of a model folder,
-    whose head must have no lexicon (the refitting scripts start from the network alone)."""
+def load_model_and_tokenizer(folder):
+    """The tokenizer (no padding or truncation: batches are built here), the trained head of a model folder and
+    its Lexicon (or None)."""
     tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
-    model, held = load_model_folder(folder)
+    model, lexicon = load_model_folder(folder)
+    return tok, model, lexicon
+
+
+def load_plain_head(folder):
+    """The tokenizer and the trained head of a model folder (`load_model_and_tokenizer`), whose head must have no
+    lexicon (the refitting scripts start from the network alone)."""
+    tok, model, held = load_model_and_tokenizer(folder)
     if held is not None:
         raise SystemExit(f"{folder}: its trained head already has a lexicon")
     return tok, model

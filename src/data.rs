@@ -173,21 +173,16 @@ impl Corpus {
             let origin = format!("{name}:{}", i + 1);
             let parsed = serde_json::from_slice::<RawRelabel>(raw)
                 .map_err(|e| format!("malformed JSON: {e}"))
-                .and_then(|r| match texts.get(&r.comment_id) {
-                    // Read as a corpus line, so the labels pass the same checks.
-                    Some(text) => parse_example(
-                        serde_json::json!({"id": format!("{RELABEL_ID_PREFIX}{}", r.comment_id), "text": text,
-                                           "labels": r.labels})
-                        .to_string()
-                        .as_bytes(),
-                    ),
-                    None => Err(format!("comment {:?} is not in the dataset it was drawn from", r.comment_id)),
+                .and_then(|r| {
+                    let id = format!("{RELABEL_ID_PREFIX}{}", r.comment_id);
+                    let text = texts
+                        .get(&r.comment_id)
+                        .ok_or_else(|| format!("comment {:?} is not in the dataset it was drawn from", r.comment_id))?;
+                    let labels = parse_labels(&r.labels).map_err(|bad| format!("{id}: {bad}"))?;
+                    Ok(Example { split: Split::of(&id), id, text: text.clone(), labels, group: None, after: None, origin: origin.clone() })
                 });
             match parsed {
-                Ok(mut ex) => {
-                    ex.origin = origin;
-                    corpus.examples.push(ex);
-                }
+                Ok(ex) => corpus.examples.push(ex),
                 Err(message) => corpus.problems.push(Finding { origin, message }),
             }
         }
@@ -211,18 +206,7 @@ fn parse_example(raw: &[u8]) -> std::result::Result<Example, String> {
         serde_json::Value::String(s) if !s.trim().is_empty() => s,
         _ => return Err(format!("{id}: \"text\" must be a non-empty string")),
     };
-    let mut labels = Intensities::default();
-    let mut bad = Vec::new();
-    for (name, value) in &r.labels {
-        let Some(c) = Category::from_name(name) else {
-            bad.push(format!("unknown category {name:?}"));
-            continue;
-        };
-        match value.as_f64() {
-            Some(v) if SCALE.iter().any(|s| (f64::from(*s) - v).abs() < 1e-9) => labels[c] = v as f32,
-            _ => bad.push(format!("{name}: {value} is not on the scale 0, 0.25, 0.5, 0.75, 1")),
-        }
-    }
+    let labels = parse_labels(&r.labels);
     let group = match r.group {
         None => None,
         Some(serde_json::Value::String(g)) if !g.trim().is_empty() => Some(g),
@@ -233,9 +217,7 @@ fn parse_example(raw: &[u8]) -> std::result::Result<Example, String> {
         Some(serde_json::Value::String(a)) if !a.trim().is_empty() => Some(a),
         Some(other) => return Err(format!("{id}: \"after\" must be a non-empty string, found {other}")),
     };
-    if !bad.is_empty() {
-        return Err(format!("{id}: {}", bad.join("; ")));
-    }
+    let labels = labels.map_err(|bad| format!("{id}: {bad}"))?;
     Ok(Example {
         split: Split::of(group.as_deref().unwrap_or(&id)),
         group,
@@ -245,6 +227,27 @@ fn parse_example(raw: &[u8]) -> std::result::Result<Example, String> {
         labels,
         origin: String::new(),
     })
+}
+
+/// A line's `"labels"` object as intensities; every unknown category and off-scale value is named.
+fn parse_labels(raw: &serde_json::Map<String, serde_json::Value>) -> std::result::Result<Intensities, String> {
+    let mut labels = Intensities::default();
+    let mut bad = Vec::new();
+    for (name, value) in raw {
+        let Some(c) = Category::from_name(name) else {
+            bad.push(format!("unknown category {name:?}"));
+            continue;
+        };
+        match value.as_f64() {
+            Some(v) if SCALE.iter().any(|s| (f64::from(*s) - v).abs() < 1e-9) => labels[c] = v as f32,
+            _ => bad.push(format!("{name}: {value} is not on the scale 0, 0.25, 0.5, 0.75, 1")),
+        }
+    }
+    if bad.is_empty() {
+        Ok(labels)
+    } else {
+        Err(bad.join("; "))
+    }
 }
 
 /// One pair of `data/intensity-pairs.jsonl`: two utterances of one category, the second clearly stronger.

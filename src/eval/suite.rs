@@ -325,14 +325,12 @@ pub fn run(
             }
         };
         report.datasets.push(block);
-        if dir_name == "goemotions" {
-            if cfg.data.join(RELABELS_FILE).is_file() {
-                let relabelled = OwnData::relabelled(&cfg.data, &dir)?;
-                report.datasets.push(own_block(cfg, &relabelled, scorers, on_event)?);
-            } else {
-                let missing = cfg.data.join(RELABELS_FILE);
-                warn(&mut report, on_event, format!("{} not found: relabelled GoEmotions test skipped", missing.display()));
-            }
+        let relabels = cfg.data.join(RELABELS_FILE);
+        if dir_name == "goemotions" && relabels.is_file() {
+            let relabelled = OwnData::relabelled(&cfg.data, &dir)?;
+            report.datasets.push(own_block(cfg, &relabelled, scorers, on_event)?);
+        } else if dir_name == "goemotions" {
+            warn(&mut report, on_event, format!("{} not found: relabelled GoEmotions test skipped", relabels.display()));
         }
     }
     Ok(report)
