@@ -340,11 +340,15 @@ pub fn run(
 
 /// Every line of the `*.jsonl` files of `dir`; a line that does not parse is an error naming it.
 fn load_clean(dir: &Path) -> Result<Corpus, EvalError> {
-    let corpus = Corpus::load_dir(dir)?;
+    clean(Corpus::load_dir(dir)?, dir, " (run emoarc data check)")
+}
+
+/// The corpus read from `path` if none of its lines failed, else an error naming the first bad line.
+fn clean(corpus: Corpus, path: &Path, advice: &str) -> Result<Corpus, EvalError> {
     match corpus.problems.first() {
         Some(p) => Err(EvalError::File {
-            path: dir.to_path_buf(),
-            reason: format!("{} bad lines, the first: {p} (run emoarc data check)", corpus.problems.len()),
+            path: path.to_path_buf(),
+            reason: format!("{} bad lines, the first: {p}{advice}", corpus.problems.len()),
         }),
         None => Ok(corpus),
     }
@@ -503,13 +507,7 @@ impl OwnData {
         let path = data.join(RELABELS_FILE);
         let bytes = datasets::read(&path)?;
         let texts = datasets::goemotions_comments(goemotions, "train")?;
-        let corpus = Corpus::relabelled(&path.display().to_string(), bytes.as_bytes(), &texts);
-        if let Some(p) = corpus.problems.first() {
-            return Err(EvalError::File {
-                path,
-                reason: format!("{} bad lines, the first: {p}", corpus.problems.len()),
-            });
-        }
+        let corpus = clean(Corpus::relabelled(&path.display().to_string(), bytes.as_bytes(), &texts), &path, "")?;
         Ok(OwnData {
             name: "relabelled GoEmotions test".into(),
             label: "relabelled GoEmotions".into(),
