@@ -14,6 +14,9 @@ comment id (`--mix relabel=SHARE`).
     # each labeller writes target/relabel/rows-K.answers.jsonl ({"key", "labels"} per task line) and checks it:
     .venv-train/bin/python scripts/label_agreement.py check target/relabel/rows-K.jsonl target/relabel/rows-K.answers.jsonl
     .venv-train/bin/python scripts/relabel.py collect --answers target/relabel
+    # a later round extends the sample and labels only its new comments; collect keeps the file's labels:
+    .venv-train/bin/python scripts/relabel.py --rows 7200 tasks --start 2400 --shards 16
+    .venv-train/bin/python scripts/relabel.py --rows 7200 collect
 
 A second labeller on the test split, blind as the first (README, "Relabelled real comments"):
 
@@ -33,48 +36,67 @@ import label_agreement as A  # noqa: E402  (answer files and their checks)
 import train as T  # noqa: E402  (the taxonomy order)
 
 SEED = 20261206
-OUT = os.path.join("relabels", "goemotions-train.jsonl")
+FIRST_ROUND = 2400  # the first round's sample size: later rounds extend it (sample)
+OUT = T.RELABELS
 SECOND = os.path.join("agreement", "second-labels-relabelled.jsonl")
 
 
 def sample(datasets, n):
     """A seeded sample of `n` train comments; comments labelled only neutral are kept with probability 1/2, so
-    that about one in five is neutral-only (a third of GoEmotions is)."""
+    that about one in five is neutral-only (a third of GoEmotions is). The first 2,400 are the first round's
+    sample; the rest follow in one seeded order of the remaining pool, so a larger `n` extends a smaller one
+    (every comment already labelled keeps its key)."""
     rng = random.Random(SEED)
     neutral = str(T.GOEMOTIONS_LABELS.index("neutral"))
     pool = [r for r in T.goemotions_rows(datasets, "train") if r[1] != neutral or rng.random() < 0.5]
-    return rng.sample(pool, n)
+    first = rng.sample(pool, min(n, FIRST_ROUND))
+    if n <= FIRST_ROUND:
+        return first
+    taken = {r[2] for r in first}
+    rest = [r for r in pool if r[2] not in taken]
+    random.Random(SEED + 1000).shuffle(rest)
+    if n > len(first) + len(rest):
+        raise SystemExit(f"--rows {n}: the pool holds {len(first) + len(rest)} comments")
+    return first + rest[: n - len(first)]
 
 
 def cmd_tasks(args):
     picked = sample(args.datasets, args.rows)
     os.makedirs(args.out, exist_ok=True)
     for k in range(args.shards):
-        with open(os.path.join(args.out, f"rows-{k}.jsonl"), "w", encoding="utf-8") as f:
-            for i in range(k, len(picked), args.shards):
+        with open(os.path.join(args.out, f"rows-{args.start}-{k}.jsonl" if args.start else f"rows-{k}.jsonl"), "w", encoding="utf-8") as f:
+            for i in range(args.start + k, len(picked), args.shards):
                 f.write(json.dumps({"key": f"g{i:05d}", "text": picked[i][0]}, ensure_ascii=False) + "\n")
     print(f"{len(picked)} comments in {args.shards} files under {args.out}")
 
 
 def cmd_collect(args):
+    """Every sampled comment's labels into data/relabels: a comment answered in --answers takes that answer, one
+    already in the file keeps its labels (so a later round needs only its own answers); neither stops the run."""
     picked = sample(args.datasets, args.rows)
     names = sorted(n for n in os.listdir(args.answers) if n.startswith("rows-") and n.endswith(".answers.jsonl"))
     answers = A.read_answers([os.path.join(args.answers, n) for n in names])
-    missing = [f"g{i:05d}" for i in range(len(picked)) if f"g{i:05d}" not in answers]
+    path = os.path.join(args.data, OUT)
+    held = {}
+    if os.path.exists(path):
+        held = {d["comment_id"]: d["labels"] for d in map(json.loads, open(path, encoding="utf-8"))}
+    missing = [f"g{i:05d}" for i, r in enumerate(picked) if f"g{i:05d}" not in answers and r[2] not in held]
     if missing:
         raise SystemExit(f"{len(missing)} comments unanswered, e.g. {missing[:5]}")
-    path = os.path.join(args.data, OUT)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         for i, (_text, _ids, cid) in enumerate(picked):
-            labels = A.labels_of(answers[f"g{i:05d}"], f"g{i:05d}")
+            key = f"g{i:05d}"
+            labels = A.labels_of(answers[key], key) if key in answers else A.labels_of({"labels": held[cid]}, cid)
             f.write(json.dumps({"comment_id": cid, "labels": labels}, ensure_ascii=False) + "\n")
-    print(f"wrote {len(picked)} relabelled comments to {path}")
+    print(f"wrote {len(picked)} relabelled comments to {path} ({sum(f'g{i:05d}' in answers for i in range(len(picked)))} from answers)")
 
 
 def second_sample(args):
-    """The test split in a seeded random order, keyed s0000..: the second labeller's tasks."""
-    rows = T.relabelled(args.data, args.datasets, "test")
+    """The first round's test comments in a seeded random order, keyed s0000..: the second labeller's tasks (later
+    rounds' test comments have one labeller)."""
+    first = {r[2] for r in sample(args.datasets, FIRST_ROUND)}
+    rows = [r for r in T.relabelled(args.data, args.datasets, "test") if r[0][len("relabel-"):] in first]
     random.Random(SEED + 1).shuffle(rows)
     return [(f"s{i:04d}", r) for i, r in enumerate(rows)]
 
@@ -104,10 +126,11 @@ def cmd_second_collect(args):
 
 
 def cmd_agreement(args):
-    """The second labeller and the model against the first labels on the relabelled test split."""
-    test = T.relabelled(args.data, args.datasets, "test")
-    dev = T.relabelled(args.data, args.datasets, "dev")
+    """The second labeller and the model against the first labels on the relabelled test comments the second
+    labeller read (the first round's)."""
     second = {json.loads(l)["id"]: json.loads(l)["labels"] for l in open(os.path.join(args.data, SECOND), encoding="utf-8")}
+    test = [r for r in T.relabelled(args.data, args.datasets, "test") if r[0] in second]
+    dev = T.relabelled(args.data, args.datasets, "dev")
     ids = [r[0] for r in test]
     score = A.model_scorer(args.model)
     cuts = A.best_thresholds(score([r[1] for r in dev]), A.matrix({r[0]: r[2] for r in dev}, [r[0] for r in dev]))
@@ -126,6 +149,7 @@ def main():
     t = sub.add_parser("tasks")
     t.add_argument("--out", default="target/relabel")
     t.add_argument("--shards", type=int, default=8)
+    t.add_argument("--start", type=int, default=0, help="first comment to write (a later round: the rows already labelled)")
     c = sub.add_parser("collect")
     c.add_argument("--answers", default="target/relabel")
     s = sub.add_parser("second-tasks")

@@ -175,21 +175,27 @@ def goemotions_rows(ds, split):
         return [tuple(line.rstrip("\n").split("\t")) for line in f]
 
 
-def load_goemotions(ds, maps, split):
+def load_goemotions(ds, maps, split, skip=frozenset()):
+    """GoEmotions' rows as presence targets on the mapped categories; comments in `skip` are left out."""
     m = maps["goemotions"]
     rows = []
-    for text, ids, _ in goemotions_rows(ds, split):
+    for text, ids, cid in goemotions_rows(ds, split):
+        if cid in skip:
+            continue
         labels = [GOEMOTIONS_LABELS[int(i)] for i in ids.split(",")]
         t, k = m.targets(labels)
         rows.append(Row(text, "goemotions", t, k, neutral=labels == ["neutral"]))
     return rows
 
 
+RELABELS = os.path.join("relabels", "goemotions-train.jsonl")  # under --data; scripts/relabel.py writes it
+
+
 def relabelled(data_dir, ds, split):
     """The relabelled GoEmotions train comments of one split (scripts/relabel.py) as (id `relabel-<comment id>`,
     text, labels): the labels are in data/relabels, the comments stay in the dataset and are joined by comment id.
     Split as the corpus is, by the hash of the id (emoarc::data::Split), as `emoarc eval` splits them."""
-    path = os.path.join(data_dir, "relabels", "goemotions-train.jsonl")
+    path = os.path.join(data_dir, RELABELS)
     if not os.path.exists(path):
         return []
     text = {cid: body for body, _ids, cid in goemotions_rows(ds, "train")}
@@ -258,14 +264,23 @@ def load_emobank(ds, split):
     return rows
 
 
+def relabelled_ids(data_dir):
+    """The comment ids in data/relabels (every split)."""
+    path = os.path.join(data_dir, RELABELS)
+    return frozenset(json.loads(l)["comment_id"] for l in open(path, encoding="utf-8")) if os.path.exists(path) else frozenset()
+
+
 def load_all(args, split):
     maps = {n: LabelMap(os.path.join(args.data, "label-maps", f"{n}.tsv")) for n in ("goemotions", "xed", "empathic_reactions")}
+    relabel = "relabel=" in args.mix
     parts = {
         # Exchange rows are few beside the corpus (about 460 of 12,000 train rows): --exchanges copies them.
         "corpus": load_corpus(args.data, split)
         + load_corpus(args.data, split, "exchanges") * (args.exchanges if split == "train" else min(args.exchanges, 1)),
-        "goemotions": load_goemotions(args.datasets, maps, split),
-        "relabel": load_relabels(args.data, args.datasets, split) if "relabel=" in args.mix else [],
+        # With the relabelled comments in the mix, GoEmotions leaves them out in every split: a train comment's
+        # levels supersede its presence targets, and the relabelled dev and test comments stay unseen text.
+        "goemotions": load_goemotions(args.datasets, maps, split, relabelled_ids(args.data) if relabel else frozenset()),
+        "relabel": load_relabels(args.data, args.datasets, split) if relabel else [],
         "xed": load_xed(args.datasets, maps, split) if args.xed else [],
         "empathic": load_empathic(args.datasets, maps, split),
         "emobank": load_emobank(args.datasets, split),
