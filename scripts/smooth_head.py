@@ -53,7 +53,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args()
-    args.xed = 0
+    args.xed, args.exchanges, args.mix = 0, 0, ""  # load_all reads these: no XED, no exchange rows, no relabelled comments
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 

@@ -264,10 +264,10 @@ def load_emobank(ds, split):
     return rows
 
 
-def relabelled_ids(data_dir):
-    """The comment ids in data/relabels (every split)."""
-    path = os.path.join(data_dir, RELABELS)
-    return frozenset(json.loads(l)["comment_id"] for l in open(path, encoding="utf-8")) if os.path.exists(path) else frozenset()
+def relabelled_ids(data_dir, ds, except_train=False):
+    """The comment ids in data/relabels: every split's, or the dev and test splits' only."""
+    splits = ("dev", "test") if except_train else ("train", "dev", "test")
+    return frozenset(ident[len("relabel-"):] for split in splits for ident, _text, _labels in relabelled(data_dir, ds, split))
 
 
 def load_all(args, split):
@@ -277,9 +277,11 @@ def load_all(args, split):
         # Exchange rows are few beside the corpus (about 460 of 12,000 train rows): --exchanges copies them.
         "corpus": load_corpus(args.data, split)
         + load_corpus(args.data, split, "exchanges") * (args.exchanges if split == "train" else min(args.exchanges, 1)),
-        # With the relabelled comments in the mix, GoEmotions leaves them out in every split: a train comment's
-        # levels supersede its presence targets, and the relabelled dev and test comments stay unseen text.
-        "goemotions": load_goemotions(args.datasets, maps, split, relabelled_ids(args.data) if relabel else frozenset()),
+        # GoEmotions leaves the relabelled dev and test comments out, so that they stay unseen text; with the
+        # relabelled comments in the mix it leaves the train ones out too (their levels supersede its presence
+        # targets) unless --keep-relabelled-goemotions.
+        "goemotions": load_goemotions(args.datasets, maps, split, relabelled_ids(
+            args.data, args.datasets, except_train=not relabel or args.keep_relabelled_goemotions)),
         "relabel": load_relabels(args.data, args.datasets, split) if relabel else [],
         "xed": load_xed(args.datasets, maps, split) if args.xed else [],
         "empathic": load_empathic(args.datasets, maps, split),
@@ -883,6 +885,9 @@ def main():
                     help="weight of the intensity ranking loss on contrast groups of corpus rows (0: off)")
     ap.add_argument("--contrast-rows", type=int, default=8,
                     help="corpus rows in each step's contrast group: one category, present at different levels")
+    ap.add_argument("--keep-relabelled-goemotions", action="store_true",
+                    help="with relabel in --mix, GoEmotions keeps its presence rows for the relabelled train comments "
+                         "(the relabelled dev and test comments are always left out of it)")
     ap.add_argument("--rank-sources", default="corpus",
                     help="sources whose rows form the contrast groups (corpus; relabel: the relabelled comments too)")
     ap.add_argument("--rank-absent", type=int, default=0,
