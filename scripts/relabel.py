@@ -84,19 +84,21 @@ def cmd_collect(args):
     if missing:
         raise SystemExit(f"{len(missing)} comments unanswered, e.g. {missing[:5]}")
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    answered = 0
     with open(path, "w", encoding="utf-8") as f:
         for i, (_text, _ids, cid) in enumerate(picked):
             key = f"g{i:05d}"
-            labels = A.labels_of(answers[key], key) if key in answers else A.labels_of({"labels": held[cid]}, cid)
+            answered += key in answers
+            labels = A.labels_of(answers[key] if key in answers else {"labels": held[cid]}, key)
             f.write(json.dumps({"comment_id": cid, "labels": labels}, ensure_ascii=False) + "\n")
-    print(f"wrote {len(picked)} relabelled comments to {path} ({sum(f'g{i:05d}' in answers for i in range(len(picked)))} from answers)")
+    print(f"wrote {len(picked)} relabelled comments to {path} ({answered} from answers)")
 
 
 def second_sample(args):
     """The first round's test comments in a seeded random order, keyed s0000..: the second labeller's tasks (later
     rounds' test comments have one labeller)."""
-    first = {r[2] for r in sample(args.datasets, FIRST_ROUND)}
-    rows = [r for r in T.relabelled(args.data, args.datasets, "test") if r[0][len("relabel-"):] in first]
+    first = {T.relabel_ident(cid) for _text, _ids, cid in sample(args.datasets, FIRST_ROUND)}
+    rows = [r for r in T.relabelled(args.data, args.datasets, "test") if r[0] in first]
     random.Random(SEED + 1).shuffle(rows)
     return [(f"s{i:04d}", r) for i, r in enumerate(rows)]
 
@@ -128,7 +130,7 @@ def cmd_second_collect(args):
 def cmd_agreement(args):
     """The second labeller and the model against the first labels on the relabelled test comments the second
     labeller read (the first round's)."""
-    second = {json.loads(l)["id"]: json.loads(l)["labels"] for l in open(os.path.join(args.data, SECOND), encoding="utf-8")}
+    second = {d["id"]: d["labels"] for d in map(json.loads, open(os.path.join(args.data, SECOND), encoding="utf-8"))}
     test = [r for r in T.relabelled(args.data, args.datasets, "test") if r[0] in second]
     dev = T.relabelled(args.data, args.datasets, "dev")
     ids = [r[0] for r in test]

@@ -191,6 +191,11 @@ def load_goemotions(ds, maps, split, skip=frozenset()):
 RELABELS = os.path.join("relabels", "goemotions-train.jsonl")  # under --data; scripts/relabel.py writes it
 
 
+def relabel_ident(cid):
+    """A relabelled comment's id, as emoarc names it (`relabel-<comment id>`): its hash decides the split."""
+    return f"relabel-{cid}"
+
+
 def relabelled(data_dir, ds, split):
     """The relabelled GoEmotions train comments of one split (scripts/relabel.py) as (id `relabel-<comment id>`,
     text, labels): the labels are in data/relabels, the comments stay in the dataset and are joined by comment id.
@@ -202,7 +207,7 @@ def relabelled(data_dir, ds, split):
     out = []
     for n, line in enumerate(open(path, encoding="utf-8"), 1):
         d = json.loads(line)
-        ident = f"relabel-{d['comment_id']}"
+        ident = relabel_ident(d["comment_id"])
         if split_of(ident) != split:
             continue
         if d["comment_id"] not in text:
@@ -264,10 +269,14 @@ def load_emobank(ds, split):
     return rows
 
 
-def relabelled_ids(data_dir, ds, except_train=False):
-    """The comment ids in data/relabels: every split's, or the dev and test splits' only."""
-    splits = ("dev", "test") if except_train else ("train", "dev", "test")
-    return frozenset(ident[len("relabel-"):] for split in splits for ident, _text, _labels in relabelled(data_dir, ds, split))
+def relabelled_ids(data_dir, except_train=False):
+    """The comment ids in data/relabels: every split's, or the dev and test splits' only (the ids alone: the file
+    is checked, and joined with the texts, where its rows are loaded)."""
+    path = os.path.join(data_dir, RELABELS)
+    if not os.path.exists(path):
+        return frozenset()
+    ids = (json.loads(line)["comment_id"] for line in open(path, encoding="utf-8"))
+    return frozenset(cid for cid in ids if not (except_train and split_of(relabel_ident(cid)) == "train"))
 
 
 def load_all(args, split):
@@ -281,7 +290,7 @@ def load_all(args, split):
         # relabelled comments in the mix it leaves the train ones out too (their levels supersede its presence
         # targets) unless --keep-relabelled-goemotions.
         "goemotions": load_goemotions(args.datasets, maps, split, relabelled_ids(
-            args.data, args.datasets, except_train=not relabel or args.keep_relabelled_goemotions)),
+            args.data, except_train=not relabel or args.keep_relabelled_goemotions)),
         "relabel": load_relabels(args.data, args.datasets, split) if relabel else [],
         "xed": load_xed(args.datasets, maps, split) if args.xed else [],
         "empathic": load_empathic(args.datasets, maps, split),
