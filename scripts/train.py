@@ -575,12 +575,17 @@ def load_model_folder(folder):
     return model, model.load_exported(folder)
 
 
-def load_model_and_tokenizer(folder):
-    """The tokenizer (no padding or truncation: batches are built here), the trained head of a model folder and
-    its Lexicon (or None)."""
+def load_tokenizer(folder):
+    """A model folder's tokenizer with no padding or truncation: batches are built here."""
     tok = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
+    return tok
+
+
+def load_model_and_tokenizer(folder):
+    """The tokenizer (`load_tokenizer`), the trained head of a model folder and its Lexicon (or None)."""
+    tok = load_tokenizer(folder)
     model, lexicon = load_model_folder(folder)
     return tok, model, lexicon
 
@@ -938,9 +943,7 @@ def main():
     rng = random.Random(args.seed)
     os.makedirs(args.work, exist_ok=True)
     cfg = json.load(open(os.path.join(args.base, "config.json")))
-    tok = Tokenizer.from_file(os.path.join(args.base, "tokenizer.json"))
-    tok.no_padding()
-    tok.no_truncation()
+    tok = load_tokenizer(args.base)
 
     t0 = time.time()
     train, _ = load_all(args, "train")
