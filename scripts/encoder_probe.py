@@ -197,8 +197,9 @@ def source_loss(src, logits, affect, target, mask, va):
 
 
 def fit(feats, sets, steps, seed):
-    """The probe head fitted on `feats` (a set's name -> features): the step chosen on the dev select score, and
-    its predictions (logits, affect) for the dev sets and the pairs."""
+    """The probe head fitted on `feats` (a set's name -> features): the step chosen on the dev select score, its
+    predictions (logits, affect) for the dev sets and the pairs, and the head at that step as a function of raw
+    features (scripts/distill_teacher.py applies it to texts outside the sets)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     mu, sd = feats["corpus_train"].mean(0), feats["corpus_train"].std(0) + 1e-6
@@ -223,8 +224,15 @@ def fit(feats, sets, steps, seed):
                 preds = {k: tuple(t.numpy().astype(np.float64) for t in head(x[k])) for k in DEV + ("pairs",)}
             s = T.dev_scores({k: sets[k] for k in DEV}, {k: preds[k] for k in DEV})
             if best is None or s["select"] > best[1]["select"]:
-                best = (step, s, preds)
-    return best[0], best[2]
+                best = (step, s, preds, {k: v.clone() for k, v in head.state_dict().items()})
+    head.load_state_dict(best[3])
+    head.eval()
+
+    def apply(raw):
+        with torch.no_grad():
+            return tuple(t.numpy().astype(np.float64) for t in head(torch.tensor((raw - mu) / sd, dtype=torch.float32)))
+
+    return best[0], best[2], apply
 
 
 def shipped(folder, sets):
@@ -349,8 +357,10 @@ def rates(rows, args):
         print(f"{name}: {best:.1f} texts/s over {len(texts)} texts", flush=True)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def probe_options(doc):
+    """The options this probe shares with scripts/distill_teacher.py: the MPNet folder, the model, the data, the
+    feature cache, the probe head's steps and seed, and the threads."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mpnet", required=True, help="the unzipped all-mpnet-base-v2 folder")
     ap.add_argument("--model", default="models/emoarc-minilm")
     ap.add_argument("--data", default="data")
@@ -359,6 +369,11 @@ def main():
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    return ap
+
+
+def main():
+    ap = probe_options(__doc__)
     ap.add_argument("--only", default="", help="comma-separated rows (length-0, minilm-3, minilm-6, stage16-3, "
                     "mpnet-6, mpnet-12, shipped; default: all)")
     ap.add_argument("--finetune", default="", help="minilm-3 or mpnet-6: fine-tune that encoder with the head "
@@ -387,7 +402,7 @@ def main():
         if only and not only & set(rows):
             continue
         for name, (feats, rate) in features(make(), sets, args.work).items():
-            step, preds = fit(feats, sets, args.steps, args.seed)
+            step, preds, _ = fit(feats, sets, args.steps, args.seed)
             report(name, feats["corpus"].shape[1], f"{rate:.0f}", step, preds, sets, pairs)
     if not only or "shipped" in only:
         report("stage 16 as shipped", 384, "", "", shipped(args.model, sets), sets, pairs)

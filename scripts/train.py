@@ -654,6 +654,42 @@ def ranking_loss(logits, levels):
     return (F.softplus(-margin) * pairs).sum() / pairs.sum()
 
 
+def load_teacher(args, rows):
+    """The teacher's targets for the training rows it covers, (row index, probabilities, affect) as tensors by row:
+    rows of `--teacher-sources` read alone (a row read after a message is read otherwise than the teacher read it).
+    A row the teacher file lacks stops the run: it was made from other data."""
+    held = np.load(args.teacher, allow_pickle=True)
+    at = {t: i for i, t in enumerate(held["texts"])}
+    sources = set(args.teacher_sources.split(","))
+    chosen = [i for i, r in enumerate(rows) if r.source in sources and r.after is None]
+    missing = [rows[i].text for i in chosen if rows[i].text not in at]
+    if missing:
+        raise SystemExit(f"--teacher {args.teacher}: {len(missing)} training texts have no teacher outputs "
+                         f"(first: {missing[0][:60]!r}); make it again from this data (scripts/distill_teacher.py)")
+    where = torch.full((len(rows),), -1, dtype=torch.long)
+    where[chosen] = torch.arange(len(chosen))
+    pick = [at[rows[i].text] for i in chosen]
+    prob = torch.sigmoid(torch.from_numpy(held["logits"][pick].astype(np.float32)))
+    print(f"teacher {args.teacher}: {len(chosen)} rows of {sorted(sources)}", flush=True)
+    return where, prob, torch.from_numpy(held["affect"][pick].astype(np.float32))
+
+
+def teacher_loss(teacher, idx, logits, aff, vam, va_weight):
+    """Distillation on a batch: binary cross-entropy of every category's logit to the teacher's probability, and
+    valence/arousal's squared error to the teacher's where the row has no rating of its own (weighted as the
+    ratings are), over the batch's rows the teacher covers."""
+    where, prob, affect = teacher
+    at = where[torch.tensor(idx)]
+    sel = at >= 0
+    if not sel.any():
+        return torch.zeros(())
+    loss = F.binary_cross_entropy_with_logits(logits[sel], prob[at[sel]])
+    free = sel & (vam == 0)
+    if free.any():
+        loss = loss + va_weight * ((aff[free] - affect[at[free]]) ** 2).sum(1).mean()
+    return loss
+
+
 def collate(seqs, idx):
     L = max(len(seqs[i]) for i in idx)
     ids = torch.zeros(len(idx), L, dtype=torch.long)
@@ -917,6 +953,12 @@ def main():
     ap.add_argument("--exchanges", type=int, default=1,
                     help="train on data/exchanges too, each train row this many times: texts read after the message "
                          "they answer (0: not at all); a head trained with them reads context")
+    ap.add_argument("--teacher", default=None,
+                    help="npz of a teacher's logits and affect per text (scripts/distill_teacher.py): rows of "
+                    "--teacher-sources read alone also learn its 40 intensities and valence/arousal")
+    ap.add_argument("--teacher-weight", type=float, default=1.0, help="weight of the teacher's loss")
+    ap.add_argument("--teacher-sources", default="goemotions,emobank,empathic",
+                    help="sources whose rows learn from the teacher")
     ap.add_argument("--xed", type=int, default=0, help="also train on XED subtitles (licence doubt on the text, see the datasets README)")
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--token-budget", type=int, default=2048)
@@ -957,6 +999,7 @@ def main():
         at += len(part)
     mix = {k: float(v) for k, v in (kv.split("=") for kv in args.mix.split(","))}
     print("train rows:", {k: len(v) for k, v in train.items()}, "dev rows:", {k: len(v) for k, v in dev.items()}, flush=True)
+    teacher = load_teacher(args, train_rows) if args.teacher else None
     seqs = tokenize(tok, train_rows, args.max_len)
     lengths = [len(s) for s in seqs]
     dev_seqs = {k: tokenize(tok, v, args.max_len) for k, v in dev.items()}
@@ -1111,6 +1154,8 @@ def main():
             if vam.sum() > 0:
                 va = T([r.va for r in rows])
                 loss = loss + args.va_weight * (((aff - va) ** 2).sum(1) * vam).sum() / vam.sum()
+            if teacher is not None:
+                loss = loss + args.teacher_weight * teacher_loss(teacher, idx, logits, aff, vam, args.va_weight)
             if args.rank_weight > 0 and graded_keys:
                 rl = rank_loss(step)
                 if rl is not None:
