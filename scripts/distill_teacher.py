@@ -26,7 +26,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import encoder_probe as E  # noqa: E402
-import intensity_factor_probe as P  # noqa: E402
 import train as T  # noqa: E402
 
 
@@ -49,9 +48,8 @@ def main():
     mpnet = E.MPNet(args.mpnet, (6,), run=6)
     feats = E.features(mpnet, sets, args.work)["mpnet-6"][0]
     step, mp_dev, head = E.fit(feats, sets, args.steps, args.seed)
-    tok, model, lexicon = T.load_model_and_tokenizer(args.model)
-    model.eval()
-    ship_dev = E.shipped(args.model, sets)
+    loaded = E.load_shipped(args.model)
+    ship_dev = E.shipped(loaded, {k: sets[k] for k in E.DEV + ("pairs",)})
     w = args.weight
     mix = lambda a, b: tuple(w * x + (1 - w) * y for x, y in zip(a, b))
     print(E.TABLE)
@@ -70,8 +68,8 @@ def main():
         np.savez(extra, _key=key, x=mpnet.encode(todo)[6])
     known.update(zip(todo, np.load(extra)["x"]))
     mp_logits, mp_affect = head(np.stack([known[t] for t in texts]))
-    d = P.head_inputs(model, lexicon, tok, [T.Row(t, "corpus") for t in texts])
-    logits, affect = mix((mp_logits, mp_affect), (d["logits"], d["affect"]))
+    ship = E.shipped(loaded, {"train": [T.Row(t, "corpus") for t in texts]})["train"]
+    logits, affect = mix((mp_logits, mp_affect), ship)
     np.savez(args.out, texts=np.array(texts, dtype=object), logits=logits.astype(np.float32),
              affect=affect.astype(np.float32), weight=w)
     print(f"wrote {args.out}: {len(texts)} texts", flush=True)

@@ -235,13 +235,20 @@ def fit(feats, sets, steps, seed):
     return best[0], best[2], apply
 
 
-def shipped(folder, sets):
-    """The shipped model's own predictions (its trained head with its lexicon, f32) for the dev sets and pairs."""
+def load_shipped(folder):
+    """A model folder's tokenizer, trained head in eval mode, and lexicon, for `shipped`."""
     tok, model, lexicon = T.load_model_and_tokenizer(folder)
     model.eval()
+    return tok, model, lexicon
+
+
+def shipped(loaded, rows):
+    """A loaded model's own predictions (its trained head with its lexicon, f32), (logits, affect) of each set of
+    `rows` (a name -> rows)."""
+    tok, model, lexicon = loaded
     out = {}
-    for k in DEV + ("pairs",):
-        d = P.head_inputs(model, lexicon, tok, sets[k])
+    for k, part in rows.items():
+        d = P.head_inputs(model, lexicon, tok, part)
         out[k] = (d["logits"], d["affect"])
     return out
 
@@ -405,7 +412,8 @@ def main():
             step, preds, _ = fit(feats, sets, args.steps, args.seed)
             report(name, feats["corpus"].shape[1], f"{rate:.0f}", step, preds, sets, pairs)
     if not only or "shipped" in only:
-        report("stage 16 as shipped", 384, "", "", shipped(args.model, sets), sets, pairs)
+        report("stage 16 as shipped", 384, "", "", shipped(load_shipped(args.model), {k: sets[k] for k in DEV + ("pairs",)}),
+               sets, pairs)
 
 
 if __name__ == "__main__":
