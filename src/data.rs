@@ -322,7 +322,9 @@ pub struct Requirements {
     pub min_neutral_share: f64,
     /// Smallest share, 0 to 1, of examples with two or more non-zero labels (default 0.20).
     pub min_multi_share: f64,
-    /// Smallest share, 0 to 1, of examples in the test split (default 0.15).
+    /// Smallest share, 0 to 1, of situations (a group, or a line without one) in the test split (default 0.15).
+    /// Counted by situation because that is what the split draws: a paraphrase shares its source's group and so
+    /// its split, and adding paraphrases of training lines must not read as a shrinking test split.
     pub min_test_share: f64,
     /// Largest |Pearson r| allowed between a file's text length and its strongest label (0 for neutral lines),
     /// so that length alone cannot predict intensity. Files in [`LENGTH_TIED_FILES`] are reported, not failed.
@@ -452,6 +454,9 @@ pub struct CheckReport {
     pub examples: usize,
     /// Examples per split, keyed by [`Split::name`].
     pub per_split: BTreeMap<&'static str, usize>,
+    /// Situations per split (distinct groups, and lines without one), keyed by [`Split::name`]: the unit the split
+    /// is drawn by, and what the test share is counted over.
+    pub situations_per_split: BTreeMap<&'static str, usize>,
     /// Coverage of every category, in taxonomy order.
     pub per_category: Vec<(Category, CategoryCount)>,
     /// Share of examples with no label above 0.25 and at most one label.
@@ -490,8 +495,12 @@ pub fn check(corpus: &Corpus, req: Requirements, held_out: &[(String, String)]) 
     let n = corpus.examples.len().max(1) as f64;
     let mut counts = [CategoryCount::default(); NUM_CATEGORIES];
     let mut ids: HashMap<&str, &str> = HashMap::new();
+    let mut situations: HashSet<&str> = HashSet::new();
     for ex in &corpus.examples {
         *r.per_split.entry(ex.split.name()).or_default() += 1;
+        if situations.insert(ex.group.as_deref().unwrap_or(&ex.id)) {
+            *r.situations_per_split.entry(ex.split.name()).or_default() += 1;
+        }
         if let Some(first) = ids.insert(&ex.id, &ex.origin) {
             r.errors.push(Finding {
                 origin: ex.origin.clone(),
@@ -535,8 +544,12 @@ pub fn check(corpus: &Corpus, req: Requirements, held_out: &[(String, String)]) 
     }
     need(r.neutral_share >= req.min_neutral_share, format!("neutral share {:.3} < {}", r.neutral_share, req.min_neutral_share));
     need(r.multi_share >= req.min_multi_share, format!("multi-label share {:.3} < {}", r.multi_share, req.min_multi_share));
-    let test_share = r.per_split.get("test").copied().unwrap_or(0) as f64 / n;
-    need(test_share >= req.min_test_share, format!("test share {test_share:.3} < {}", req.min_test_share));
+    let n_situations = r.situations_per_split.values().sum::<usize>().max(1) as f64;
+    let test_share = r.situations_per_split.get("test").copied().unwrap_or(0) as f64 / n_situations;
+    need(
+        test_share >= req.min_test_share,
+        format!("test share {test_share:.3} of situations < {}", req.min_test_share),
+    );
 
     r.length_correlation = length_correlations(&corpus.examples);
     r.errors.extend(length_findings(&r.length_correlation, req.max_length_correlation));
@@ -720,6 +733,28 @@ not json
             e.origin = e.origin.replace("new.jsonl", "positive-low.jsonl");
         }
         assert!(check(&corpus, req, &[]).errors.is_empty());
+    }
+
+    #[test]
+    fn test_share_counts_situations_not_lines() {
+        // One test line and four train lines. As four separate situations the test share is 1/5; as one source
+        // line and its three paraphrases (one group) it is 1/2, and the split did draw one situation of two.
+        let mut corpus = Corpus::default();
+        corpus.examples.push(example("t", "the bus was late again this morning", Split::Test));
+        for (i, text) in ["my sister got the job", "she got the job she wanted", "sis landed the job", "job offer for my sister"].iter().enumerate() {
+            corpus.examples.push(example(&format!("s{i}"), text, Split::Train));
+        }
+        let req = Requirements { min_examples: 0, min_per_category: 0, min_levels_per_category: 0, min_neutral_share: 0.0, min_multi_share: 0.0, min_test_share: 0.3, max_length_correlation: 1.0 };
+        let r = check(&corpus, req, &[]);
+        assert_eq!(r.situations_per_split.get("train"), Some(&4));
+        assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+        assert!(r.errors[0].message.contains("test share 0.200 of situations"), "{}", r.errors[0]);
+        for e in corpus.examples.iter_mut().filter(|e| e.split == Split::Train) {
+            e.group = Some("s0".into());
+        }
+        let r = check(&corpus, req, &[]);
+        assert_eq!((r.per_split.get("train"), r.situations_per_split.get("train")), (Some(&4), Some(&1)));
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
     }
 
     #[test]

@@ -46,6 +46,11 @@ pub fn run(args: DataArgs) -> Result<ExitCode> {
     let report = data::check(&corpus, Requirements::default(), &held_out);
     println!("examples: {} ({})", report.examples, fmt_splits(&report.per_split));
     println!(
+        "situations (groups, and lines without one; the split draws these): {} ({})",
+        report.situations_per_split.values().sum::<usize>(),
+        fmt_splits(&report.situations_per_split)
+    );
+    println!(
         "neutral or nearly: {:.1}%   two or more categories: {:.1}%",
         report.neutral_share * 100.0,
         report.multi_share * 100.0

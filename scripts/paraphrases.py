@@ -1,0 +1,182 @@
+"""Paraphrases of training lines: the same situation and levels in other words (data/GUIDE.md, "Paraphrases").
+
+Stage 16 read the corpus's train split almost perfectly (presence AUC 0.991, Spearman given presence 0.919) and its
+dev split far worse (0.926, 0.500): it had learned the wording of its ~8,000 training lines. A paraphrase keeps a
+line's labels and changes its words, register and cues, so that the model has to learn the emotion instead.
+
+Only train-split lines are paraphrased, and each paraphrase carries its source's group (the source's id for a line
+without one), so it lands in the source's split: nothing of a training situation reaches dev or test.
+
+    .venv-train/bin/python scripts/paraphrases.py tasks --out target/paraphrase   # task-K.jsonl and PROMPT.md
+    # each writer (a helper agent) follows PROMPT.md for its K and writes out-K.jsonl; then:
+    .venv-train/bin/python scripts/paraphrases.py collect --answers target/paraphrase
+
+`tasks` picks every train ladder whole and a seeded sample of the register files' train lines (stage 21: 2,620 and
+1,400 lines in 8 files of about 500); `collect` checks that every answer file has one paraphrase per task line in
+order, drops a paraphrase that is empty or a near-duplicate of its source (word-trigram overlap at or above
+emoarc's 0.6), copies the source's labels and group, reports the share of source words kept and length against
+level, and writes data/corpus/real-paraphrases.jsonl.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import train as T  # noqa: E402  (the split rule)
+
+SEED = 21
+REGISTER_FILES = ["negative-high", "negative-low", "physical-longing", "positive-high", "positive-low", "real-formal",
+                  "real-reddit", "real-texting", "real-tweets", "real-traps"]
+OUT_FILE = os.path.join("corpus", "real-paraphrases.jsonl")
+NEAR_DUPLICATE = 0.6  # src/data.rs NEAR_DUPLICATE: a paraphrase this close to its source says nothing new
+
+PROMPT = """You are writing training data for emoarc, a model that reads 40 emotion intensities (EmoNet taxonomy) from text.
+The model has memorised the exact wording of its training lines; we want new wordings of the same lines so it
+learns the emotions rather than the words. Your job: paraphrase every line of one task file.
+
+Files (repository at @ROOT@; do not modify anything except your output file):
+- Read first: @DATA@/GUIDE.md (the annotation guide: especially "Intensity scale", "Hard cases",
+  "Habits" and "Ladders") and @DATA@/emonet-taxonomy.json (the 40 categories and their synonyms).
+- Your input: @TASKS@/task-N.jsonl (N given below). Each line: {"id", "text", "labels",
+  and for ladders "group"}. Labels are intensities 0.25 / 0.5 / 0.75 / 1.0 of named categories; {} means no
+  emotion at all.
+- Your output: @TASKS@/out-N.jsonl, one JSON object per input line, same order:
+  {"src": "<the input id>", "text": "<your paraphrase>"}.
+- Do NOT open any other file under @DATA@ (no intensity-pairs, conversations, exchanges, agreement,
+  relabels, corpus files): they hold evaluation data. Do not run git. Do not start heavy CPU jobs (a training
+  run is using the machine); small python checks are fine.
+
+How to paraphrase (the labels will be copied unchanged onto your line, so your line must deserve exactly them):
+1. Same situation, same emotions, same intensity of each. A reader following GUIDE.md must give your line the
+   source's labels: nothing stronger, nothing weaker, no extra emotion, none missing. A line labelled {} stays
+   free of any emotion (plain facts, logistics, questions).
+2. New wording: share as few words with the source as you can (aim for under a third of its words; keep only
+   what the situation needs). Change names, places, objects and details that do not matter to the emotion.
+3. Register: for about half the lines move to another register (tweet with hashtags, text message in lower case
+   with typos, Reddit reply, forum post, work chat, formal email or complaint, spoken words, learner English);
+   keep the rest in the source's register. Emoji may be used straight or ironically, as real people do, but only
+   where they do not change the labels.
+4. Swap the cues: where the source names its emotion ("I'm furious", "so grateful"), in about half of those
+   lines show it instead (what the person does or says, their body, an idiom or figure of speech, what is at
+   stake); where the source only shows it, you may name it. Never let naming change the strength: "a bit
+   annoyed" stays 0.25 however plainly it is named, and a strong feeling shown without its name stays strong.
+5. Length: within half to one and a half times the source's length; do not make strong lines longer or weak
+   lines shorter as a rule.
+6. Ladders (lines sharing a "group"): they tell one situation at rising levels. Paraphrase the ladder as a whole:
+   choose new details once and keep them across its rungs, so the rungs still differ only in intensity.
+7. Sarcasm, understatement, profanity in praise, formal restraint: keep them if the source has them (they are
+   why the labels are what they are).
+
+Work in batches (for example 50 lines at a time, appending to the output file), then check with a short python
+script that the output has exactly one valid JSON line per input line, in order, with matching "src" ids and
+non-empty texts, and that no text is a copy of its source. Fix anything that fails. When done, reply with the
+number of lines written and three example pairs (source -> paraphrase).
+"""
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def tasks(args):
+    """Task files: train ladders whole and sampled register lines, shuffled in units, dealt into --shards files."""
+    ladders, singles = {}, []
+    for e in read_jsonl(os.path.join(args.data, "corpus", "real-ladders.jsonl")):
+        if T.split_of(e["group"]) == "train":
+            ladders.setdefault(e["group"], []).append(e)
+    for name in REGISTER_FILES:
+        for e in read_jsonl(os.path.join(args.data, "corpus", name + ".jsonl")):
+            if T.split_of(e.get("group") or e["id"]) == "train":
+                singles.append(e)
+    rng = random.Random(SEED)
+    singles = rng.sample(singles, min(args.singles, len(singles)))
+    units = [v for _, v in sorted(ladders.items())] + [[e] for e in singles]
+    rng.shuffle(units)
+    shards = [[] for _ in range(args.shards)]
+    for unit in units:  # a ladder stays in one file, so one writer gives it one new set of details
+        min(shards, key=len).extend(unit)
+    os.makedirs(args.out, exist_ok=True)
+    for k, shard in enumerate(shards, 1):
+        with open(os.path.join(args.out, f"task-{k}.jsonl"), "w", encoding="utf-8") as f:
+            for e in shard:
+                f.write(json.dumps({key: e[key] for key in ("id", "group", "text", "labels") if key in e},
+                                   ensure_ascii=False) + "\n")
+    root = os.path.abspath(".")
+    with open(os.path.join(args.out, "PROMPT.md"), "w", encoding="utf-8") as f:
+        f.write(PROMPT.replace("@ROOT@", root).replace("@DATA@", os.path.abspath(args.data))
+                .replace("@TASKS@", os.path.abspath(args.out)))
+    print(f"{sum(map(len, shards))} lines ({sum(map(len, ladders.values()))} ladder rungs, {len(singles)} single "
+          f"lines) in {len(shards)} task files under {args.out}, with PROMPT.md")
+
+
+def words(text):
+    return [w for w in re.split(r"[\W_]+", text.lower()) if w]
+
+
+def shingles(text):
+    w = words(text)
+    return set(w) if len(w) < 3 else {" ".join(w[i:i + 3]) for i in range(len(w) - 2)}
+
+
+def collect(args):
+    out, dropped, kept_share = [], 0, []
+    k = 1
+    while os.path.exists(os.path.join(args.answers, f"task-{k}.jsonl")):
+        task = read_jsonl(os.path.join(args.answers, f"task-{k}.jsonl"))
+        path = os.path.join(args.answers, f"out-{k}.jsonl")
+        if not os.path.exists(path):
+            sys.exit(f"{path}: missing (every task file needs its answers)")
+        answers = read_jsonl(path)
+        if [a.get("src") for a in answers] != [t["id"] for t in task]:
+            sys.exit(f"{path}: {len(answers)} answers, not one per task line in order ({len(task)})")
+        for t, a in zip(task, answers):
+            text = str(a.get("text", "")).strip()
+            a_sh, t_sh = shingles(text), shingles(t["text"])
+            overlap = len(a_sh & t_sh) / max(1, len(a_sh | t_sh))
+            if not text or overlap >= NEAR_DUPLICATE:
+                dropped += 1
+                continue
+            src_words = set(words(t["text"]))
+            kept_share.append(len(src_words & set(words(text))) / max(1, len(src_words)))
+            out.append({"id": "par-" + t["id"], "group": t.get("group") or t["id"], "text": text,
+                        "labels": t["labels"], "_source": t["text"]})
+        k += 1
+    if not out:
+        sys.exit(f"no task files under {args.answers}")
+    length = np.array([len(x["text"]) for x in out], dtype=float)
+    level = np.array([max(x["labels"].values(), default=0.0) for x in out], dtype=float)
+    source = np.array([len(x["_source"]) for x in out], dtype=float)
+    path = os.path.join(args.data, OUT_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        for x in out:
+            f.write(json.dumps({key: x[key] for key in ("id", "group", "text", "labels")}, ensure_ascii=False,
+                               separators=(",", ":")) + "\n")
+    print(f"{len(out)} paraphrases from {k - 1} task files ({dropped} dropped: empty or near-duplicates), written "
+          f"to {path}; source words kept {np.mean(kept_share):.2f} on average; length against level "
+          f"r = {np.corrcoef(length, level)[0, 1]:+.3f} (sources {np.corrcoef(source, level)[0, 1]:+.3f}); "
+          f"median length ratio {np.median(length / source):.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default="data")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("tasks", help="write the task files and the writers' prompt")
+    t.add_argument("--out", default="target/paraphrase")
+    t.add_argument("--shards", type=int, default=8)
+    t.add_argument("--singles", type=int, default=1400, help="register-file lines to sample (ladders go whole)")
+    c = sub.add_parser("collect", help="check the answers and write data/corpus/real-paraphrases.jsonl")
+    c.add_argument("--answers", default="target/paraphrase")
+    args = ap.parse_args()
+    {"tasks": tasks, "collect": collect}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
