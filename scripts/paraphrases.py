@@ -10,6 +10,10 @@ without one), so it lands in the source's split: nothing of a training situation
     .venv-train/bin/python scripts/paraphrases.py tasks --out target/paraphrase   # task-K.jsonl and PROMPT.md
     # each writer (a helper agent) follows PROMPT.md for its K and writes out-K.jsonl; then:
     .venv-train/bin/python scripts/paraphrases.py collect --answers target/paraphrase
+    # do the copied labels fit? a blind second labeller on a seeded sample (texts only), against them:
+    .venv-train/bin/python scripts/paraphrases.py label-tasks --out target/paraphrase-labels
+    # each labeller answers {"key", "labels"} per task line (scripts/label_agreement.py check TASK ANSWERS), then
+    .venv-train/bin/python scripts/paraphrases.py agreement --answers target/paraphrase-labels
 
 `tasks` picks every train ladder whole and a seeded sample of the register files' train lines (stage 21: 2,620 and
 1,400 lines in 8 files of about 500); `collect` checks that every answer file has one paraphrase per task line in
@@ -19,6 +23,7 @@ level, and writes data/corpus/real-paraphrases.jsonl.
 """
 
 import argparse
+import glob
 import json
 import os
 import random
@@ -35,6 +40,7 @@ REGISTER_FILES = ["negative-high", "negative-low", "physical-longing", "positive
                   "real-reddit", "real-texting", "real-tweets", "real-traps"]
 OUT_FILE = os.path.join("corpus", "real-paraphrases.jsonl")
 NEAR_DUPLICATE = 0.6  # src/data.rs NEAR_DUPLICATE: a paraphrase this close to its source says nothing new
+SECOND_LABELS = os.path.join("agreement", "second-labels-paraphrases.jsonl")  # under --data, by paraphrase id
 
 PROMPT = """You are writing training data for emoarc, a model that reads 40 emotion intensities (EmoNet taxonomy) from text.
 The model has memorised the exact wording of its training lines; we want new wordings of the same lines so it
@@ -164,6 +170,73 @@ def collect(args):
           f"median length ratio {np.median(length / source):.2f}")
 
 
+def label_tasks(args):
+    """A seeded sample of paraphrases as blind labelling tasks: a key and the text, in a random order."""
+    rows = read_jsonl(os.path.join(args.data, OUT_FILE))
+    picked = random.Random(SEED).sample(rows, args.rows)
+    os.makedirs(args.out, exist_ok=True)
+    for k in range(args.shards):
+        with open(os.path.join(args.out, f"rows-{k}.jsonl"), "w", encoding="utf-8") as f:
+            for i in range(k, len(picked), args.shards):
+                f.write(json.dumps({"key": f"p{i:04d}", "text": picked[i]["text"]}, ensure_ascii=False) + "\n")
+    with open(os.path.join(args.out, "keys.json"), "w", encoding="utf-8") as f:
+        json.dump({f"p{i:04d}": r["id"] for i, r in enumerate(picked)}, f)
+    print(f"{len(picked)} paraphrases in {args.shards} task files under {args.out} (keys.json maps keys to ids)")
+
+
+def agreement_figures(first, second):
+    """Micro agreement of two labellings over the same rows (dicts category -> level): presence F1 (present =
+    any level), Spearman and mean absolute difference over the cells the first labelling marks present (the
+    second's level there, 0 if absent), and the share of rows whose strongest category is the same."""
+    from scipy.stats import spearmanr
+    tp = fp = fn = 0
+    a, b, same_top = [], [], []
+    for f, s in zip(first, second):
+        tp += len(f.keys() & s.keys()); fp += len(s.keys() - f.keys()); fn += len(f.keys() - s.keys())
+        for c in f:
+            a.append(f[c]); b.append(s.get(c, 0.0))
+        if f and s:
+            same_top.append(max(f, key=f.get) == max(s, key=s.get))
+    return {"rows": len(first), "presence_f1": 2 * tp / max(1, 2 * tp + fp + fn),
+            "spearman_present": float(spearmanr(a, b).correlation), "mean_abs_present": float(np.mean(np.abs(np.subtract(a, b)))),
+            "same_strongest": float(np.mean(same_top))}
+
+
+def agreement(args):
+    """Collects the answers into data/agreement/ and compares them with the copied labels, beside the second
+    labeller's agreement with the first labels on the own test split (data/agreement/second-labels.jsonl)."""
+    keys = json.load(open(os.path.join(args.answers, "keys.json"), encoding="utf-8"))
+    answers = {}
+    for path in sorted(glob.glob(os.path.join(args.answers, "rows-*.answers.jsonl"))):
+        for d in read_jsonl(path):
+            if d["key"] not in keys or d["key"] in answers or T.label_problem(d["labels"]):
+                sys.exit(f"{path}: {d['key']}: unknown, answered twice, or {T.label_problem(d['labels'])}")
+            answers[d["key"]] = d["labels"]
+    missing = sorted(set(keys) - set(answers))
+    if missing:
+        sys.exit(f"{len(missing)} keys not answered, for example {missing[:3]}")
+    out = os.path.join(args.data, SECOND_LABELS)
+    with open(out, "w", encoding="utf-8") as f:
+        for key in sorted(keys):
+            f.write(json.dumps({"id": keys[key], "labels": answers[key]}, ensure_ascii=False) + "\n")
+    copied = {r["id"]: r["labels"] for r in read_jsonl(os.path.join(args.data, OUT_FILE))}
+    ids = [keys[k] for k in sorted(keys)]
+    para = agreement_figures([copied[i] for i in ids], [answers[k] for k in sorted(keys)])
+    first = {}
+    for path in glob.glob(os.path.join(args.data, "corpus", "*.jsonl")):
+        for r in read_jsonl(path):
+            first[r["id"]] = r["labels"]
+    test = read_jsonl(os.path.join(args.data, "agreement", "second-labels.jsonl"))
+    own = agreement_figures([first[r["id"]] for r in test], [r["labels"] for r in test])
+    print(f"wrote {out}")
+    print("| second labeller against | rows | presence F1 (micro) | Spearman, first's present cells | "
+          "mean |difference| there | same strongest category |")
+    print("|---|---|---|---|---|---|")
+    for name, f in (("the labels copied onto paraphrases", para), ("the first labels of own test lines", own)):
+        print(f"| {name} | {f['rows']} | {f['presence_f1']:.3f} | {f['spearman_present']:.3f} | "
+              f"{f['mean_abs_present']:.3f} | {f['same_strongest']:.1%} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="data")
@@ -174,8 +247,14 @@ def main():
     t.add_argument("--singles", type=int, default=1400, help="register-file lines to sample (ladders go whole)")
     c = sub.add_parser("collect", help="check the answers and write data/corpus/real-paraphrases.jsonl")
     c.add_argument("--answers", default="target/paraphrase")
+    lt = sub.add_parser("label-tasks", help="blind labelling tasks for a seeded sample of paraphrases")
+    lt.add_argument("--out", default="target/paraphrase-labels")
+    lt.add_argument("--rows", type=int, default=200)
+    lt.add_argument("--shards", type=int, default=2)
+    ag = sub.add_parser("agreement", help="collect the second labels and compare them with the copied labels")
+    ag.add_argument("--answers", default="target/paraphrase-labels")
     args = ap.parse_args()
-    {"tasks": tasks, "collect": collect}[args.cmd](args)
+    {"tasks": tasks, "collect": collect, "label-tasks": label_tasks, "agreement": agreement}[args.cmd](args)
 
 
 if __name__ == "__main__":
