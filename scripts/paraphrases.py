@@ -16,10 +16,11 @@ without one), so it lands in the source's split: nothing of a training situation
     .venv-train/bin/python scripts/paraphrases.py agreement --answers target/paraphrase-labels
 
 `tasks` picks every train ladder whole and a seeded sample of the register files' train lines (stage 21: 2,620 and
-1,400 lines in 8 files of about 500); `collect` checks that every answer file has one paraphrase per task line in
+1,400 lines in 8 files of about 500); `tasks --rest`, for a second round, the train lines outside the ladders that no
+paraphrase covers yet (neighbour, closing and question sets whole; 3,969 lines after stage 21); `collect` checks that every answer file has one paraphrase per task line in
 order, drops a paraphrase that is empty or a near-duplicate of its source (word-trigram overlap at or above
 emoarc's 0.6), copies the source's labels and group, reports the share of source words kept and length against
-level, and writes data/corpus/real-paraphrases.jsonl.
+level, and adds them to data/corpus/real-paraphrases.jsonl (a line answered again replaces its earlier one).
 """
 
 import argparse
@@ -50,7 +51,7 @@ Files (repository at @ROOT@; do not modify anything except your output file):
 - Read first: @DATA@/GUIDE.md (the annotation guide: especially "Intensity scale", "Hard cases",
   "Habits" and "Ladders") and @DATA@/emonet-taxonomy.json (the 40 categories and their synonyms).
 - Your input: @TASKS@/task-N.jsonl (N given below). Each line: {"id", "text", "labels",
-  and for ladders "group"}. Labels are intensities 0.25 / 0.5 / 0.75 / 1.0 of named categories; {} means no
+  and for sets "group"}. Labels are intensities 0.25 / 0.5 / 0.75 / 1.0 of named categories; {} means no
   emotion at all.
 - Your output: @TASKS@/out-N.jsonl, one JSON object per input line, same order:
   {"src": "<the input id>", "text": "<your paraphrase>"}.
@@ -74,8 +75,9 @@ How to paraphrase (the labels will be copied unchanged onto your line, so your l
    annoyed" stays 0.25 however plainly it is named, and a strong feeling shown without its name stays strong.
 5. Length: within half to one and a half times the source's length; do not make strong lines longer or weak
    lines shorter as a rule.
-6. Ladders (lines sharing a "group"): they tell one situation at rising levels. Paraphrase the ladder as a whole:
-   choose new details once and keep them across its rungs, so the rungs still differ only in intensity.
+6. Lines sharing a "group" tell one situation (a ladder: the same feeling at rising levels; a neighbour set:
+   different emotions; a closing or question set: different endings or questions). Paraphrase the set as a whole:
+   choose new details once and keep them across its lines, so the lines still differ only where their labels do.
 7. Sarcasm, understatement, profanity in praise, formal restraint: keep them if the source has them (they are
    why the labels are what they are).
 
@@ -91,19 +93,42 @@ def read_jsonl(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def tasks(args):
-    """Task files: train ladders whole and sampled register lines, shuffled in units, dealt into --shards files."""
+def first_round_units(data, n_singles):
+    """Stage 21's selection: every train ladder whole, and a seeded sample of the register files' train lines."""
     ladders, singles = {}, []
-    for e in read_jsonl(os.path.join(args.data, "corpus", "real-ladders.jsonl")):
+    for e in read_jsonl(os.path.join(data, "corpus", "real-ladders.jsonl")):
         if T.split_of(e["group"]) == "train":
             ladders.setdefault(e["group"], []).append(e)
     for name in REGISTER_FILES:
-        for e in read_jsonl(os.path.join(args.data, "corpus", name + ".jsonl")):
+        for e in read_jsonl(os.path.join(data, "corpus", name + ".jsonl")):
             if T.split_of(e.get("group") or e["id"]) == "train":
                 singles.append(e)
     rng = random.Random(SEED)
-    singles = rng.sample(singles, min(args.singles, len(singles)))
-    units = [v for _, v in sorted(ladders.items())] + [[e] for e in singles]
+    singles = rng.sample(singles, min(n_singles, len(singles)))
+    return [v for _, v in sorted(ladders.items())] + [[e] for e in singles], rng
+
+
+def rest_units(data):
+    """The train lines no paraphrase covers yet, outside the ladders (neighbour, closing and question sets whole,
+    the other register and neutral lines), for a second round."""
+    done = {r["id"][len("par-"):] for r in read_jsonl(os.path.join(data, OUT_FILE))}
+    sets, singles = {}, []
+    for path in sorted(glob.glob(os.path.join(data, "corpus", "*.jsonl"))):
+        if os.path.basename(path) in ("real-ladders.jsonl", os.path.basename(OUT_FILE)):
+            continue
+        for e in read_jsonl(path):
+            if T.split_of(e.get("group") or e["id"]) != "train" or e["id"] in done:
+                continue
+            if e.get("group"):
+                sets.setdefault(e["group"], []).append(e)
+            else:
+                singles.append(e)
+    return [v for _, v in sorted(sets.items())] + [[e] for e in singles], random.Random(SEED + 1)
+
+
+def tasks(args):
+    """Task files: whole groups and single lines, shuffled in units, dealt into --shards files."""
+    units, rng = rest_units(args.data) if args.rest else first_round_units(args.data, args.singles)
     rng.shuffle(units)
     shards = [[] for _ in range(args.shards)]
     for unit in units:  # a ladder stays in one file, so one writer gives it one new set of details
@@ -118,8 +143,9 @@ def tasks(args):
     with open(os.path.join(args.out, "PROMPT.md"), "w", encoding="utf-8") as f:
         f.write(PROMPT.replace("@ROOT@", root).replace("@DATA@", os.path.abspath(args.data))
                 .replace("@TASKS@", os.path.abspath(args.out)))
-    print(f"{sum(map(len, shards))} lines ({sum(map(len, ladders.values()))} ladder rungs, {len(singles)} single "
-          f"lines) in {len(shards)} task files under {args.out}, with PROMPT.md")
+    grouped = sum(len(u) for u in units if len(u) > 1 or u[0].get("group"))
+    print(f"{sum(map(len, shards))} lines ({grouped} in whole groups, {len(units) - sum(len(u) > 1 for u in units)} "
+          f"units of one line) in {len(shards)} task files under {args.out}, with PROMPT.md")
 
 
 def words(text):
@@ -160,18 +186,23 @@ def collect(args):
     level = np.array([max(x["labels"].values(), default=0.0) for x in out], dtype=float)
     source = np.array([len(x["_source"]) for x in out], dtype=float)
     path = os.path.join(args.data, OUT_FILE)
+    # A later round adds to the file: lines of earlier rounds stay where they are (replaced if answered again).
+    new = {x["id"]: x for x in out}
+    earlier = read_jsonl(path) if os.path.exists(path) else []
+    merged = [new.pop(r["id"], r) for r in earlier] + list(new.values())
     with open(path, "w", encoding="utf-8") as f:
-        for x in out:
+        for x in merged:
             f.write(json.dumps({key: x[key] for key in ("id", "group", "text", "labels")}, ensure_ascii=False,
                                separators=(",", ":")) + "\n")
-    print(f"{len(out)} paraphrases from {k - 1} task files ({dropped} dropped: empty or near-duplicates), written "
-          f"to {path}; source words kept {np.mean(kept_share):.2f} on average; length against level "
+    print(f"{len(out)} paraphrases from {k - 1} task files ({dropped} dropped: empty or near-duplicates), "
+          f"{len(merged)} in {path}; source words kept {np.mean(kept_share):.2f} on average; length against level "
           f"r = {np.corrcoef(length, level)[0, 1]:+.3f} (sources {np.corrcoef(source, level)[0, 1]:+.3f}); "
           f"median length ratio {np.median(length / source):.2f}")
 
 
 def label_tasks(args):
-    """A seeded sample of paraphrases as blind labelling tasks: a key and the text, in a random order."""
+    """A seeded sample of paraphrases as blind labelling tasks: a key and the text, in a random order. The sample
+    is drawn from the file as it stands (stage 21's: its 4,020 lines; a later round changes the draw)."""
     rows = read_jsonl(os.path.join(args.data, OUT_FILE))
     picked = random.Random(SEED).sample(rows, args.rows)
     os.makedirs(args.out, exist_ok=True)
@@ -245,7 +276,9 @@ def main():
     t.add_argument("--out", default="target/paraphrase")
     t.add_argument("--shards", type=int, default=8)
     t.add_argument("--singles", type=int, default=1400, help="register-file lines to sample (ladders go whole)")
-    c = sub.add_parser("collect", help="check the answers and write data/corpus/real-paraphrases.jsonl")
+    t.add_argument("--rest", action="store_true",
+                   help="second round: the train lines outside the ladders that no paraphrase covers yet")
+    c = sub.add_parser("collect", help="check the answers and add them to data/corpus/real-paraphrases.jsonl")
     c.add_argument("--answers", default="target/paraphrase")
     lt = sub.add_parser("label-tasks", help="blind labelling tasks for a seeded sample of paraphrases")
     lt.add_argument("--out", default="target/paraphrase-labels")
