@@ -10,6 +10,7 @@ without one), so it lands in the source's split: nothing of a training situation
     .venv-train/bin/python scripts/paraphrases.py tasks --out target/paraphrase   # task-K.jsonl and PROMPT.md
     # each writer (a helper agent) follows PROMPT.md for its K and writes out-K.jsonl; then:
     .venv-train/bin/python scripts/paraphrases.py collect --answers target/paraphrase
+    ./target/release/emoarc data check   # refuses a paraphrase that repeats an evaluation text, or ties length to level
     # do the copied labels fit? a blind second labeller on a seeded sample (texts only), against them:
     .venv-train/bin/python scripts/paraphrases.py label-tasks --out target/paraphrase-labels
     # each labeller answers {"key", "labels"} per task line (scripts/label_agreement.py check TASK ANSWERS), then
