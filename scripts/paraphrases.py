@@ -11,6 +11,10 @@ without one), so it lands in the source's split: nothing of a training situation
     # each writer (a helper agent) follows PROMPT.md for its K and writes out-K.jsonl; then:
     .venv-train/bin/python scripts/paraphrases.py collect --answers target/paraphrase
     ./target/release/emoarc data check   # refuses a paraphrase that repeats an evaluation text, or ties length to level
+    # round 2: tasks --rest (same collect); then a longer plain wording of the no-emotion lines, so that the
+    # rounds' mix of short plain and long emotional sources does not tie length to level:
+    .venv-train/bin/python scripts/paraphrases.py tasks --long-plain --shards 6 --out target/long-plain
+    .venv-train/bin/python scripts/paraphrases.py collect --answers target/long-plain --prefix plong
     # do the copied labels fit? a blind second labeller on a seeded sample (texts only), against them:
     .venv-train/bin/python scripts/paraphrases.py label-tasks --out target/paraphrase-labels
     # each labeller answers {"key", "labels"} per task line (scripts/label_agreement.py check TASK ANSWERS), then
@@ -18,9 +22,10 @@ without one), so it lands in the source's split: nothing of a training situation
 
 `tasks` picks every train ladder whole and a seeded sample of the register files' train lines (stage 21: 2,620 and
 1,400 lines in 8 files of about 500); `tasks --rest`, for a second round, the train lines outside the ladders that no
-paraphrase covers yet (neighbour, closing and question sets whole; 3,969 lines after stage 21); `collect` checks that every answer file has one paraphrase per task line in
-order, drops a paraphrase that is empty or a near-duplicate of its source (word-trigram overlap at or above
-emoarc's 0.6), copies the source's labels and group, reports the share of source words kept and length against
+paraphrase covers yet (neighbour, closing and question sets whole; the five length-tied files left out; 3,056 lines
+after stage 21); `collect` checks that every answer file has one paraphrase per task line in
+order, drops a paraphrase that is empty or a near-duplicate of its source or of an evaluation text (intensity pairs,
+neutral.txt; word-trigram overlap at or above emoarc's 0.6), copies the source's labels and group, reports the share of source words kept and length against
 level, and adds them to data/corpus/real-paraphrases.jsonl (a line answered again replaces its earlier one).
 """
 
@@ -42,6 +47,9 @@ REGISTER_FILES = ["negative-high", "negative-low", "physical-longing", "positive
                   "real-reddit", "real-texting", "real-tweets", "real-traps"]
 OUT_FILE = os.path.join("corpus", "real-paraphrases.jsonl")
 NEAR_DUPLICATE = 0.6  # src/data.rs NEAR_DUPLICATE: a paraphrase this close to its source says nothing new
+# src/data.rs LENGTH_TIED_FILES: written before the length rule, stronger lines longer
+LENGTH_TIED_FILES = ("negative-high.jsonl", "negative-low.jsonl", "physical-longing.jsonl", "positive-high.jsonl",
+                     "positive-low.jsonl")
 SECOND_LABELS = os.path.join("agreement", "second-labels-paraphrases.jsonl")  # under --data, by paraphrase id
 
 PROMPT = """You are writing training data for emoarc, a model that reads 40 emotion intensities (EmoNet taxonomy) from text.
@@ -88,6 +96,20 @@ non-empty texts, and that no text is a copy of its source. Fix anything that fai
 number of lines written and three example pairs (source -> paraphrase).
 """
 
+# --long-plain: a second, longer wording of lines with no emotion. Without it round 2 tied length to level across
+# its sources (no-emotion lines ~95 characters, neighbour sets ~175: r = +0.354), and a reader that takes long text
+# for feeling is the neutral false positive the issue counts.
+LONG_PLAIN = """How to write (every input line is labelled {}: no emotion at all, and your line must stay so):
+1. Same situation, a longer telling: 150 to 240 characters. Add plain detail (times, places, quantities, steps,
+   who does what, what happens next), the way people write long messages, posts, notes, emails or instructions.
+2. No emotion at all: no feeling words, no evaluation that implies one ("sadly", "finally", "annoyingly", "lovely"),
+   no exclamation marks for effect, no emoji that signal a mood, no sarcasm. Greetings and thanks as routine
+   politeness are fine once in a while, as in real logistics messages.
+3. New wording: share as few words with the source as you can; change names, places and details freely.
+4. Register: vary it (work chat, email, forum post, text message in lower case, tweet with a plain hashtag,
+   instructions, a description, spoken words), as real long plain messages vary.
+"""
+
 
 def read_jsonl(path):
     with open(path, encoding="utf-8") as f:
@@ -111,11 +133,13 @@ def first_round_units(data, n_singles):
 
 def rest_units(data):
     """The train lines no paraphrase covers yet, outside the ladders (neighbour, closing and question sets whole,
-    the other register and neutral lines), for a second round."""
+    the other register and neutral lines), for a second round. The length-tied files are left out: a paraphrase
+    keeps its source's length within a factor of 1.5, so their paraphrases inherit the tie (r 0.43 to 0.74 each in
+    round 2's first draft, which took the paraphrase file to r = +0.238, over the 0.2 limit)."""
     done = {r["id"][len("par-"):] for r in read_jsonl(os.path.join(data, OUT_FILE))}
     sets, singles = {}, []
     for path in sorted(glob.glob(os.path.join(data, "corpus", "*.jsonl"))):
-        if os.path.basename(path) in ("real-ladders.jsonl", os.path.basename(OUT_FILE)):
+        if os.path.basename(path) in ("real-ladders.jsonl", os.path.basename(OUT_FILE), *LENGTH_TIED_FILES):
             continue
         for e in read_jsonl(path):
             if T.split_of(e.get("group") or e["id"]) != "train" or e["id"] in done:
@@ -127,9 +151,24 @@ def rest_units(data):
     return [v for _, v in sorted(sets.items())] + [[e] for e in singles], random.Random(SEED + 1)
 
 
+def long_plain_units(data):
+    """Train lines labelled {} that already have a paraphrase, outside the ladders and the length-tied files: each
+    gets a second, longer wording (LONG_PLAIN)."""
+    done = {r["id"][len("par-"):] for r in read_jsonl(os.path.join(data, OUT_FILE)) if r["id"].startswith("par-")}
+    units = []
+    for path in sorted(glob.glob(os.path.join(data, "corpus", "*.jsonl"))):
+        if os.path.basename(path) in ("real-ladders.jsonl", os.path.basename(OUT_FILE), *LENGTH_TIED_FILES):
+            continue
+        units += [[e] for e in read_jsonl(path) if e["id"] in done and not e["labels"]]
+    return units, random.Random(SEED + 2)
+
+
 def tasks(args):
     """Task files: whole groups and single lines, shuffled in units, dealt into --shards files."""
-    units, rng = rest_units(args.data) if args.rest else first_round_units(args.data, args.singles)
+    if args.long_plain:
+        units, rng = long_plain_units(args.data)
+    else:
+        units, rng = rest_units(args.data) if args.rest else first_round_units(args.data, args.singles)
     rng.shuffle(units)
     shards = [[] for _ in range(args.shards)]
     for unit in units:  # a ladder stays in one file, so one writer gives it one new set of details
@@ -142,7 +181,9 @@ def tasks(args):
                                    ensure_ascii=False) + "\n")
     root = os.path.abspath(".")
     with open(os.path.join(args.out, "PROMPT.md"), "w", encoding="utf-8") as f:
-        f.write(PROMPT.replace("@ROOT@", root).replace("@DATA@", os.path.abspath(args.data))
+        prompt = PROMPT[:PROMPT.index("How to paraphrase")] + LONG_PLAIN + PROMPT[PROMPT.index("\nWork in"):] \
+            if args.long_plain else PROMPT
+        f.write(prompt.replace("@ROOT@", root).replace("@DATA@", os.path.abspath(args.data))
                 .replace("@TASKS@", os.path.abspath(args.out)))
     grouped = sum(len(u) for u in units if len(u) > 1 or u[0].get("group"))
     print(f"{sum(map(len, shards))} lines ({grouped} in whole groups, {len(units) - sum(len(u) > 1 for u in units)} "
@@ -158,8 +199,26 @@ def shingles(text):
     return set(w) if len(w) < 3 else {" ".join(w[i:i + 3]) for i in range(len(w) - 2)}
 
 
+def held_out_shingles(data):
+    """The evaluation texts emoarc data check keeps out of the corpus (intensity pairs, neutral.txt), as shingles."""
+    texts = [p[k] for p in read_jsonl(os.path.join(data, "intensity-pairs.jsonl")) for k in ("weaker", "stronger")]
+    with open(os.path.join(data, "neutral.txt"), encoding="utf-8") as f:
+        texts += [line.strip() for line in f if line.strip()]
+    return [shingles(t) for t in texts]
+
+
+def jaccard(a, b):
+    return len(a & b) / max(1, len(a | b))
+
+
+def pearson(x, y):
+    """Pearson r as text; "n/a" where one side is constant (every line of a --long-plain round is at level 0)."""
+    return f"{np.corrcoef(x, y)[0, 1]:+.3f}" if np.std(x) > 0 and np.std(y) > 0 else "n/a"
+
+
 def collect(args):
-    out, dropped, kept_share = [], 0, []
+    out, dropped, held, kept_share = [], 0, 0, []
+    evaluation = held_out_shingles(args.data)
     k = 1
     while os.path.exists(os.path.join(args.answers, f"task-{k}.jsonl")):
         task = read_jsonl(os.path.join(args.answers, f"task-{k}.jsonl"))
@@ -171,14 +230,16 @@ def collect(args):
             sys.exit(f"{path}: {len(answers)} answers, not one per task line in order ({len(task)})")
         for t, a in zip(task, answers):
             text = str(a.get("text", "")).strip()
-            a_sh, t_sh = shingles(text), shingles(t["text"])
-            overlap = len(a_sh & t_sh) / max(1, len(a_sh | t_sh))
-            if not text or overlap >= NEAR_DUPLICATE:
+            a_sh = shingles(text)
+            if not text or jaccard(a_sh, shingles(t["text"])) >= NEAR_DUPLICATE:
                 dropped += 1
+                continue
+            if any(jaccard(a_sh, e) >= NEAR_DUPLICATE for e in evaluation):
+                held += 1  # a writer can happen on an evaluation text (a plain fact, a stock phrase)
                 continue
             src_words = set(words(t["text"]))
             kept_share.append(len(src_words & set(words(text))) / max(1, len(src_words)))
-            out.append({"id": "par-" + t["id"], "group": t.get("group") or t["id"], "text": text,
+            out.append({"id": args.prefix + "-" + t["id"], "group": t.get("group") or t["id"], "text": text,
                         "labels": t["labels"], "_source": t["text"]})
         k += 1
     if not out:
@@ -195,9 +256,10 @@ def collect(args):
         for x in merged:
             f.write(json.dumps({key: x[key] for key in ("id", "group", "text", "labels")}, ensure_ascii=False,
                                separators=(",", ":")) + "\n")
-    print(f"{len(out)} paraphrases from {k - 1} task files ({dropped} dropped: empty or near-duplicates), "
+    print(f"{len(out)} paraphrases from {k - 1} task files ({dropped} dropped: empty or near-duplicates of "
+          f"their source; {held} near-duplicates of an evaluation text), "
           f"{len(merged)} in {path}; source words kept {np.mean(kept_share):.2f} on average; length against level "
-          f"r = {np.corrcoef(length, level)[0, 1]:+.3f} (sources {np.corrcoef(source, level)[0, 1]:+.3f}); "
+          f"r = {pearson(length, level)} (sources {pearson(source, level)}); "
           f"median length ratio {np.median(length / source):.2f}")
 
 
@@ -279,8 +341,11 @@ def main():
     t.add_argument("--singles", type=int, default=1400, help="register-file lines to sample (ladders go whole)")
     t.add_argument("--rest", action="store_true",
                    help="second round: the train lines outside the ladders that no paraphrase covers yet")
+    t.add_argument("--long-plain", action="store_true",
+                   help="a second, longer wording (150-240 characters) of the paraphrased lines with no emotion")
     c = sub.add_parser("collect", help="check the answers and add them to data/corpus/real-paraphrases.jsonl")
     c.add_argument("--answers", default="target/paraphrase")
+    c.add_argument("--prefix", default="par", help="id prefix: par (paraphrases), plong (tasks --long-plain)")
     lt = sub.add_parser("label-tasks", help="blind labelling tasks for a seeded sample of paraphrases")
     lt.add_argument("--out", default="target/paraphrase-labels")
     lt.add_argument("--rows", type=int, default=200)
