@@ -131,36 +131,42 @@ def first_round_units(data, n_singles):
     return [v for _, v in sorted(ladders.items())] + [[e] for e in singles], rng
 
 
-def rest_units(data):
-    """The train lines no paraphrase covers yet, outside the ladders (neighbour, closing and question sets whole,
-    the other register and neutral lines), for a second round. The length-tied files are left out: a paraphrase
-    keeps its source's length within a factor of 1.5, so their paraphrases inherit the tie (r 0.43 to 0.74 each in
-    round 2's first draft, which took the paraphrase file to r = +0.238, over the 0.2 limit)."""
-    done = {r["id"][len("par-"):] for r in read_jsonl(os.path.join(data, OUT_FILE))}
-    sets, singles = {}, []
+def paraphrased(data):
+    """Ids of the lines that have a first paraphrase (`par-`; `plong-` lines are second wordings)."""
+    return {r["id"][len("par-"):] for r in read_jsonl(os.path.join(data, OUT_FILE)) if r["id"].startswith("par-")}
+
+
+def lines_outside_ladders(data):
+    """The corpus lines, file by file in name order, of every file but the ladders, the paraphrases and the
+    length-tied files. A paraphrase keeps its source's length within a factor of 1.5, so paraphrases of a
+    length-tied file inherit its tie (r 0.43 to 0.74 each in round 2's first draft, which took the paraphrase
+    file to r = +0.238, over the 0.2 limit)."""
+    skip = ("real-ladders.jsonl", os.path.basename(OUT_FILE), *LENGTH_TIED_FILES)
     for path in sorted(glob.glob(os.path.join(data, "corpus", "*.jsonl"))):
-        if os.path.basename(path) in ("real-ladders.jsonl", os.path.basename(OUT_FILE), *LENGTH_TIED_FILES):
+        if os.path.basename(path) not in skip:
+            yield from read_jsonl(path)
+
+
+def rest_units(data):
+    """The train lines no paraphrase covers yet, outside the ladders and the length-tied files (neighbour, closing
+    and question sets whole, the other register and neutral lines), for a second round."""
+    done = paraphrased(data)
+    sets, singles = {}, []
+    for e in lines_outside_ladders(data):
+        if T.split_of(e.get("group") or e["id"]) != "train" or e["id"] in done:
             continue
-        for e in read_jsonl(path):
-            if T.split_of(e.get("group") or e["id"]) != "train" or e["id"] in done:
-                continue
-            if e.get("group"):
-                sets.setdefault(e["group"], []).append(e)
-            else:
-                singles.append(e)
+        if e.get("group"):
+            sets.setdefault(e["group"], []).append(e)
+        else:
+            singles.append(e)
     return [v for _, v in sorted(sets.items())] + [[e] for e in singles], random.Random(SEED + 1)
 
 
 def long_plain_units(data):
     """Train lines labelled {} that already have a paraphrase, outside the ladders and the length-tied files: each
     gets a second, longer wording (LONG_PLAIN)."""
-    done = {r["id"][len("par-"):] for r in read_jsonl(os.path.join(data, OUT_FILE)) if r["id"].startswith("par-")}
-    units = []
-    for path in sorted(glob.glob(os.path.join(data, "corpus", "*.jsonl"))):
-        if os.path.basename(path) in ("real-ladders.jsonl", os.path.basename(OUT_FILE), *LENGTH_TIED_FILES):
-            continue
-        units += [[e] for e in read_jsonl(path) if e["id"] in done and not e["labels"]]
-    return units, random.Random(SEED + 2)
+    done = paraphrased(data)
+    return [[e] for e in lines_outside_ladders(data) if e["id"] in done and not e["labels"]], random.Random(SEED + 2)
 
 
 def tasks(args):
