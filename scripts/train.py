@@ -15,6 +15,10 @@ Sources and what each trains (maps in data/label-maps/, read here and by `emoarc
   * Empathic Reactions: continuous Affection and Distress;
   * EmoBank: valence and arousal (the head's affect outputs).
 
+A teacher for distillation: `--mpnet DIR --layers 6` trains all-mpnet-base-v2's first six layers (through
+transformers, scripts/requirements-probe.txt) under the same head with the same recipe; it is never exported (emoarc
+has no MPNet encoder) and `--teacher-out FILE` writes its outputs on the train texts for `--teacher FILE`.
+
 Runs resume: every `--checkpoint-every` steps the model, optimiser, data order and step are saved in
 `--work` (default target/train-work), and a rerun with the same arguments continues from there.
 
@@ -355,6 +359,12 @@ class Model(torch.nn.Module):
         # Fake int8 products (`FakeInt8`), used by a forward with `quant=True` (int8-aware training).
         self.fake_int8 = None
 
+    def frozen_parameters(self):
+        return [self.word.weight, self.pos.weight, self.typ.weight, self.ln.weight, self.ln.bias]
+
+    def encoder_parameters(self):
+        return [p for l in self.layers for p in l.parameters()]
+
     def load_encoder(self, tensors):
         self.word.weight.data = tensors["embeddings.word_embeddings.weight"].float()
         self.pos.weight.data = tensors["embeddings.position_embeddings.weight"].float()
@@ -479,6 +489,57 @@ class Model(torch.nn.Module):
             if self.lex_bias is not None:
                 logits = logits + alone[:, None] * self.lex_bias
         return logits, torch.sigmoid(linear(self.affect, z))
+
+
+class MPNetTeacher(Model):
+    """all-mpnet-base-v2's first `layers` layers (through transformers) under emoarc's head, for a teacher
+    (`--mpnet`). emoarc has no MPNet encoder (its attention adds a relative position bias), so this model runs in
+    PyTorch only: it is never exported, and what it gives the shipped model is its outputs on the training texts
+    (`--teacher-out`, read by `--teacher`). Its first six layers read emotion better than MiniLM's three (README,
+    "A larger encoder"), and a teacher trained with the full recipe (ranking losses, ladders, exchanges) differs
+    from the student where the student is weak, which a frozen probe head did not."""
+
+    def __init__(self, folder, layers, hidden):
+        torch.nn.Module.__init__(self)
+        from transformers import MPNetModel  # only here: requirements-probe.txt, not needed for MiniLM runs
+
+        self.enc = MPNetModel.from_pretrained(folder, add_pooling_layer=False)
+        if layers > len(self.enc.encoder.layer):
+            raise ValueError(f"{folder} has {len(self.enc.encoder.layer)} layers, --layers asks for {layers}")
+        self.enc.encoder.layer = self.enc.encoder.layer[:layers]
+        self.enc.config.num_hidden_layers = layers
+        self.pad = self.enc.config.pad_token_id
+        h = self.enc.config.hidden_size
+        self.head0, self.head1, self.affect = torch.nn.Linear(h, hidden), torch.nn.Linear(hidden, C), torch.nn.Linear(hidden, 2)
+        self.lex = None
+        self.register_buffer("lex_bias", None)
+        self.fake_int8 = None
+
+    def frozen_parameters(self):
+        return list(self.enc.embeddings.parameters())
+
+    def encoder_parameters(self):
+        return list(self.enc.encoder.parameters())  # the layers and the shared relative position bias
+
+    def encoder_tensors(self):
+        return {k: v.detach().half().contiguous() for k, v in self.enc.encoder.state_dict().items()}
+
+    def load_best(self, work):
+        """The best step of a run in `work` (its best-*.safetensors), for reading the teacher's outputs."""
+        self.enc.encoder.load_state_dict({k: v.float() for k, v in load_file(os.path.join(work, "best-encoder.safetensors")).items()})
+        head = load_file(os.path.join(work, "best-head.safetensors"))
+        for mod, name in ((self.head0, "layers.0"), (self.head1, "layers.1"), (self.affect, "affect")):
+            mod.weight.data = head[f"{name}.weight"].float().clone()
+            mod.bias.data = head[f"{name}.bias"].float().clone()
+
+    def pooled(self, ids, mask, dropout=0.0, quant=False, record=None):
+        """As Model.pooled: the mean of the text's tokens (mask 1; a message it answers, mask 2, is attended only),
+        L2-normalised. transformers applies the config's dropout (0.1) in training mode."""
+        if quant or record is not None:
+            raise ValueError("an MPNet teacher has no int8 path")
+        hidden = self.enc(input_ids=ids.masked_fill(mask == 0, self.pad), attention_mask=(mask > 0).long()).last_hidden_state
+        m = (mask == 1).float().unsqueeze(-1)
+        return F.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1, eps=1e-12)
 
 
 # ------------------------------------------------------------------------------------------ int8-aware training
@@ -953,6 +1014,12 @@ def main():
     ap.add_argument("--exchanges", type=int, default=1,
                     help="train on data/exchanges too, each train row this many times: texts read after the message "
                          "they answer (0: not at all); a head trained with them reads context")
+    ap.add_argument("--mpnet", default=None,
+                    help="train all-mpnet-base-v2's first --layers layers (this folder: config.json, tokenizer.json, "
+                         "model.safetensors) instead of MiniLM: a teacher, never exported (see --teacher-out)")
+    ap.add_argument("--teacher-out", default=None,
+                    help="with --mpnet: write the best step's outputs on every train text (texts, logits, affect) "
+                         "to this .npz, the file --teacher reads, and stop")
     ap.add_argument("--teacher", default=None,
                     help="npz of a teacher's logits and affect per text (scripts/distill_teacher.py): rows of "
                     "--teacher-sources read alone also learn its 40 intensities and valence/arousal")
@@ -984,8 +1051,14 @@ def main():
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     os.makedirs(args.work, exist_ok=True)
-    cfg = json.load(open(os.path.join(args.base, "config.json")))
-    tok = load_tokenizer(args.base)
+    if args.mpnet and (args.out or args.export_only or args.init or args.lexical or args.qat):
+        raise SystemExit("--mpnet trains a teacher from the pretrained encoder: no --out, --export-only, --init, "
+                         "--lexical or --qat")
+    if args.teacher_out and not args.mpnet:
+        raise SystemExit("--teacher-out needs --mpnet (a MiniLM teacher is scripts/distill_teacher.py's)")
+    encoder_folder = args.mpnet or args.base
+    cfg = json.load(open(os.path.join(encoder_folder, "config.json")))
+    tok = load_tokenizer(encoder_folder)
 
     t0 = time.time()
     train, _ = load_all(args, "train")
@@ -1012,11 +1085,17 @@ def main():
     dev_feats = {k: [lexicon.features(s) for s in v] for k, v in dev_seqs.items()} if lexicon else None
     print(f"data and tokens: {time.time() - t0:.1f}s", flush=True)
 
-    model = Model(cfg, args.layers, args.hidden, len(lexicon) if lexicon else 0)
-    model.load_encoder(load_encoder_file(os.path.join(args.base, "encoder.safetensors")))
-    for p in (model.word.weight, model.pos.weight, model.typ.weight, model.ln.weight, model.ln.bias):
+    if args.mpnet:
+        model = MPNetTeacher(args.mpnet, args.layers, args.hidden)
+    else:
+        model = Model(cfg, args.layers, args.hidden, len(lexicon) if lexicon else 0)
+        model.load_encoder(load_encoder_file(os.path.join(args.base, "encoder.safetensors")))
+    for p in model.frozen_parameters():
         p.requires_grad_(False)  # embeddings stay shared with the base encoder: the override holds layers only
-    enc_params = [p for l in model.layers for p in l.parameters()]
+    enc_params = model.encoder_parameters()
+    if args.teacher_out:
+        write_teacher(args, model, train_rows, seqs)
+        return
     head_params = list(model.head0.parameters()) + list(model.head1.parameters()) + list(model.affect.parameters())
     groups = [{"params": enc_params, "lr": args.lr}, {"params": head_params, "lr": args.head_lr}]
     if model.lex is not None:
@@ -1221,6 +1300,20 @@ def main():
     print("best:", json.dumps(best), flush=True)
     if args.out:
         export(args)
+
+
+def write_teacher(args, model, train_rows, seqs):
+    """`--teacher-out`: the best step's logits and valence/arousal on every train text read alone (each text once;
+    `load_teacher` reads rows of its sources read alone), in the format of scripts/distill_teacher.py."""
+    model.load_best(args.work)
+    first = {}
+    for i, r in enumerate(train_rows):
+        if r.after is None:
+            first.setdefault(r.text, i)
+    texts = sorted(first)
+    logits, affect = predict(model, [seqs[first[t]] for t in texts], batch=64)
+    np.savez(args.teacher_out, texts=np.array(texts, dtype=object), logits=logits, affect=affect, weight=1.0)
+    print(f"wrote {args.teacher_out}: {len(texts)} texts", flush=True)
 
 
 def export(args):
