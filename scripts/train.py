@@ -348,7 +348,11 @@ class Model(torch.nn.Module):
         self.ln = torch.nn.LayerNorm(h, eps=cfg["layer_norm_eps"])
         self.layers = torch.nn.ModuleList(
             Layer(h, cfg["intermediate_size"], cfg["num_attention_heads"]) for _ in range(layers))
-        self.head0 = torch.nn.Linear(h, hidden)
+        self.init_head(h, hidden, lexical)
+
+    def init_head(self, width, hidden, lexical=0):
+        """The head's layers over a pooled vector of `width`, its lexicon's weights and intercept, no int8 products."""
+        self.head0 = torch.nn.Linear(width, hidden)
         self.head1 = torch.nn.Linear(hidden, C)
         self.affect = torch.nn.Linear(hidden, 2)
         # Lexical weights (features x categories), zero at the start so a run from a checkpoint starts where it was.
@@ -411,9 +415,7 @@ class Model(torch.nn.Module):
         with a lexicon (`lexical`) takes the head's only if it is the same size."""
         self.load_layers(load_file(os.path.join(folder, "encoder-trained.safetensors")), partial=True)
         head = load_file(os.path.join(folder, "head-trained.safetensors"))
-        for mod, name in ((self.head0, "layers.0"), (self.head1, "layers.1"), (self.affect, "affect")):
-            mod.weight.data = head[f"{name}.weight"].float().clone()
-            mod.bias.data = head[f"{name}.bias"].float().clone()
+        self.load_head(head)
         if "lexical.ids" not in head:
             return None
         lexicon = Lexicon.of_head(head)
@@ -427,6 +429,12 @@ class Model(torch.nn.Module):
             raise ValueError(f"{folder}: its head has a lexicon of {len(lexicon)} features, this model "
                              f"{self.lex.shape[0]}")
         return lexicon
+
+    def load_head(self, head):
+        """The head's layers from a head file's tensors (`head_tensors`' names); its lexicon is the caller's."""
+        for mod, name in ((self.head0, "layers.0"), (self.head1, "layers.1"), (self.affect, "affect")):
+            mod.weight.data = head[f"{name}.weight"].float().clone()
+            mod.bias.data = head[f"{name}.bias"].float().clone()
 
     def lexical_tensors(self, lexicon):
         """The lexicon for the head file: wordpiece ids and pairs (i32), idf (f32) and the weights as u8 with a per-category
@@ -509,11 +517,7 @@ class MPNetTeacher(Model):
         self.enc.encoder.layer = self.enc.encoder.layer[:layers]
         self.enc.config.num_hidden_layers = layers
         self.pad = self.enc.config.pad_token_id
-        h = self.enc.config.hidden_size
-        self.head0, self.head1, self.affect = torch.nn.Linear(h, hidden), torch.nn.Linear(hidden, C), torch.nn.Linear(hidden, 2)
-        self.lex = None
-        self.register_buffer("lex_bias", None)
-        self.fake_int8 = None
+        self.init_head(self.enc.config.hidden_size, hidden)
 
     def frozen_parameters(self):
         return list(self.enc.embeddings.parameters())
@@ -527,10 +531,7 @@ class MPNetTeacher(Model):
     def load_best(self, work):
         """The best step of a run in `work` (its best-*.safetensors), for reading the teacher's outputs."""
         self.enc.encoder.load_state_dict({k: v.float() for k, v in load_file(os.path.join(work, "best-encoder.safetensors")).items()})
-        head = load_file(os.path.join(work, "best-head.safetensors"))
-        for mod, name in ((self.head0, "layers.0"), (self.head1, "layers.1"), (self.affect, "affect")):
-            mod.weight.data = head[f"{name}.weight"].float().clone()
-            mod.bias.data = head[f"{name}.bias"].float().clone()
+        self.load_head(load_file(os.path.join(work, "best-head.safetensors")))
 
     def pooled(self, ids, mask, dropout=0.0, quant=False, record=None):
         """As Model.pooled: the mean of the text's tokens (mask 1; a message it answers, mask 2, is attended only),
