@@ -3,17 +3,13 @@ categories, of `emoarc score --precision int16` on the authored corpus's train a
 out). From the checkout, after `cargo build --release`, in the training venv (numpy, and torch for the shared
 ranks of intensity_factor_probe.py):
     .venv-train/bin/python scripts/memorisation_gap.py MODEL_DIR
-The split is emoarc's (src/data.rs, Split::of): sha256 of the group or id, buckets 0-64 train, 65-79 dev."""
-import glob, hashlib, json, os, subprocess, sys, tempfile
+The split is emoarc's (src/data.rs, Split::of; train.split_of): by the line's group, else its id."""
+import glob, json, os, subprocess, sys, tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from intensity_factor_probe import ranks  # noqa: E402  (Spearman's ranks, ties averaged)
-
-
-def split(key):
-    b = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") % 100
-    return "train" if b < 65 else "dev" if b < 80 else "test"
+from train import split_of  # noqa: E402  (emoarc's split of an id or group)
 
 
 rows = []
@@ -23,7 +19,7 @@ for f in sorted(glob.glob("data/corpus/*.jsonl")):
     for line in open(f, encoding="utf-8"):
         if line.strip():
             d = json.loads(line)
-            rows.append((split(d.get("group") or d["id"]), d["text"], d.get("labels", {})))
+            rows.append((split_of(d.get("group") or d["id"]), d["text"], d.get("labels", {})))
 tax = [c["name"] for c in json.load(open("data/emonet-taxonomy.json"))["categories"]]
 with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as t:
     for i, (_, text, _) in enumerate(rows):
