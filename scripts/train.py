@@ -159,9 +159,12 @@ def target_of(labels):
     return t
 
 
-def load_corpus(data_dir, split, folder="corpus"):
+def load_corpus(data_dir, split, folder="corpus", leave_out=()):
+    """The rows of one split of `folder`'s files, but for the file names in `leave_out` (say, the paraphrases)."""
     rows = []
     for path in sorted(glob.glob(os.path.join(data_dir, folder, "*.jsonl"))):
+        if os.path.basename(path) in leave_out:
+            continue
         for line in open(path, encoding="utf-8"):
             if not line.strip():
                 continue
@@ -750,13 +753,14 @@ def load_teacher(args, rows):
     at = {k: i for i, k in enumerate(keys)}
     sources = set(args.teacher_sources.split(","))
     chosen = [i for i, r in enumerate(rows) if r.source in sources and r.after is None]
-    missing = [rows[i].text for i in chosen if key(rows[i].text) not in at]
+    wanted = [key(rows[i].text) for i in chosen]
+    missing = [rows[i].text for i, k in zip(chosen, wanted) if k not in at]
     if missing:
         raise SystemExit(f"--teacher {args.teacher}: {len(missing)} training texts have no teacher outputs "
                          f"(first: {missing[0][:60]!r}); make it again from this data")
     where = torch.full((len(rows),), -1, dtype=torch.long)
     where[chosen] = torch.arange(len(chosen))
-    pick = [at[key(rows[i].text)] for i in chosen]
+    pick = [at[k] for k in wanted]
     print(f"teacher {args.teacher}: {len(chosen)} rows of {sorted(sources)}", flush=True)
     return where, torch.from_numpy(prob_all[pick]), torch.from_numpy(affect_all[pick])
 
