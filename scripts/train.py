@@ -781,6 +781,18 @@ def teacher_loss(teacher, idx, logits, aff, vam, va_weight):
     return loss
 
 
+def mask_wordpieces(ids, mask, rows, rate, rng):
+    """Word masking for training: each text wordpiece of a row in `rows` (batch positions) becomes [MASK] with
+    probability `rate`; [CLS], [SEP], padding and a message read before the text are kept. The network reads the
+    corpus's training lines almost word for word after sixteen stages (train Spearman 0.91 against 0.53 on dev),
+    so a line is shown with some of its wordpieces hidden, and the rest of it has to carry the label."""
+    for r in rows:
+        for j in range(1, int((mask[r] == 1).sum()) - 1):
+            if rng.random() < rate:
+                ids[r, j] = MASK_ID
+    return ids
+
+
 def collate(seqs, idx):
     L = max(len(seqs[i]) for i in idx)
     ids = torch.zeros(len(idx), L, dtype=torch.long)
@@ -798,6 +810,7 @@ def collate(seqs, idx):
 
 # Wordpieces that are never lexical features: [PAD], [CLS], [SEP], [MASK] (in every text, or in none).
 SPECIAL_IDS = {0, 101, 102, 103}
+MASK_ID = 103
 
 
 class Lexicon:
@@ -1058,6 +1071,9 @@ def main():
     ap.add_argument("--teacher-sources", default="goemotions,emobank,empathic",
                     help="sources whose rows learn from the teacher")
     ap.add_argument("--xed", type=int, default=0, help="also train on XED subtitles (licence doubt on the text, see the datasets README)")
+    ap.add_argument("--token-mask", type=float, default=0.0,
+                    help="training only: each text wordpiece of a --mask-sources row becomes [MASK] with this probability")
+    ap.add_argument("--mask-sources", default="corpus", help="sources whose rows --token-mask hides words of")
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--token-budget", type=int, default=2048)
     ap.add_argument("--max-batch", type=int, default=32)
@@ -1214,6 +1230,17 @@ def main():
     if args.rank_weight > 0:
         print(f"contrast groups over {len(graded_keys)} categories", flush=True)
 
+    mask_sources = set(args.mask_sources.split(","))
+
+    def train_collate(idx, step, part):
+        """`collate` for a training pass: `--token-mask` hides words of the batch's `--mask-sources` rows, drawn
+        from the seed, step and pass, so a resumed run draws what it would have."""
+        ids, mask = collate(seqs, idx)
+        if args.token_mask > 0:
+            rows = [r for r, i in enumerate(idx) if train_rows[i].source in mask_sources]
+            ids = mask_wordpieces(ids, mask, rows, args.token_mask, random.Random(f"{args.seed}-mask-{part}-{step}"))
+        return ids, mask
+
     def rank_loss(step):
         r = random.Random(f"{args.seed}-rank-{step}")
         k = r.choice(graded_keys)
@@ -1223,7 +1250,7 @@ def main():
                 i = r.choice(corpus_rows)
                 if train_rows[i].target[k] == 0 and train_rows[i].mask[k] > 0 and i not in idx:
                     idx.append(i)
-        ids, mask = collate(seqs, idx)
+        ids, mask = train_collate(idx, step, "rank")
         logits, _ = model(ids, mask, args.dropout, lex_batch(feats, idx))
         return ranking_loss(logits[:, k:k + 1], T([train_rows[i].target[k:k + 1] for i in idx]))
 
@@ -1239,7 +1266,7 @@ def main():
 
     def ladder_loss(step):
         idx = ladders[random.Random(f"{args.seed}-ladder-{step}").choice(ladder_keys)]
-        ids, mask = collate(seqs, idx)
+        ids, mask = train_collate(idx, step, "ladder")
         logits, _ = model(ids, mask, args.dropout, lex_batch(feats, idx))
         return ranking_loss(logits, T([train_rows[i].target for i in idx]))
 
@@ -1251,7 +1278,7 @@ def main():
         batches = epoch_order(epoch)
         for idx in batches[within:]:
             rows = [train_rows[i] for i in idx]
-            ids, mask = collate(seqs, idx)
+            ids, mask = train_collate(idx, step, "batch")
             lex = lex_batch(feats, idx)
             rng_state = torch.get_rng_state()  # the int8 pass below draws the same dropout masks
             pooled = model.pooled(ids, mask, args.dropout)
