@@ -15,7 +15,11 @@ without one), so it lands in the source's split: nothing of a training situation
     # rounds' mix of short plain and long emotional sources does not tie length to level:
     .venv-train/bin/python scripts/paraphrases.py tasks --long-plain --shards 6 --out target/long-plain
     .venv-train/bin/python scripts/paraphrases.py collect --answers target/long-plain --prefix plong
-    # do the copied labels fit? a blind second labeller on a seeded sample (texts only), against them:
+    # round 3: every train ladder told a third time, unlike its source and its first paraphrase
+    .venv-train/bin/python scripts/paraphrases.py tasks --ladders-again --out target/ladders-again
+    .venv-train/bin/python scripts/paraphrases.py collect --answers target/ladders-again --prefix par2
+    # do the copied labels fit? a blind second labeller on a seeded sample (texts only), against them
+    # (--prefix par2 for round 3's lines, written to data/agreement/second-labels-par2.jsonl):
     .venv-train/bin/python scripts/paraphrases.py label-tasks --out target/paraphrase-labels
     # each labeller answers {"key", "labels"} per task line (scripts/label_agreement.py check TASK ANSWERS), then
     .venv-train/bin/python scripts/paraphrases.py agreement --answers target/paraphrase-labels
@@ -111,6 +115,20 @@ LONG_PLAIN = """How to write (every input line is labelled {}: no emotion at all
 """
 
 
+# --ladders-again: a second paraphrase of each train ladder. The writer sees the first one too, so the third telling
+# is new; and where the model fails (a strong feeling shown without its name read as weak, a mild one that names
+# its emotion read as strong) is where the ladder's cues are worth moving.
+LADDERS_AGAIN = """
+Third telling of a ladder: every task line also has "first", the paraphrase an earlier writer made of it. Your line
+must differ from both the source and "first": a new setting or new details for the whole ladder (same kind of
+situation, same speaker's stance), and a register neither of them uses where that fits. In about half of your
+ladders let the 0.75 and 1.0 rungs show the feeling without naming it, in a calm voice (no capitals, at most one
+exclamation mark, no emoji): what the person can't stop doing, what it costs them, what they say they will do;
+and let the 0.25 and 0.5 rungs name the emotion plainly with a hedge or in passing ("a bit jealous", "kind of
+sad about it"). A strong feeling does not need shouting, and a named feeling is not a strong one.
+"""
+
+
 def read_jsonl(path):
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -169,9 +187,24 @@ def long_plain_units(data):
     return [[e] for e in lines_outside_ladders(data) if e["id"] in done and not e["labels"]], random.Random(SEED + 2)
 
 
+def ladders_again_units(data):
+    """Every train ladder whole once more, each line with its first paraphrase (`first`), which the new wording must
+    not repeat: round 1 told each ladder once, and the ladders are where intensity is ordered."""
+    first = {r["id"][len("par-"):]: r["text"] for r in read_jsonl(os.path.join(data, OUT_FILE))
+             if r["id"].startswith("par-")}
+    units, _ = first_round_units(data, 0)
+    for unit in units:
+        for e in unit:
+            if e["id"] in first:
+                e["first"] = first[e["id"]]
+    return units, random.Random(SEED + 3)
+
+
 def tasks(args):
     """Task files: whole groups and single lines, shuffled in units, dealt into --shards files."""
-    if args.long_plain:
+    if args.ladders_again:
+        units, rng = ladders_again_units(args.data)
+    elif args.long_plain:
         units, rng = long_plain_units(args.data)
     else:
         units, rng = rest_units(args.data) if args.rest else first_round_units(args.data, args.singles)
@@ -183,12 +216,13 @@ def tasks(args):
     for k, shard in enumerate(shards, 1):
         with open(os.path.join(args.out, f"task-{k}.jsonl"), "w", encoding="utf-8") as f:
             for e in shard:
-                f.write(json.dumps({key: e[key] for key in ("id", "group", "text", "labels") if key in e},
+                f.write(json.dumps({key: e[key] for key in ("id", "group", "text", "labels", "first") if key in e},
                                    ensure_ascii=False) + "\n")
     root = os.path.abspath(".")
     with open(os.path.join(args.out, "PROMPT.md"), "w", encoding="utf-8") as f:
         prompt = PROMPT[:PROMPT.index("How to paraphrase")] + LONG_PLAIN + PROMPT[PROMPT.index("\nWork in"):] \
-            if args.long_plain else PROMPT
+            if args.long_plain else PROMPT.replace("\nWork in", LADDERS_AGAIN + "\nWork in") \
+            if args.ladders_again else PROMPT
         f.write(prompt.replace("@ROOT@", root).replace("@DATA@", os.path.abspath(args.data))
                 .replace("@TASKS@", os.path.abspath(args.out)))
     grouped = sum(len(u) for u in units if len(u) > 1 or u[0].get("group"))
@@ -237,7 +271,7 @@ def collect(args):
         for t, a in zip(task, answers):
             text = str(a.get("text", "")).strip()
             a_sh = shingles(text)
-            if not text or jaccard(a_sh, shingles(t["text"])) >= NEAR_DUPLICATE:
+            if not text or any(jaccard(a_sh, shingles(t[key])) >= NEAR_DUPLICATE for key in ("text", "first") if key in t):
                 dropped += 1
                 continue
             if any(jaccard(a_sh, e) >= NEAR_DUPLICATE for e in evaluation):
@@ -270,9 +304,10 @@ def collect(args):
 
 
 def label_tasks(args):
-    """A seeded sample of paraphrases as blind labelling tasks: a key and the text, in a random order. The sample
-    is drawn from the file as it stands (stage 21's: its 4,020 lines; a later round changes the draw)."""
-    rows = read_jsonl(os.path.join(args.data, OUT_FILE))
+    """A seeded sample of one round's paraphrases (ids `--prefix`-...) as blind labelling tasks: a key and the text,
+    in a random order. The sample is drawn from the file as it stands (stage 21's: its 4,020 lines; a later round
+    changes the draw)."""
+    rows = [r for r in read_jsonl(os.path.join(args.data, OUT_FILE)) if r["id"].startswith(args.prefix + "-")]
     picked = random.Random(SEED).sample(rows, args.rows)
     os.makedirs(args.out, exist_ok=True)
     for k in range(args.shards):
@@ -288,7 +323,7 @@ def agreement_figures(first, second):
     """Micro agreement of two labellings over the same rows (dicts category -> level): presence F1 (present =
     any level), Spearman and mean absolute difference over the cells the first labelling marks present (the
     second's level there, 0 if absent), and the share of rows whose strongest category is the same."""
-    from scipy.stats import spearmanr
+    from intensity_factor_probe import ranks  # Spearman's ranks, ties averaged (scipy is not a training requirement)
     tp = fp = fn = 0
     a, b, same_top = [], [], []
     for f, s in zip(first, second):
@@ -298,7 +333,7 @@ def agreement_figures(first, second):
         if f and s:
             same_top.append(max(f, key=f.get) == max(s, key=s.get))
     return {"rows": len(first), "presence_f1": 2 * tp / max(1, 2 * tp + fp + fn),
-            "spearman_present": float(spearmanr(a, b).correlation), "mean_abs_present": float(np.mean(np.abs(np.subtract(a, b)))),
+            "spearman_present": float(np.corrcoef(ranks(np.array(a)), ranks(np.array(b)))[0, 1]), "mean_abs_present": float(np.mean(np.abs(np.subtract(a, b)))),
             "same_strongest": float(np.mean(same_top))}
 
 
@@ -315,7 +350,8 @@ def agreement(args):
     missing = sorted(set(keys) - set(answers))
     if missing:
         sys.exit(f"{len(missing)} keys not answered, for example {missing[:3]}")
-    out = os.path.join(args.data, SECOND_LABELS)
+    out = os.path.join(args.data, SECOND_LABELS if args.prefix == "par" else
+                       os.path.join("agreement", f"second-labels-{args.prefix}.jsonl"))
     with open(out, "w", encoding="utf-8") as f:
         for key in sorted(keys):
             f.write(json.dumps({"id": keys[key], "labels": answers[key]}, ensure_ascii=False) + "\n")
@@ -349,15 +385,21 @@ def main():
                    help="second round: the train lines outside the ladders that no paraphrase covers yet")
     t.add_argument("--long-plain", action="store_true",
                    help="a second, longer wording (150-240 characters) of the paraphrased lines with no emotion")
+    t.add_argument("--ladders-again", action="store_true",
+                   help="third round: every train ladder told again, unlike its source and its first paraphrase")
     c = sub.add_parser("collect", help="check the answers and add them to data/corpus/real-paraphrases.jsonl")
     c.add_argument("--answers", default="target/paraphrase")
-    c.add_argument("--prefix", default="par", help="id prefix: par (paraphrases), plong (tasks --long-plain)")
+    c.add_argument("--prefix", default="par",
+                   help="id prefix: par (paraphrases), plong (tasks --long-plain), par2 (tasks --ladders-again)")
     lt = sub.add_parser("label-tasks", help="blind labelling tasks for a seeded sample of paraphrases")
     lt.add_argument("--out", default="target/paraphrase-labels")
     lt.add_argument("--rows", type=int, default=200)
     lt.add_argument("--shards", type=int, default=2)
+    lt.add_argument("--prefix", default="par", help="sample the paraphrases of this round (par, par2, plong)")
     ag = sub.add_parser("agreement", help="collect the second labels and compare them with the copied labels")
     ag.add_argument("--answers", default="target/paraphrase-labels")
+    ag.add_argument("--prefix", default="par", help="the round label-tasks sampled (par writes "
+                    "second-labels-paraphrases.jsonl, another round second-labels-PREFIX.jsonl)")
     args = ap.parse_args()
     {"tasks": tasks, "collect": collect, "label-tasks": label_tasks, "agreement": agreement}[args.cmd](args)
 
