@@ -150,8 +150,10 @@ def first_round_units(data, n_singles):
 
 
 def paraphrased(data):
-    """Ids of the lines that have a first paraphrase (`par-`; `plong-` lines are second wordings)."""
-    return {r["id"][len("par-"):] for r in read_jsonl(os.path.join(data, OUT_FILE)) if r["id"].startswith("par-")}
+    """The first paraphrase (`par-`; `plong-` and `par2-` lines are further wordings) of each line that has one, by
+    the source's id."""
+    return {r["id"][len("par-"):]: r["text"] for r in read_jsonl(os.path.join(data, OUT_FILE))
+            if r["id"].startswith("par-")}
 
 
 def lines_outside_ladders(data):
@@ -190,8 +192,7 @@ def long_plain_units(data):
 def ladders_again_units(data):
     """Every train ladder whole once more, each line with its first paraphrase (`first`), which the new wording must
     not repeat: round 1 told each ladder once, and the ladders are where intensity is ordered."""
-    first = {r["id"][len("par-"):]: r["text"] for r in read_jsonl(os.path.join(data, OUT_FILE))
-             if r["id"].startswith("par-")}
+    first = paraphrased(data)
     units, _ = first_round_units(data, 0)
     for unit in units:
         for e in unit:
@@ -220,9 +221,11 @@ def tasks(args):
                                    ensure_ascii=False) + "\n")
     root = os.path.abspath(".")
     with open(os.path.join(args.out, "PROMPT.md"), "w", encoding="utf-8") as f:
-        prompt = PROMPT[:PROMPT.index("How to paraphrase")] + LONG_PLAIN + PROMPT[PROMPT.index("\nWork in"):] \
-            if args.long_plain else PROMPT.replace("\nWork in", LADDERS_AGAIN + "\nWork in") \
-            if args.ladders_again else PROMPT
+        prompt = PROMPT
+        if args.long_plain:
+            prompt = PROMPT[:PROMPT.index("How to paraphrase")] + LONG_PLAIN + PROMPT[PROMPT.index("\nWork in"):]
+        elif args.ladders_again:
+            prompt = PROMPT.replace("\nWork in", LADDERS_AGAIN + "\nWork in")
         f.write(prompt.replace("@ROOT@", root).replace("@DATA@", os.path.abspath(args.data))
                 .replace("@TASKS@", os.path.abspath(args.out)))
     grouped = sum(len(u) for u in units if len(u) > 1 or u[0].get("group"))
@@ -271,7 +274,9 @@ def collect(args):
         for t, a in zip(task, answers):
             text = str(a.get("text", "")).strip()
             a_sh = shingles(text)
-            if not text or any(jaccard(a_sh, shingles(t[key])) >= NEAR_DUPLICATE for key in ("text", "first") if key in t):
+            # a copy of the source, or (round 3) of the first paraphrase the writer was shown, says nothing new
+            if not text or any(jaccard(a_sh, shingles(t[key])) >= NEAR_DUPLICATE
+                               for key in ("text", "first") if key in t):
                 dropped += 1
                 continue
             if any(jaccard(a_sh, e) >= NEAR_DUPLICATE for e in evaluation):
@@ -333,7 +338,8 @@ def agreement_figures(first, second):
         if f and s:
             same_top.append(max(f, key=f.get) == max(s, key=s.get))
     return {"rows": len(first), "presence_f1": 2 * tp / max(1, 2 * tp + fp + fn),
-            "spearman_present": float(np.corrcoef(ranks(np.array(a)), ranks(np.array(b)))[0, 1]), "mean_abs_present": float(np.mean(np.abs(np.subtract(a, b)))),
+            "spearman_present": float(np.corrcoef(ranks(np.array(a)), ranks(np.array(b)))[0, 1]),
+            "mean_abs_present": float(np.mean(np.abs(np.subtract(a, b)))),
             "same_strongest": float(np.mean(same_top))}
 
 
